@@ -1,0 +1,569 @@
+"""One-pass binning of voxel probabilities into per-bin sufficient statistics.
+
+The private ``@njit`` kernel does no checking; the public functions validate, cast,
+allocate and call it (spec §2 and §6).  The kernel runs in parallel over a fixed number of
+accumulator *slots*: voxel chunk ``i`` always goes to slot ``i % N_SLOTS`` and slots are
+reduced in a fixed order, so results do not depend on the number of threads at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from .stats import BINNINGS, CLOSURES, DEFAULT_EMPTY_WEIGHT, BinStats
+
+N_SLOTS = 64
+CHUNK = 8192
+CLIP_TOLERANCE = 1e-3
+
+# outcome codes stored in the label lookup table
+_NEGATIVE, _POSITIVE, _EXCLUDED, _UNDECLARED = 0, 1, 2, 3
+# probability decoding modes
+_DIRECT, _TABLE, _AFFINE = 0, 1, 2
+# per-slot check counters
+_NONFINITE, _CLIPPED, _FAR_OUT, _UNDECLARED_N = 0, 1, 2, 3
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _bin_kernel(
+    probs, mode, table, slope, divisor, intercept,
+    labels, lut, lut_offset, mask, use_mask,
+    edges, right_closed, soft, tolerance,
+):  # pragma: no cover - compiled
+    """probs ``[C, N]`` (any numeric dtype), labels ``[1 or C, N]`` ints, lut uint8 ``[C, L]``.
+
+    Returns per-slot count int64 ``[S, C, B]``, soft weights float64 ``[S, C, B]``,
+    sums float64 ``[S, C, B, 4]`` (p, y, p², p·y), confusion int64 ``[S, C, 5]``
+    (tp, fp, fn, tn, clipped), checks int64 ``[S, 4]`` and value range float64 ``[S, 2]``.
+    """
+    n_classes, n_vox = probs.shape
+    n_bins = edges.shape[0] - 1
+    n_lut = lut.shape[1]
+    per_class_labels = labels.shape[0] > 1
+    count = np.zeros((N_SLOTS, n_classes, n_bins if not soft else 1), dtype=np.int64)
+    weight = np.zeros((N_SLOTS, n_classes, n_bins if soft else 1), dtype=np.float64)
+    sums = np.zeros((N_SLOTS, n_classes, n_bins, 4), dtype=np.float64)
+    confusion = np.zeros((N_SLOTS, n_classes, 5), dtype=np.int64)
+    checks = np.zeros((N_SLOTS, 4), dtype=np.int64)
+    value_range = np.empty((N_SLOTS, 2), dtype=np.float64)
+    value_range[:, 0] = np.inf
+    value_range[:, 1] = -np.inf
+    n_chunks = (n_vox + CHUNK - 1) // CHUNK
+    fb = np.float64(n_bins)
+    for slot in numba.prange(N_SLOTS):
+        for chunk in range(slot, n_chunks, N_SLOTS):
+            start = chunk * CHUNK
+            stop = min(start + CHUNK, n_vox)
+            for c in range(n_classes):
+                lrow = c if per_class_labels else 0
+                for v in range(start, stop):
+                    if use_mask and not mask[v]:
+                        continue
+                    code = np.int64(labels[lrow, v]) - lut_offset
+                    if code < 0 or code >= n_lut:
+                        if c == 0:
+                            checks[slot, _UNDECLARED_N] += 1
+                        continue
+                    outcome = lut[c, code]
+                    if outcome > _POSITIVE:
+                        if outcome == _UNDECLARED and c == 0:
+                            checks[slot, _UNDECLARED_N] += 1
+                        continue
+                    if mode == _TABLE:
+                        p = table[np.int64(probs[c, v])]
+                    elif mode == _AFFINE:
+                        p = np.float64(probs[c, v]) * slope / divisor + intercept
+                    else:
+                        p = np.float64(probs[c, v])
+                    if not np.isfinite(p):
+                        checks[slot, _NONFINITE] += 1
+                        continue
+                    if p < 0.0 or p > 1.0:
+                        if p < value_range[slot, 0]:
+                            value_range[slot, 0] = p
+                        if p > value_range[slot, 1]:
+                            value_range[slot, 1] = p
+                        if p < -tolerance or p > 1.0 + tolerance:
+                            checks[slot, _FAR_OUT] += 1
+                            continue
+                        checks[slot, _CLIPPED] += 1
+                        confusion[slot, c, 4] += 1
+                        p = min(max(p, 0.0), 1.0)
+                    y = np.float64(outcome)
+                    if p > 0.5:
+                        if outcome:
+                            confusion[slot, c, 0] += 1
+                        else:
+                            confusion[slot, c, 1] += 1
+                    elif outcome:
+                        confusion[slot, c, 2] += 1
+                    else:
+                        confusion[slot, c, 3] += 1
+                    if soft:
+                        # linear split between neighbouring bin centres (k + 1/2) / B
+                        x = p * fb - 0.5
+                        if x <= 0.0:
+                            k, w_lo = 0, 1.0
+                        elif x >= fb - 1.0:
+                            k, w_lo = n_bins - 1, 1.0
+                        else:
+                            k = np.int64(x)
+                            w_lo = 1.0 - (x - k)
+                        for j in range(2):
+                            w = w_lo if j == 0 else 1.0 - w_lo
+                            if w == 0.0:
+                                continue
+                            b = k + j
+                            weight[slot, c, b] += w
+                            sums[slot, c, b, 0] += w * p
+                            sums[slot, c, b, 1] += w * y
+                            sums[slot, c, b, 2] += w * p * p
+                            sums[slot, c, b, 3] += w * p * y
+                    else:
+                        k = min(np.int64(p * fb), n_bins - 1)
+                        if right_closed:
+                            while k > 0 and p <= edges[k]:
+                                k -= 1
+                            while k < n_bins - 1 and p > edges[k + 1]:
+                                k += 1
+                        else:
+                            while k > 0 and p < edges[k]:
+                                k -= 1
+                            while k < n_bins - 1 and p >= edges[k + 1]:
+                                k += 1
+                        count[slot, c, k] += 1
+                        sums[slot, c, k, 0] += p
+                        sums[slot, c, k, 1] += y
+                        sums[slot, c, k, 2] += p * p
+                        sums[slot, c, k, 3] += p * y
+    return count, weight, sums, confusion, checks, value_range
+
+
+def bin_edges(n_bins: int, dtype=np.float64) -> np.ndarray:
+    """float64 ``[n_bins + 1]`` edges ``k / n_bins`` rounded to the precision of ``dtype``.
+
+    Integer-stored maps are scaled to float64 first, so their edges are float64.
+
+    >>> bin_edges(5, np.float32)[1] == np.float32(0.2)
+    True
+    """
+    n_bins = _check_n_bins(n_bins)
+    dtype = np.dtype(dtype)
+    exact = np.arange(n_bins + 1, dtype=np.float64) / n_bins
+    if dtype.kind == "f" and dtype.itemsize < 8:
+        return exact.astype(dtype).astype(np.float64)
+    return exact
+
+
+def _check_n_bins(n_bins) -> int:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+    return int(n_bins)
+
+
+def _check_choice(name: str, value, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+class BinAccumulator:
+    """Accumulates per-bin statistics class by class, so channels can be streamed.
+
+    ``BinAccumulator(["liver", "tumour"], precision=np.float32)`` then
+    ``add_class(0, probs_liver, labels, label_value=1)`` … and ``result()``.
+    Adding every class once gives exactly what :func:`bin_image` gives on the stacked array.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        *,
+        n_bins: int = 20,
+        precision=np.float32,
+        closure: str = "right",
+        binning: str = "hard",
+        empty_weight: float = DEFAULT_EMPTY_WEIGHT,
+        where: str = "",
+    ) -> None:
+        self.n_bins = _check_n_bins(n_bins)
+        self.closure = _check_choice("closure", closure, CLOSURES)
+        self.binning = _check_choice("binning", binning, BINNINGS)
+        if not empty_weight >= 0:
+            raise ValueError(f"empty_weight must be >= 0, got {empty_weight!r}")
+        self.empty_weight = float(empty_weight)
+        self.class_names = tuple(str(n) for n in class_names)
+        self.edges = bin_edges(self.n_bins, _edge_precision(np.dtype(precision)))
+        self.where = where
+        shape = (len(self.class_names), self.n_bins)
+        self._count = np.zeros(shape, dtype=np.int64 if binning == "hard" else np.float64)
+        self._sums = np.zeros((*shape, 4))
+        self._confusion = np.zeros((shape[0], 5), dtype=np.int64)
+        self._done = np.zeros(shape[0], dtype=bool)
+
+    def add_class(
+        self,
+        index: int,
+        probs: np.ndarray,
+        labels: np.ndarray,
+        *,
+        label_value: int | None = None,
+        region: Sequence[int] | None = None,
+        mask: np.ndarray | None = None,
+        ignore_label: int | None = None,
+        declared_labels: Sequence[int] | None = None,
+        scale: float | None = None,
+        intercept: float = 0.0,
+    ) -> None:
+        """Bin one class.
+
+        probs: ``(*spatial)`` probabilities of this class (float, or integers with ``scale``
+        as the multiplier, e.g. ``1/255``; uint8 without scale means ``/255``).
+        labels: ``(*spatial)`` integer label map (outcome ``label == label_value`` or
+        ``isin(label, region)``), or a boolean outcome when neither is given.
+        """
+        if not 0 <= index < len(self.class_names):
+            raise ValueError(f"{self.where}class index {index} out of range")
+        name = self.class_names[index]
+        probs = np.asarray(probs)
+        labels = np.asarray(labels)
+        if probs.shape != labels.shape:
+            raise ValueError(
+                f"{self.where}class {name!r}: probabilities have shape {probs.shape} "
+                f"but labels have {labels.shape}"
+            )
+        if labels.dtype == bool and label_value is None and region is None:
+            lut_rows, offset = np.array([[_NEGATIVE, _POSITIVE]], dtype=np.uint8), 0
+            if ignore_label is not None:
+                raise ValueError(f"{self.where}ignore_label needs an integer label map")
+        else:
+            if label_value is None and region is None:
+                raise ValueError(f"{self.where}class {name!r}: give label_value or region")
+            members = [label_value] if region is None else list(region)
+            lut_rows, offset = _label_lut(
+                [members], ignore_label, declared_labels, where=self.where
+            )
+        probs_flat, labels_flat, mask_flat = _flatten_together(
+            probs, _as_int_labels(labels, self.where), mask, self.where
+        )
+        result = _run_kernel(
+            probs_flat[None], labels_flat[None], lut_rows, offset, mask_flat,
+            self, scale, intercept, [name],
+        )
+        self._merge(result, [index])
+
+    def add_all(
+        self,
+        probs: np.ndarray,
+        labels: np.ndarray,
+        *,
+        classes: Sequence[int] | None = None,
+        regions: Sequence[Sequence[int]] | None = None,
+        mask: np.ndarray | None = None,
+        ignore_label: int | None = None,
+        declared_labels: Sequence[int] | None = None,
+        scale: float | None = None,
+        intercept: float = 0.0,
+    ) -> None:
+        """Bin every class of ``probs`` ``(C, *spatial)`` in one pass (see :func:`bin_image`)."""
+        probs = np.asarray(probs)
+        labels = np.asarray(labels)
+        n_classes = len(self.class_names)
+        if probs.shape[0] != n_classes:
+            raise ValueError(
+                f"{self.where}probabilities have {probs.shape[0]} channels "
+                f"but {n_classes} classes are declared"
+            )
+        spatial = probs.shape[1:]
+        if labels.dtype == bool and classes is None and regions is None:
+            if labels.shape != probs.shape:
+                raise ValueError(
+                    f"{self.where}boolean outcomes have shape {labels.shape} but "
+                    f"probabilities have {probs.shape}; expected one outcome per class"
+                )
+            if ignore_label is not None:
+                raise ValueError(f"{self.where}ignore_label needs an integer label map")
+            lut = np.tile(np.array([[_NEGATIVE, _POSITIVE]], dtype=np.uint8), (n_classes, 1))
+            offset = 0
+            label_rows = labels.reshape(n_classes, -1).view(np.uint8)
+            probs_rows = probs.reshape(n_classes, -1)
+            mask_flat = _flat_mask(mask, spatial, self.where)
+        else:
+            if labels.shape != spatial:
+                raise ValueError(
+                    f"{self.where}probabilities have shape {probs.shape} but labels have "
+                    f"{labels.shape}; expected labels of shape {spatial}"
+                )
+            if regions is not None:
+                members = [list(r) for r in regions]
+            else:
+                values = range(n_classes) if classes is None else classes
+                members = [[v] for v in values]
+            if len(members) != n_classes:
+                raise ValueError(
+                    f"{self.where}{len(members)} label values/regions given "
+                    f"for {n_classes} probability channels"
+                )
+            lut, offset = _label_lut(members, ignore_label, declared_labels, where=self.where)
+            probs_rows = probs.reshape(n_classes, -1)
+            label_rows = _as_int_labels(labels, self.where).reshape(1, -1)
+            mask_flat = _flat_mask(mask, spatial, self.where)
+        result = _run_kernel(
+            probs_rows, label_rows, lut, offset, mask_flat, self, scale, intercept,
+            list(self.class_names),
+        )
+        self._merge(result, list(range(n_classes)))
+
+    def _merge(self, result, indices) -> None:
+        count, sums, confusion = result
+        self._count[indices] += count
+        self._sums[indices] += sums
+        self._confusion[indices] += confusion
+        self._done[indices] = True
+
+    def result(self, *, require_all: bool = True) -> BinStats:
+        """The accumulated :class:`BinStats` (``require_all``: every class was added)."""
+        if require_all and not self._done.all():
+            missing = [n for n, d in zip(self.class_names, self._done) if not d]
+            raise ValueError(f"{self.where}no probabilities were added for {missing}")
+        return BinStats(
+            count=self._count.copy(),
+            sum_p=self._sums[..., 0], sum_y=self._sums[..., 1],
+            sum_p2=self._sums[..., 2], sum_py=self._sums[..., 3],
+            tp=self._confusion[:, 0], fp=self._confusion[:, 1],
+            fn=self._confusion[:, 2], tn=self._confusion[:, 3],
+            n_clipped=self._confusion[:, 4],
+            edges=self.edges, class_names=self.class_names, closure=self.closure,
+            binning=self.binning, empty_weight=self.empty_weight, n_images=1,
+        )
+
+
+def bin_image(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_bins: int = 20,
+    classes: Sequence[int] | None = None,
+    mask: np.ndarray | None = None,
+    ignore_label: int | None = None,
+    closure: str = "right",
+    binning: str = "hard",
+    regions: Sequence[Sequence[int]] | None = None,
+    class_names: Sequence[str] | None = None,
+    empty_weight: float = DEFAULT_EMPTY_WEIGHT,
+    scale: float | None = None,
+    declared_labels: Sequence[int] | None = None,
+    where: str = "",
+) -> BinStats:
+    """Bin one image in one pass and return its :class:`BinStats`.
+
+    Parameters
+    ----------
+    probs : ``(C, *spatial)`` probabilities (float16/32/64, or integers: uint8 means ``/255``,
+        other integers need ``scale``); a ``(*spatial)`` array is one foreground class.
+    labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (regions).
+    classes : label value of each channel (default ``0..C-1``; ``[1]`` for one channel).
+    regions : instead of ``classes``, the label values of each channel's region
+        (outcome ``isin(label, region)``).
+    mask : optional bool ``(*spatial)``; voxels outside it are ignored.
+    ignore_label : voxels with this label value are ignored.
+    closure : ``"right"`` (``e_k < p <= e_k+1``, default) or ``"left"``.
+    binning : ``"hard"`` or ``"soft"`` (linear split between bin centres, spec §6).
+    declared_labels : label values allowed in ``labels`` (default: background 0, every
+        class or region value and the ignore label); others raise ``ValueError``.
+    where : prefix for error messages, e.g. ``"case 0042: "``.
+
+    >>> import numpy as np
+    >>> p = np.array([[0.8, 0.1], [0.3, 0.6]])
+    >>> y = np.array([[1, 0], [0, 1]])
+    >>> stats = bin_image(p, y, n_bins=5)
+    >>> stats.count.tolist()
+    [[1, 1, 0, 1, 0]]
+    """
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
+    if probs.ndim == labels.ndim and labels.dtype != bool:
+        probs = probs[None]
+        if classes is None and regions is None:
+            classes = [1]
+    elif probs.ndim == labels.ndim and labels.dtype == bool and probs.shape == labels.shape:
+        if probs.ndim < 3 and classes is None:
+            # a (*spatial) map with a boolean (*spatial) outcome: one class
+            probs, labels = probs[None], labels[None]
+    if probs.ndim < 2:
+        raise ValueError(f"{where}probabilities must be at least 1-D per class, got {probs.shape}")
+    n_classes = probs.shape[0]
+    if class_names is None:
+        if regions is not None:
+            class_names = [f"region{i}" for i in range(n_classes)]
+        elif classes is not None:
+            class_names = [f"label{v}" for v in classes]
+        else:
+            class_names = [f"class{c}" for c in range(n_classes)]
+    accumulator = BinAccumulator(
+        class_names, n_bins=n_bins, precision=probs.dtype, closure=closure,
+        binning=binning, empty_weight=empty_weight, where=where,
+    )
+    accumulator.add_all(
+        probs, labels, classes=classes, regions=regions, mask=mask,
+        ignore_label=ignore_label, declared_labels=declared_labels, scale=scale,
+    )
+    return accumulator.result()
+
+
+# --------------------------------------------------------------------------- helpers
+def _edge_precision(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _label_lut(members, ignore_label, declared_labels, *, where: str):
+    """uint8 ``[C, L]`` outcome table over label values ``offset .. offset + L - 1``."""
+    all_members = sorted({int(v) for m in members for v in m})
+    declared = set(all_members) | {0}
+    if declared_labels is not None:
+        declared |= {int(v) for v in declared_labels}
+    if ignore_label is not None:
+        if not float(ignore_label).is_integer():
+            raise ValueError(f"{where}ignore_label must be an integer, got {ignore_label!r}")
+        declared.add(int(ignore_label))
+    low, high = min(declared), max(declared)
+    if high - low > 10_000_000:
+        raise ValueError(f"{where}label values span {low}..{high}; too wide for a label map")
+    lut = np.full((len(members), high - low + 1), _UNDECLARED, dtype=np.uint8)
+    lut[:, [v - low for v in declared]] = _NEGATIVE
+    for row, values in enumerate(members):
+        lut[row, [int(v) - low for v in values]] = _POSITIVE
+    if ignore_label is not None:
+        lut[:, int(ignore_label) - low] = _EXCLUDED
+    return lut, low
+
+
+def _as_int_labels(labels: np.ndarray, where: str) -> np.ndarray:
+    if labels.dtype == bool:
+        return labels.view(np.uint8)
+    if labels.dtype.kind in "iu":
+        return labels
+    if labels.dtype.kind == "f":
+        finite = np.isfinite(labels)
+        if not finite.all() or not np.array_equal(labels, np.round(labels)):
+            bad = labels[~finite | (labels != np.round(labels))]
+            raise ValueError(
+                f"{where}labels must be integral; found {bad.size} non-integral values "
+                f"such as {bad.ravel()[:3].tolist()}"
+            )
+        return labels.astype(np.int32)
+    raise ValueError(f"{where}labels must be integers or booleans, got dtype {labels.dtype}")
+
+
+def _flat_mask(mask, spatial, where):
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != tuple(spatial):
+        raise ValueError(f"{where}mask has shape {mask.shape}, expected {tuple(spatial)}")
+    if mask.dtype != bool:
+        raise ValueError(f"{where}mask must be boolean, got dtype {mask.dtype}")
+    return mask.reshape(-1)
+
+
+def _flatten_together(probs, labels, mask, where):
+    """Flatten arrays of one spatial shape in a common memory order, copying only if needed."""
+    arrays = [probs, labels] + ([] if mask is None else [np.asarray(mask)])
+    order = "F" if all(a.flags.f_contiguous for a in arrays) else "C"
+    if mask is not None:
+        if mask.shape != probs.shape:
+            raise ValueError(f"{where}mask has shape {mask.shape}, expected {probs.shape}")
+        if np.asarray(mask).dtype != bool:
+            raise ValueError(f"{where}mask must be boolean, got dtype {np.asarray(mask).dtype}")
+        mask_flat = np.asarray(mask).ravel(order=order)
+    else:
+        mask_flat = None
+    return probs.ravel(order=order), labels.ravel(order=order), mask_flat
+
+
+def _decoder(dtype: np.dtype, scale, intercept, where: str):
+    """(mode, table, slope, divisor, intercept): stored value → ``raw * slope / divisor + b``.
+
+    A scale that is ``1/n`` for an integer ``n`` divides by ``n``, so ``k/255`` values are
+    exactly the float64 numbers ``k/255`` and land on the same side of every edge.
+    """
+    empty = np.zeros(1)
+    if dtype == np.float16:
+        table = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
+        return _TABLE, table, 1.0, 1.0, 0.0
+    if dtype.kind == "f":
+        if scale is not None and (scale != 1 or intercept != 0):
+            slope, divisor = _slope_divisor(scale)
+            return _AFFINE, empty, slope, divisor, float(intercept)
+        return _DIRECT, empty, 1.0, 1.0, 0.0
+    if dtype.kind in "iu":
+        if scale is None:
+            if dtype != np.uint8:
+                raise ValueError(
+                    f"{where}integer probabilities of dtype {dtype} need a scale factor "
+                    "(e.g. scale=1/65535); only uint8 defaults to /255"
+                )
+            scale = 1 / 255
+        slope, divisor = _slope_divisor(scale)
+        if dtype in (np.uint8, np.uint16):
+            values = np.arange(2 ** (8 * dtype.itemsize), dtype=np.float64)
+            return _TABLE, values * slope / divisor + float(intercept), 1.0, 1.0, 0.0
+        return _AFFINE, empty, slope, divisor, float(intercept)
+    raise ValueError(f"{where}probabilities must be numeric, got dtype {dtype}")
+
+
+def _slope_divisor(scale) -> tuple[float, float]:
+    scale = float(scale)
+    if scale <= 0 or not np.isfinite(scale):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    inverse = 1.0 / scale
+    if abs(inverse - round(inverse)) < 1e-6 * inverse:
+        return 1.0, float(round(inverse))
+    return scale, 1.0
+
+
+def _run_kernel(probs, labels, lut, offset, mask, acc: BinAccumulator, scale, intercept, names):
+    """Call the kernel on ``probs`` ``[C, N]`` and turn its slots into class sums."""
+    where = acc.where
+    mode, table, slope, divisor, inter = _decoder(probs.dtype, scale, intercept, where)
+    if probs.dtype == np.float16:
+        probs = probs.view(np.uint16)
+    if not probs.flags.c_contiguous:
+        probs = np.ascontiguousarray(probs)
+    if not labels.flags.c_contiguous:
+        labels = np.ascontiguousarray(labels)
+    use_mask = mask is not None
+    if use_mask and mask.size != probs.shape[1]:
+        raise ValueError(f"{where}mask has {mask.size} voxels, expected {probs.shape[1]}")
+    count, weight, sums, confusion, checks, value_range = _bin_kernel(
+        probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset),
+        mask if use_mask else np.zeros(1, dtype=np.bool_), use_mask,
+        acc.edges, acc.closure == "right", acc.binning == "soft", CLIP_TOLERANCE,
+    )
+    checks = checks.sum(axis=0)
+    low, high = value_range[:, 0].min(), value_range[:, 1].max()
+    classes = ", ".join(map(repr, names))
+    if checks[_NONFINITE]:
+        raise ValueError(
+            f"{where}probabilities of {classes} contain {checks[_NONFINITE]} non-finite "
+            "values (NaN or inf); expected finite values in [0, 1]"
+        )
+    if checks[_FAR_OUT]:
+        raise ValueError(
+            f"{where}probabilities of {classes} range over [{low:.6g}, {high:.6g}]; "
+            f"expected values in [0, 1] (up to {CLIP_TOLERANCE:g} outside is clipped)"
+        )
+    if checks[_UNDECLARED_N]:
+        raise ValueError(
+            f"{where}labels hold {checks[_UNDECLARED_N]} voxels with values that no class "
+            f"declares (declared: {_declared_values(lut, offset)})"
+        )
+    counts = (weight if acc.binning == "soft" else count).sum(axis=0)
+    return counts, sums.sum(axis=0), confusion.sum(axis=0)
+
+
+def _declared_values(lut: np.ndarray, offset: int) -> list[int]:
+    return [int(i) + offset for i in np.flatnonzero(lut[0] != _UNDECLARED)]

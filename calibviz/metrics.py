@@ -1,0 +1,133 @@
+"""Calibration and segmentation metrics as pure functions of :class:`BinStats` (spec §3, §9).
+
+Every function takes one ``BinStats`` and returns float64 ``[C]`` (one value per class).
+``METRICS`` maps each per-image metric name to its function: every table and report is
+built from it, so adding a metric here adds it everywhere.
+
+>>> import numpy as np
+>>> from calibviz import bin_image
+>>> stats = bin_image(np.array([[0.7, 0.3], [0.1, 0.9]]), np.array([[1, 0], [0, 1]]), n_bins=5)
+>>> float(ece(stats)[0]), float(ace(stats)[0]), float(mce(stats)[0])
+(0.2, 0.2, 0.3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .stats import BinStats
+
+
+def calibration_gaps(stats: BinStats) -> np.ndarray:
+    """float64 ``[C, B]`` ``|mean confidence − frequency|`` per bin; NaN for empty bins."""
+    return np.abs(stats.mean_confidence - stats.frequency)
+
+
+def _bin_weights(stats: BinStats) -> np.ndarray:
+    """float64 ``[C, B]`` voxel counts (soft weights) of non-empty bins, 0 elsewhere."""
+    return np.where(stats.nonempty, stats.count, 0).astype(np.float64)
+
+
+def ece(stats: BinStats) -> np.ndarray:
+    """Expected calibration error ``Σ n_k d_k / Σ n_k`` per class; NaN without voxels."""
+    gaps = np.nan_to_num(calibration_gaps(stats))
+    weights = _bin_weights(stats)
+    total = weights.sum(axis=1)
+    out = np.full(stats.n_classes, np.nan)
+    np.divide((weights * gaps).sum(axis=1), total, out=out, where=total > 0)
+    return out
+
+
+def ace(stats: BinStats) -> np.ndarray:
+    """Average calibration error: mean gap over non-empty bins (the paper's headline metric)."""
+    gaps = calibration_gaps(stats)
+    n_nonempty = stats.nonempty.sum(axis=1)
+    out = np.full(stats.n_classes, np.nan)
+    np.divide(np.nansum(gaps, axis=1), n_nonempty, out=out, where=n_nonempty > 0)
+    return out
+
+
+def mce(stats: BinStats) -> np.ndarray:
+    """Maximum calibration error: largest gap over non-empty bins."""
+    gaps = np.where(stats.nonempty, calibration_gaps(stats), -np.inf)
+    out = gaps.max(axis=1)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def brier(stats: BinStats) -> np.ndarray:
+    """Brier score ``(Σp² − 2Σp·y + Σy) / Σn`` per class (y is 0/1 so ``Σy² = Σy``)."""
+    total = stats.count.sum(axis=1).astype(np.float64)
+    numerator = (stats.sum_p2 - 2 * stats.sum_py + stats.sum_y).sum(axis=1)
+    out = np.full(stats.n_classes, np.nan)
+    np.divide(numerator, total, out=out, where=total > 0)
+    return out
+
+
+def brier_decomposition(stats: BinStats) -> dict[str, np.ndarray]:
+    """Murphy's decomposition of the Brier score from binned sums, float64 ``[C]`` each.
+
+    ``brier = reliability − resolution + uncertainty + within_bin_variance
+    − 2·within_bin_covariance`` holds exactly (Stephenson et al. 2008): the last two terms
+    are the part binning hides, and they come straight from ``Σp²`` and ``Σp·y``.
+    Empty bins (``W < empty_weight`` when soft) are left out of every term.
+    """
+    n = _bin_weights(stats)
+    total = n.sum(axis=1)
+    keep = stats.nonempty
+    sum_p = np.where(keep, stats.sum_p, 0.0)
+    sum_y = np.where(keep, stats.sum_y, 0.0)
+    sum_p2 = np.where(keep, stats.sum_p2, 0.0)
+    sum_py = np.where(keep, stats.sum_py, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_bar = np.where(keep, sum_p / np.where(keep, n, 1), 0.0)
+        y_bar = np.where(keep, sum_y / np.where(keep, n, 1), 0.0)
+        base_rate = sum_y.sum(axis=1) / total
+        terms = {
+            "reliability": (n * (p_bar - y_bar) ** 2).sum(axis=1) / total,
+            "resolution": (n * (y_bar - base_rate[:, None]) ** 2).sum(axis=1) / total,
+            "uncertainty": base_rate * (1 - base_rate),
+            "within_bin_variance": (sum_p2 - n * p_bar**2).sum(axis=1) / total,
+            "within_bin_covariance": (sum_py - n * p_bar * y_bar).sum(axis=1) / total,
+        }
+    return {name: np.where(total > 0, value, np.nan) for name, value in terms.items()}
+
+
+def dice(stats: BinStats) -> np.ndarray:
+    """Dice of each channel thresholded at ``p > 0.5``; NaN when truth and prediction are empty."""
+    tp = stats.tp.astype(np.float64)
+    denominator = 2 * tp + stats.fp + stats.fn
+    out = np.full(stats.n_classes, np.nan)
+    np.divide(2 * tp, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def n_truth(stats: BinStats) -> np.ndarray:
+    """Ground-truth voxel count per class (as float64, for tables)."""
+    return stats.n_truth.astype(np.float64)
+
+
+MetricFunction = Callable[[BinStats], np.ndarray]
+
+#: The per-image calibration and segmentation metrics, in report order.
+METRICS: dict[str, MetricFunction] = {
+    "ece": ece,
+    "ace": ace,
+    "mce": mce,
+    "brier": brier,
+    "dice": dice,
+}
+
+#: Metrics that are calibration errors computed from bins (these honour the absent policy).
+CALIBRATION_METRICS = ("ece", "ace", "mce", "brier")
+
+
+def compute_metrics(stats: BinStats, names=None) -> dict[str, np.ndarray]:
+    """``{name: float64 [C]}`` for every registered metric (or the given names)."""
+    names = list(METRICS) if names is None else list(names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+    return {name: METRICS[name](stats) for name in names}
