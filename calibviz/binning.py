@@ -30,7 +30,7 @@ _NONFINITE, _CLIPPED, _FAR_OUT, _UNDECLARED_N = 0, 1, 2, 3
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _bin_kernel(
     probs, mode, table, slope, divisor, intercept,
-    labels, lut, lut_offset, mask, use_mask,
+    labels, lut, lut_offset, strict_labels, mask, use_mask,
     edges, right_closed, soft, tolerance,
 ):  # pragma: no cover - compiled
     """probs ``[C, N]`` (any numeric dtype), labels ``[1 or C, N]`` ints, lut uint8 ``[C, L]``.
@@ -64,10 +64,13 @@ def _bin_kernel(
                         continue
                     code = np.int64(labels[lrow, v]) - lut_offset
                     if code < 0 or code >= n_lut:
-                        if c == 0:
-                            checks[slot, _UNDECLARED_N] += 1
-                        continue
-                    outcome = lut[c, code]
+                        if strict_labels:
+                            if c == 0:
+                                checks[slot, _UNDECLARED_N] += 1
+                            continue
+                        outcome = _NEGATIVE
+                    else:
+                        outcome = lut[c, code]
                     if outcome > _POSITIVE:
                         if outcome == _UNDECLARED and c == 0:
                             checks[slot, _UNDECLARED_N] += 1
@@ -224,6 +227,8 @@ class BinAccumulator:
         as the multiplier, e.g. ``1/255``; uint8 without scale means ``/255``).
         labels: ``(*spatial)`` integer label map (outcome ``label == label_value`` or
         ``isin(label, region)``), or a boolean outcome when neither is given.
+        declared_labels: when given, label values outside it (and the class values) raise;
+        otherwise every other value is simply a negative outcome.
         """
         if not 0 <= index < len(self.class_names):
             raise ValueError(f"{self.where}class index {index} out of range")
@@ -237,20 +242,22 @@ class BinAccumulator:
             )
         if labels.dtype == bool and label_value is None and region is None:
             lut_rows, offset = np.array([[_NEGATIVE, _POSITIVE]], dtype=np.uint8), 0
+            strict = True
             if ignore_label is not None:
                 raise ValueError(f"{self.where}ignore_label needs an integer label map")
         else:
             if label_value is None and region is None:
                 raise ValueError(f"{self.where}class {name!r}: give label_value or region")
             members = [label_value] if region is None else list(region)
+            strict = declared_labels is not None
             lut_rows, offset = _label_lut(
-                [members], ignore_label, declared_labels, where=self.where
+                [members], ignore_label, declared_labels, strict=strict, where=self.where
             )
         probs_flat, labels_flat, mask_flat = _flatten_together(
             probs, _as_int_labels(labels, self.where), mask, self.where
         )
         result = _run_kernel(
-            probs_flat[None], labels_flat[None], lut_rows, offset, mask_flat,
+            probs_flat[None], labels_flat[None], lut_rows, offset, strict, mask_flat,
             self, scale, intercept, [name],
         )
         self._merge(result, [index])
@@ -312,7 +319,7 @@ class BinAccumulator:
             label_rows = _as_int_labels(labels, self.where).reshape(1, -1)
             mask_flat = _flat_mask(mask, spatial, self.where)
         result = _run_kernel(
-            probs_rows, label_rows, lut, offset, mask_flat, self, scale, intercept,
+            probs_rows, label_rows, lut, offset, True, mask_flat, self, scale, intercept,
             list(self.class_names),
         )
         self._merge(result, list(range(n_classes)))
@@ -364,7 +371,8 @@ def bin_image(
     ----------
     probs : ``(C, *spatial)`` probabilities (float16/32/64, or integers: uint8 means ``/255``,
         other integers need ``scale``); a ``(*spatial)`` array is one foreground class.
-    labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (regions).
+    labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (regions);
+        for one class with a boolean outcome pass ``probs[None], outcome[None]``.
     classes : label value of each channel (default ``0..C-1``; ``[1]`` for one channel).
     regions : instead of ``classes``, the label values of each channel's region
         (outcome ``isin(label, region)``).
@@ -389,10 +397,9 @@ def bin_image(
         probs = probs[None]
         if classes is None and regions is None:
             classes = [1]
-    elif probs.ndim == labels.ndim and labels.dtype == bool and probs.shape == labels.shape:
-        if probs.ndim < 3 and classes is None:
-            # a (*spatial) map with a boolean (*spatial) outcome: one class
-            probs, labels = probs[None], labels[None]
+    elif probs.ndim == 1 and labels.shape == probs.shape:
+        # a flat list of voxels with a boolean outcome: one class
+        probs, labels = probs[None], labels[None]
     if probs.ndim < 2:
         raise ValueError(f"{where}probabilities must be at least 1-D per class, got {probs.shape}")
     n_classes = probs.shape[0]
@@ -419,7 +426,7 @@ def _edge_precision(dtype: np.dtype) -> np.dtype:
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _label_lut(members, ignore_label, declared_labels, *, where: str):
+def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, where: str):
     """uint8 ``[C, L]`` outcome table over label values ``offset .. offset + L - 1``."""
     all_members = sorted({int(v) for m in members for v in m})
     declared = set(all_members) | {0}
@@ -432,7 +439,8 @@ def _label_lut(members, ignore_label, declared_labels, *, where: str):
     low, high = min(declared), max(declared)
     if high - low > 10_000_000:
         raise ValueError(f"{where}label values span {low}..{high}; too wide for a label map")
-    lut = np.full((len(members), high - low + 1), _UNDECLARED, dtype=np.uint8)
+    fill = _UNDECLARED if strict else _NEGATIVE
+    lut = np.full((len(members), high - low + 1), fill, dtype=np.uint8)
     lut[:, [v - low for v in declared]] = _NEGATIVE
     for row, values in enumerate(members):
         lut[row, [int(v) - low for v in values]] = _POSITIVE
@@ -525,7 +533,9 @@ def _slope_divisor(scale) -> tuple[float, float]:
     return scale, 1.0
 
 
-def _run_kernel(probs, labels, lut, offset, mask, acc: BinAccumulator, scale, intercept, names):
+def _run_kernel(
+    probs, labels, lut, offset, strict, mask, acc: BinAccumulator, scale, intercept, names
+):
     """Call the kernel on ``probs`` ``[C, N]`` and turn its slots into class sums."""
     where = acc.where
     mode, table, slope, divisor, inter = _decoder(probs.dtype, scale, intercept, where)
@@ -539,7 +549,7 @@ def _run_kernel(probs, labels, lut, offset, mask, acc: BinAccumulator, scale, in
     if use_mask and mask.size != probs.shape[1]:
         raise ValueError(f"{where}mask has {mask.size} voxels, expected {probs.shape[1]}")
     count, weight, sums, confusion, checks, value_range = _bin_kernel(
-        probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset),
+        probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset), strict,
         mask if use_mask else np.zeros(1, dtype=np.bool_), use_mask,
         acc.edges, acc.closure == "right", acc.binning == "soft", CLIP_TOLERANCE,
     )

@@ -1,0 +1,163 @@
+"""Slow, plainly written reference implementations (the test oracle).
+
+Nothing here shares code with calibviz: bins are found with ``np.searchsorted`` on edges
+built independently, sums are Python-level loops over classes and bins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def edges(n_bins: int, dtype) -> np.ndarray:
+    """k/B rounded to the input precision (float64 for integers)."""
+    dtype = np.dtype(dtype)
+    values = np.array([k / n_bins for k in range(n_bins + 1)])
+    if dtype.kind == "f":
+        return values.astype(dtype).astype(np.float64)
+    return values
+
+
+def to_probability(values: np.ndarray, scale=None) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        divisor = 255.0 if scale is None else round(1 / scale)
+        return values.astype(np.float64) / divisor
+    return values.astype(np.float64)
+
+
+def hard_bin_index(p: np.ndarray, e: np.ndarray, closure: str) -> np.ndarray:
+    side = "left" if closure == "right" else "right"
+    return np.searchsorted(e[1:-1], p, side=side)
+
+
+def outcomes(labels, classes=None, regions=None, n_classes=1):
+    """list of bool arrays, one per class."""
+    labels = np.asarray(labels)
+    if labels.dtype == bool and classes is None and regions is None:
+        return [labels[c] for c in range(n_classes)]
+    if regions is not None:
+        return [np.isin(labels, list(r)) for r in regions]
+    if classes is None:
+        classes = range(n_classes)
+    return [labels == v for v in classes]
+
+
+def naive_bin(
+    probs, labels, *, n_bins=20, classes=None, regions=None, mask=None, ignore_label=None,
+    closure="right", binning="hard", scale=None,
+):
+    """dict of arrays like BinStats: count, sum_p, sum_y, sum_p2, sum_py [C,B]; tp..tn [C]."""
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
+    e = edges(n_bins, probs.dtype)
+    n_classes = probs.shape[0]
+    ys = outcomes(labels, classes, regions, n_classes)
+    keep = np.ones(probs.shape[1:], dtype=bool)
+    if mask is not None:
+        keep &= np.asarray(mask)
+    if ignore_label is not None:
+        keep &= labels != ignore_label
+    names = ("count", "sum_p", "sum_y", "sum_p2", "sum_py")
+    out = {k: np.zeros((n_classes, n_bins)) for k in names}
+    for k in ("tp", "fp", "fn", "tn"):
+        out[k] = np.zeros(n_classes, dtype=np.int64)
+    centres = (np.arange(n_bins) + 0.5) / n_bins
+    for c in range(n_classes):
+        p = np.clip(to_probability(probs[c], scale)[keep], 0.0, 1.0)
+        y = ys[c][keep].astype(np.float64)
+        pred = p > 0.5
+        out["tp"][c] = np.sum(pred & (y == 1))
+        out["fp"][c] = np.sum(pred & (y == 0))
+        out["fn"][c] = np.sum(~pred & (y == 1))
+        out["tn"][c] = np.sum(~pred & (y == 0))
+        if binning == "hard":
+            index = hard_bin_index(p, e, closure)
+            for b in range(n_bins):
+                sel = index == b
+                out["count"][c, b] = sel.sum()
+                out["sum_p"][c, b] = p[sel].sum()
+                out["sum_y"][c, b] = y[sel].sum()
+                out["sum_p2"][c, b] = (p[sel] ** 2).sum()
+                out["sum_py"][c, b] = (p[sel] * y[sel]).sum()
+        else:
+            for b in range(n_bins):
+                # triangular weight around each centre, flat beyond the outer centres
+                w = np.clip(1.0 - np.abs(p - centres[b]) * n_bins, 0.0, 1.0)
+                if b == 0:
+                    w = np.where(p <= centres[0], 1.0, w)
+                if b == n_bins - 1:
+                    w = np.where(p >= centres[-1], 1.0, w)
+                out["count"][c, b] = w.sum()
+                out["sum_p"][c, b] = (w * p).sum()
+                out["sum_y"][c, b] = (w * y).sum()
+                out["sum_p2"][c, b] = (w * p * p).sum()
+                out["sum_py"][c, b] = (w * p * y).sum()
+    return out
+
+
+def naive_errors(sums, empty_weight=None):
+    """(ece, ace, mce, brier) per class from naive sums, with plain loops."""
+    n_classes, n_bins = sums["count"].shape
+    result = {k: np.full(n_classes, np.nan) for k in ("ece", "ace", "mce", "brier")}
+    for c in range(n_classes):
+        gaps, weights = [], []
+        for b in range(n_bins):
+            n = sums["count"][c, b]
+            empty = n < empty_weight if empty_weight is not None else n == 0
+            if empty:
+                continue
+            gaps.append(abs(sums["sum_p"][c, b] / n - sums["sum_y"][c, b] / n))
+            weights.append(n)
+        if gaps:
+            result["ece"][c] = sum(g * w for g, w in zip(gaps, weights)) / sum(weights)
+            result["ace"][c] = sum(gaps) / len(gaps)
+            result["mce"][c] = max(gaps)
+        total = sums["count"][c].sum()
+        if total > 0:
+            result["brier"][c] = (
+                sums["sum_p2"][c].sum() - 2 * sums["sum_py"][c].sum() + sums["sum_y"][c].sum()
+            ) / total
+    return result
+
+
+def naive_voxel_errors(p, y, n_bins, closure="right"):
+    """ECE/ACE/MCE straight from voxel lists (no sufficient statistics)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    index = hard_bin_index(p, edges(n_bins, np.float64), closure)
+    gaps, counts = [], []
+    for b in range(n_bins):
+        sel = index == b
+        if sel.any():
+            gaps.append(abs(p[sel].mean() - y[sel].mean()))
+            counts.append(sel.sum())
+    gaps, counts = np.array(gaps), np.array(counts)
+    return {
+        "ece": float((gaps * counts).sum() / counts.sum()),
+        "ace": float(gaps.mean()),
+        "mce": float(gaps.max()),
+        "brier": float(np.mean((p - y) ** 2)),
+    }
+
+
+def naive_dice(p, y):
+    pred = np.asarray(p) > 0.5
+    y = np.asarray(y).astype(bool)
+    denominator = pred.sum() + y.sum()
+    if denominator == 0:
+        return np.nan
+    return 2 * (pred & y).sum() / denominator
+
+
+def naive_reliability_histogram(frequencies, n_bins, closure="right"):
+    """frequencies: [n_images][B] lists with None/NaN for empty bins → int [B_freq, B_conf]."""
+    e = edges(n_bins, np.float64)
+    grid = np.zeros((n_bins, n_bins), dtype=np.int64)
+    for image in frequencies:
+        for col, f in enumerate(image):
+            if f is None or np.isnan(f):
+                continue
+            row = hard_bin_index(np.array([f]), e, closure)[0]
+            grid[row, col] += 1
+    return grid

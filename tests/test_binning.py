@@ -1,0 +1,215 @@
+"""The binning kernel equals the naive oracle, on random, edge and odd inputs."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from calibviz import BinAccumulator, bin_edges, bin_image
+from calibviz.binning import N_SLOTS
+
+from . import naive
+
+SUM_FIELDS = ("count", "sum_p", "sum_y", "sum_p2", "sum_py", "tp", "fp", "fn", "tn")
+
+
+def assert_matches_naive(stats, expected, rtol=1e-12):
+    for name in SUM_FIELDS:
+        np.testing.assert_allclose(
+            getattr(stats, name), expected[name], rtol=rtol, atol=1e-9, err_msg=name
+        )
+
+
+def random_case(rng, shape, n_classes, dtype=np.float32):
+    logits = rng.normal(size=(n_classes, *shape))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=0)
+    labels = rng.integers(0, n_classes, size=shape)
+    return probs.astype(dtype), labels
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("closure", ["right", "left"])
+@pytest.mark.parametrize("shape", [(17, 23), (9, 11, 7)])
+def test_random_matches_naive(dtype, closure, shape):
+    rng = np.random.default_rng(0)
+    probs, labels = random_case(rng, shape, 3, dtype)
+    stats = bin_image(probs, labels, n_bins=10, closure=closure)
+    assert_matches_naive(stats, naive.naive_bin(probs, labels, n_bins=10, closure=closure))
+
+
+@pytest.mark.parametrize("n_bins", [1, 2, 5, 10, 20, 50])
+@pytest.mark.parametrize("closure", ["right", "left"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_exactly_on_every_edge(n_bins, closure, dtype):
+    edge_values = np.array([k / n_bins for k in range(n_bins + 1)]).astype(dtype)
+    # every edge, and the neighbouring representable numbers on both sides
+    values = np.concatenate([
+        edge_values,
+        np.nextafter(edge_values, dtype(2)).clip(0, 1),
+        np.nextafter(edge_values, dtype(-1)).clip(0, 1),
+    ]).astype(dtype)
+    labels = (np.arange(values.size) % 2).astype(np.int64)
+    stats = bin_image(values, labels, n_bins=n_bins, closure=closure)
+    expected = naive.naive_bin(values[None], labels, n_bins=n_bins, classes=[1], closure=closure)
+    assert_matches_naive(stats, expected)
+    # an edge value goes to the lower bin (right-closed) or the upper bin (left-closed)
+    for k in range(1, n_bins):
+        single = bin_image(edge_values[k : k + 1], labels[:1], n_bins=n_bins, closure=closure)
+        assert single.count[0].argmax() == (k - 1 if closure == "right" else k)
+
+
+def test_zero_and_one_go_to_end_bins():
+    for closure in ("right", "left"):
+        stats = bin_image(np.array([0.0, 1.0]), np.array([0, 1]), n_bins=4, closure=closure)
+        assert stats.count.tolist() == [[1, 0, 0, 1]]
+
+
+@pytest.mark.parametrize("n_bins", [5, 10, 20, 17])
+def test_quantised_k_over_255(n_bins):
+    raw = np.arange(256, dtype=np.uint8)
+    labels = np.arange(256) % 3 == 0
+    stats = bin_image(raw, labels.astype(np.int64), n_bins=n_bins)
+    expected = naive.naive_bin(raw[None], labels.astype(np.int64), n_bins=n_bins, classes=[1])
+    assert_matches_naive(stats, expected)
+    as_float = bin_image(raw / 255.0, labels.astype(np.int64), n_bins=n_bins)
+    np.testing.assert_array_equal(stats.count, as_float.count)
+
+
+def test_uint16_with_scale_matches_float():
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 65536, size=(2, 40, 30)).astype(np.uint16)
+    labels = rng.integers(0, 2, size=(40, 30))
+    stats = bin_image(raw, labels, n_bins=20, scale=1 / 65535)
+    expected = naive.naive_bin(raw, labels, n_bins=20, scale=1 / 65535)
+    assert_matches_naive(stats, expected)
+
+
+def test_mask_and_ignore_label():
+    rng = np.random.default_rng(2)
+    probs, labels = random_case(rng, (20, 20, 5), 3, np.float32)
+    labels[rng.random(labels.shape) < 0.1] = 255
+    mask = rng.random(labels.shape) < 0.7
+    stats = bin_image(probs, labels, n_bins=20, mask=mask, ignore_label=255)
+    expected = naive.naive_bin(probs, labels, n_bins=20, mask=mask, ignore_label=255)
+    assert_matches_naive(stats, expected)
+    assert stats.n_voxels[0] == np.sum(mask & (labels != 255))
+
+
+def test_regions_and_boolean_outcomes():
+    rng = np.random.default_rng(3)
+    labels = rng.choice([0, 1, 2, 4], size=(30, 30))
+    regions = [[1, 2, 4], [1, 4], [4]]
+    probs = rng.random((3, 30, 30)).astype(np.float32)
+    stats = bin_image(probs, labels, regions=regions)
+    assert_matches_naive(stats, naive.naive_bin(probs, labels, regions=regions))
+    outcomes = np.stack([np.isin(labels, r) for r in regions])
+    from_bool = bin_image(probs, outcomes)
+    assert_matches_naive(from_bool, naive.naive_bin(probs, labels, regions=regions))
+
+
+@pytest.mark.parametrize("shape", [(15, 13), (8, 9, 10)])
+def test_soft_binning_matches_naive(shape):
+    rng = np.random.default_rng(4)
+    probs, labels = random_case(rng, shape, 3, np.float64)
+    probs[0].flat[:5] = [0.0, 1.0, 0.025, 0.975, 0.5]
+    stats = bin_image(probs, labels, n_bins=20, binning="soft")
+    assert_matches_naive(stats, naive.naive_bin(probs, labels, n_bins=20, binning="soft"))
+    # every voxel spreads unit weight
+    np.testing.assert_allclose(stats.count.sum(axis=1), np.prod(shape))
+
+
+def test_streaming_classes_equals_all_at_once():
+    rng = np.random.default_rng(5)
+    probs, labels = random_case(rng, (31, 29, 11), 4, np.float32)
+    mask = rng.random(labels.shape) < 0.8
+    whole = bin_image(probs, labels, n_bins=20, mask=mask, class_names=list("abcd"))
+    accumulator = BinAccumulator(list("abcd"), n_bins=20, precision=np.float32)
+    for c in (2, 0, 3, 1):  # any order
+        accumulator.add_class(c, probs[c], labels, label_value=c, mask=mask)
+    assert accumulator.result().equals(whole)  # exactly
+
+
+def test_fortran_ordered_channel_streams_like_c_order():
+    rng = np.random.default_rng(6)
+    probs, labels = random_case(rng, (16, 12, 6), 2, np.float32)
+    accumulator = BinAccumulator(["bg", "fg"], precision=np.float32)
+    for c in range(2):
+        accumulator.add_class(c, np.asfortranarray(probs[c]), np.asfortranarray(labels),
+                              label_value=c)
+    np.testing.assert_allclose(
+        accumulator.result().sum_p, bin_image(probs, labels).sum_p, rtol=1e-12
+    )
+
+
+def test_independent_of_thread_count():
+    rng = np.random.default_rng(7)
+    probs, labels = random_case(rng, (64, 64, 40), 3, np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = bin_image(probs, labels)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = bin_image(probs, labels)
+    finally:
+        numba.set_num_threads(before)
+    assert probs[0].size > 8 * 8192  # enough chunks to spread over N_SLOTS
+    assert N_SLOTS >= 2
+    assert single.equals(many)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=hnp.arrays(np.float64, st.integers(1, 60), elements=st.floats(0, 1)),
+    n_bins=st.integers(1, 30),
+    closure=st.sampled_from(["right", "left"]),
+    binning=st.sampled_from(["hard", "soft"]),
+    seed=st.integers(0, 2**16),
+)
+def test_hypothesis_matches_naive(values, n_bins, closure, binning, seed):
+    labels = np.random.default_rng(seed).integers(0, 2, size=values.shape)
+    stats = bin_image(values, labels, n_bins=n_bins, closure=closure, binning=binning)
+    expected = naive.naive_bin(
+        values[None], labels, n_bins=n_bins, classes=[1], closure=closure, binning=binning
+    )
+    assert_matches_naive(stats, expected, rtol=1e-9)
+
+
+def test_edges_rounded_to_input_precision():
+    assert bin_edges(10, np.float32)[3] == np.float64(np.float32(0.3))
+    assert bin_edges(10, np.float64)[3] == 0.3
+    assert bin_edges(10, np.uint8)[3] == 0.3
+    # a float32 0.3 sits on the float32 edge: right-closed puts it in bin 2
+    stats = bin_image(np.array([0.3], dtype=np.float32), np.array([1]), n_bins=10)
+    assert stats.count[0].argmax() == 2
+
+
+def test_clipping_within_tolerance_is_counted():
+    stats = bin_image(np.array([-1e-7, 0.2, 1.0000001]), np.array([0, 0, 1]), n_bins=10)
+    assert stats.n_clipped.tolist() == [2]
+    assert stats.count[0, 0] == 1 and stats.count[0, 9] == 1
+
+
+@pytest.mark.parametrize(
+    ("probs", "labels", "kwargs", "message"),
+    [
+        (np.array([0.2, 1.3]), np.array([0, 1]), {}, r"range over \[.*1\.3.*expected values"),
+        (np.array([0.2, np.nan]), np.array([0, 1]), {}, "non-finite"),
+        (np.array([0.2, 0.5]), np.array([0, 1, 1]), {}, "shape"),
+        (np.array([0.2, 0.5]), np.array([0.0, 0.5]), {}, "integral"),
+        (np.array([0.2, 0.5]), np.array([0, 7]), {}, "no class declares"),
+        (np.array([0.2, 0.5]), np.array([0, 1]), {"closure": "middle"}, "closure must be"),
+        (np.array([0.2, 0.5]), np.array([0, 1]), {"binning": "fuzzy"}, "binning must be"),
+        (np.array([0.2, 0.5]), np.array([0, 1]), {"n_bins": 0}, "n_bins must be"),
+        (np.array([3, 5], dtype=np.int32), np.array([0, 1]), {}, "need a scale"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(probs, labels, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bin_image(probs, labels, where="case 0042: ", **kwargs)
+    if not any(word in message for word in ("closure", "binning", "n_bins")):
+        with pytest.raises(ValueError, match="case 0042"):
+            bin_image(probs, labels, where="case 0042: ", **kwargs)
