@@ -27,6 +27,115 @@ _DIRECT, _TABLE, _AFFINE = 0, 1, 2
 _NONFINITE, _CLIPPED, _FAR_OUT, _UNDECLARED_N = 0, 1, 2, 3
 
 
+_COPIES = 4  # interleaved accumulator copies: break store-to-load chains on a busy bin
+
+
+@numba.njit(cache=True, nogil=True, inline="never")
+def _bin_run(
+    acc, probs_row, mode, table, slope, divisor, intercept,
+    label_row, lut_row, lut_offset, strict_labels, count_undeclared, mask, use_mask,
+    edges, right_closed, soft, tolerance, start, stop, counters, checks, value_range,
+):  # pragma: no cover - compiled
+    """Bin voxels ``start..stop`` of one class into ``acc`` ``[copies, B * 5]``.
+
+    ``counters`` int64 ``[5]`` (scored, predicted positive, true positive, truth, clipped),
+    ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are updated in place.
+    """
+    n_bins = edges.shape[0] - 1
+    n_lut = lut_row.shape[0]
+    fb = np.float64(n_bins)
+    n_scored = 0
+    n_pos = 0
+    n_pos_y = 0
+    n_y = 0
+    n_clip = 0
+    for v in range(start, stop):
+        if use_mask and not mask[v]:
+            continue
+        code = np.int64(label_row[v]) - lut_offset
+        if code < 0 or code >= n_lut:
+            if strict_labels:
+                if count_undeclared:
+                    checks[_UNDECLARED_N] += 1
+                continue
+            outcome = _NEGATIVE
+        else:
+            outcome = lut_row[code]
+        if outcome > _POSITIVE:
+            if outcome == _UNDECLARED and count_undeclared:
+                checks[_UNDECLARED_N] += 1
+            continue
+        if mode == _TABLE:
+            p = table[np.int64(probs_row[v])]
+        elif mode == _AFFINE:
+            p = np.float64(probs_row[v]) * slope / divisor + intercept
+        else:
+            p = np.float64(probs_row[v])
+        if not (p >= 0.0 and p <= 1.0):
+            if not np.isfinite(p):
+                checks[_NONFINITE] += 1
+                continue
+            value_range[0] = min(value_range[0], p)
+            value_range[1] = max(value_range[1], p)
+            if p < -tolerance or p > 1.0 + tolerance:
+                checks[_FAR_OUT] += 1
+                continue
+            checks[_CLIPPED] += 1
+            n_clip += 1
+            p = min(max(p, 0.0), 1.0)
+        y_int = np.int64(outcome)
+        positive = np.int64(p > 0.5)
+        n_scored += 1
+        n_y += y_int
+        n_pos += positive
+        n_pos_y += positive * y_int
+        y = np.float64(y_int)
+        row = acc[v & (_COPIES - 1)]
+        if soft:
+            # linear split between neighbouring bin centres (k + 1/2) / B
+            x = p * fb - 0.5
+            if x <= 0.0:
+                k, w_lo = 0, 1.0
+            elif x >= fb - 1.0:
+                k, w_lo = n_bins - 1, 1.0
+            else:
+                k = np.int64(x)
+                w_lo = 1.0 - (x - k)
+            for step in range(2):
+                w = w_lo if step == 0 else 1.0 - w_lo
+                if w == 0.0:
+                    continue
+                j = (k + step) * 5
+                row[j] += w
+                row[j + 1] += w * p
+                row[j + 2] += w * y
+                row[j + 3] += w * p * p
+                row[j + 4] += w * p * y
+        else:
+            k = min(np.int64(p * fb), n_bins - 1)
+            if right_closed:
+                while k > 0 and p <= edges[k]:
+                    k -= 1
+                while k < n_bins - 1 and p > edges[k + 1]:
+                    k += 1
+            else:
+                while k > 0 and p < edges[k]:
+                    k -= 1
+                while k < n_bins - 1 and p >= edges[k + 1]:
+                    k += 1
+            j = k * 5
+            row[j] += 1.0
+            row[j + 1] += p
+            row[j + 2] += y
+            row[j + 3] += p * p
+            row[j + 4] += p * y
+    counters[0] += n_scored
+    counters[1] += n_pos
+    counters[2] += n_pos_y
+    counters[3] += n_y
+    counters[4] += n_clip
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _bin_kernel(
     probs, mode, table, slope, divisor, intercept,
@@ -35,114 +144,45 @@ def _bin_kernel(
 ):  # pragma: no cover - compiled
     """probs ``[C, N]`` (any numeric dtype), labels ``[1 or C, N]`` ints, lut uint8 ``[C, L]``.
 
-    Returns per-slot count int64 ``[S, C, B]``, soft weights float64 ``[S, C, B]``,
-    sums float64 ``[S, C, B, 4]`` (p, y, p², p·y), confusion int64 ``[S, C, 5]``
-    (tp, fp, fn, tn, clipped), checks int64 ``[S, 4]`` and value range float64 ``[S, 2]``.
+    Returns per-slot sums float64 ``[S, C, copies, B * 5]`` (interleaved n or W, Σp, Σy, Σp²,
+    Σp·y per bin), counters int64 ``[S, C, 5]`` (scored, predicted positive, true positive,
+    truth, clipped), checks int64 ``[S, 4]`` and the out-of-range value span ``[S, 2]``.
     """
     n_classes, n_vox = probs.shape
     n_bins = edges.shape[0] - 1
-    n_lut = lut.shape[1]
     per_class_labels = labels.shape[0] > 1
-    count = np.zeros((N_SLOTS, n_classes, n_bins if not soft else 1), dtype=np.int64)
-    weight = np.zeros((N_SLOTS, n_classes, n_bins if soft else 1), dtype=np.float64)
-    sums = np.zeros((N_SLOTS, n_classes, n_bins, 4), dtype=np.float64)
-    confusion = np.zeros((N_SLOTS, n_classes, 5), dtype=np.int64)
+    sums = np.zeros((N_SLOTS, n_classes, _COPIES, n_bins * 5), dtype=np.float64)
+    counters = np.zeros((N_SLOTS, n_classes, 5), dtype=np.int64)
     checks = np.zeros((N_SLOTS, 4), dtype=np.int64)
     value_range = np.empty((N_SLOTS, 2), dtype=np.float64)
     value_range[:, 0] = np.inf
     value_range[:, 1] = -np.inf
     n_chunks = (n_vox + CHUNK - 1) // CHUNK
-    fb = np.float64(n_bins)
     for slot in numba.prange(N_SLOTS):
         for chunk in range(slot, n_chunks, N_SLOTS):
             start = chunk * CHUNK
             stop = min(start + CHUNK, n_vox)
             for c in range(n_classes):
                 lrow = c if per_class_labels else 0
-                for v in range(start, stop):
-                    if use_mask and not mask[v]:
-                        continue
-                    code = np.int64(labels[lrow, v]) - lut_offset
-                    if code < 0 or code >= n_lut:
-                        if strict_labels:
-                            if c == 0:
-                                checks[slot, _UNDECLARED_N] += 1
-                            continue
-                        outcome = _NEGATIVE
-                    else:
-                        outcome = lut[c, code]
-                    if outcome > _POSITIVE:
-                        if outcome == _UNDECLARED and c == 0:
-                            checks[slot, _UNDECLARED_N] += 1
-                        continue
-                    if mode == _TABLE:
-                        p = table[np.int64(probs[c, v])]
-                    elif mode == _AFFINE:
-                        p = np.float64(probs[c, v]) * slope / divisor + intercept
-                    else:
-                        p = np.float64(probs[c, v])
-                    if not np.isfinite(p):
-                        checks[slot, _NONFINITE] += 1
-                        continue
-                    if p < 0.0 or p > 1.0:
-                        if p < value_range[slot, 0]:
-                            value_range[slot, 0] = p
-                        if p > value_range[slot, 1]:
-                            value_range[slot, 1] = p
-                        if p < -tolerance or p > 1.0 + tolerance:
-                            checks[slot, _FAR_OUT] += 1
-                            continue
-                        checks[slot, _CLIPPED] += 1
-                        confusion[slot, c, 4] += 1
-                        p = min(max(p, 0.0), 1.0)
-                    y = np.float64(outcome)
-                    if p > 0.5:
-                        if outcome:
-                            confusion[slot, c, 0] += 1
-                        else:
-                            confusion[slot, c, 1] += 1
-                    elif outcome:
-                        confusion[slot, c, 2] += 1
-                    else:
-                        confusion[slot, c, 3] += 1
-                    if soft:
-                        # linear split between neighbouring bin centres (k + 1/2) / B
-                        x = p * fb - 0.5
-                        if x <= 0.0:
-                            k, w_lo = 0, 1.0
-                        elif x >= fb - 1.0:
-                            k, w_lo = n_bins - 1, 1.0
-                        else:
-                            k = np.int64(x)
-                            w_lo = 1.0 - (x - k)
-                        for j in range(2):
-                            w = w_lo if j == 0 else 1.0 - w_lo
-                            if w == 0.0:
-                                continue
-                            b = k + j
-                            weight[slot, c, b] += w
-                            sums[slot, c, b, 0] += w * p
-                            sums[slot, c, b, 1] += w * y
-                            sums[slot, c, b, 2] += w * p * p
-                            sums[slot, c, b, 3] += w * p * y
-                    else:
-                        k = min(np.int64(p * fb), n_bins - 1)
-                        if right_closed:
-                            while k > 0 and p <= edges[k]:
-                                k -= 1
-                            while k < n_bins - 1 and p > edges[k + 1]:
-                                k += 1
-                        else:
-                            while k > 0 and p < edges[k]:
-                                k -= 1
-                            while k < n_bins - 1 and p >= edges[k + 1]:
-                                k += 1
-                        count[slot, c, k] += 1
-                        sums[slot, c, k, 0] += p
-                        sums[slot, c, k, 1] += y
-                        sums[slot, c, k, 2] += p * p
-                        sums[slot, c, k, 3] += p * y
-    return count, weight, sums, confusion, checks, value_range
+                _bin_run(
+                    sums[slot, c], probs[c], mode, table, slope, divisor, intercept,
+                    labels[lrow], lut[c], lut_offset, strict_labels, c == 0, mask, use_mask,
+                    edges, right_closed, soft, tolerance, start, stop,
+                    counters[slot, c], checks[slot], value_range[slot],
+                )
+    return sums, counters, checks, value_range
+
+
+@numba.njit(cache=True)
+def _reduce_slots(sums):  # pragma: no cover - compiled
+    """float64 ``[C, B * 5]``: slots and copies added in one fixed order for every class."""
+    out = np.zeros(sums.shape[1:2] + sums.shape[3:])
+    for slot in range(sums.shape[0]):
+        for c in range(sums.shape[1]):
+            for copy in range(sums.shape[2]):
+                for j in range(sums.shape[3]):
+                    out[c, j] += sums[slot, c, copy, j]
+    return out
 
 
 def bin_edges(n_bins: int, dtype=np.float64) -> np.ndarray:
@@ -548,7 +588,7 @@ def _run_kernel(
     use_mask = mask is not None
     if use_mask and mask.size != probs.shape[1]:
         raise ValueError(f"{where}mask has {mask.size} voxels, expected {probs.shape[1]}")
-    count, weight, sums, confusion, checks, value_range = _bin_kernel(
+    sums, counters, checks, value_range = _bin_kernel(
         probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset), strict,
         mask if use_mask else np.zeros(1, dtype=np.bool_), use_mask,
         acc.edges, acc.closure == "right", acc.binning == "soft", CLIP_TOLERANCE,
@@ -571,8 +611,20 @@ def _run_kernel(
             f"{where}labels hold {checks[_UNDECLARED_N]} voxels with values that no class "
             f"declares (declared: {_declared_values(lut, offset)})"
         )
-    counts = (weight if acc.binning == "soft" else count).sum(axis=0)
-    return counts, sums.sum(axis=0), confusion.sum(axis=0)
+    # fixed-order reduction over slots and copies: independent of the thread count
+    per_bin = _reduce_slots(sums).reshape(len(names), -1, 5)
+    counts = per_bin[..., 0]
+    if acc.binning == "hard":
+        counts = np.rint(counts).astype(np.int64)
+    scored, positive, true_positive, truth, clipped = counters.sum(axis=0).T
+    confusion = np.stack([
+        true_positive,                               # tp
+        positive - true_positive,                    # fp
+        truth - true_positive,                       # fn
+        scored - positive - truth + true_positive,   # tn
+        clipped,
+    ], axis=1)
+    return counts, per_bin[..., 1:], confusion
 
 
 def _declared_values(lut: np.ndarray, offset: int) -> list[int]:

@@ -1,0 +1,112 @@
+"""Binning kernel vs a careful vectorised NumPy version vs the read floor.
+
+Run: ``python benchmarks/bench_kernel.py`` (``--quick`` for a smaller volume).
+Prints, per volume: kernel time per image (all cores and 1 thread), the NumPy
+``searchsorted`` + ``bincount`` time, the time to read the array once (``np.sum``), the
+ratios, and the peak resident memory above the input arrays (VmHWM, reset before each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from calibviz import bin_image
+
+
+def reset_peak() -> None:
+    """Reset the process's peak-RSS counter (Linux: write 5 to clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def measure(function, repeats: int) -> tuple[float, float]:
+    """(best seconds, peak MiB above the RSS at the start)."""
+    best, peak = np.inf, 0.0
+    for _ in range(repeats):
+        reset_peak()
+        base = rss_kib("VmRSS")
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+        peak = max(peak, (rss_kib("VmHWM") - base) / 1024)
+    return best, peak
+
+
+def numpy_binning(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> np.ndarray:
+    """Careful vectorised NumPy: one searchsorted and five bincounts per class."""
+    inner = (np.arange(1, n_bins) / n_bins).astype(probs.dtype)
+    out = np.zeros((probs.shape[0], 5, n_bins))
+    for c in range(probs.shape[0]):
+        p = probs[c].ravel()
+        y = (labels.ravel() == c).astype(np.float64)
+        index = np.searchsorted(inner, p, side="left")
+        out[c, 0] = np.bincount(index, minlength=n_bins)
+        out[c, 1] = np.bincount(index, weights=p, minlength=n_bins)
+        out[c, 2] = np.bincount(index, weights=y, minlength=n_bins)
+        out[c, 3] = np.bincount(index, weights=p.astype(np.float64) ** 2, minlength=n_bins)
+        out[c, 4] = np.bincount(index, weights=p * y, minlength=n_bins)
+    return out
+
+
+def make_volume(n_classes: int, shape: tuple[int, ...], seed: int = 0):
+    """float32 softmax-like probabilities (C, *shape), made channel by channel, and uint8 labels."""
+    rng = np.random.default_rng(seed)
+    probs = np.empty((n_classes, *shape), dtype=np.float32)
+    for c in range(n_classes):
+        probs[c] = rng.random(shape, dtype=np.float32)
+    probs /= probs.sum(axis=0, keepdims=True)
+    labels = rng.integers(0, n_classes, size=shape, dtype=np.uint8)
+    return probs, labels
+
+
+def run(n_classes: int, shape: tuple[int, ...], repeats: int) -> dict:
+    probs, labels = make_volume(n_classes, shape)
+    bin_image(probs[:, :2, :2, :2].copy(), labels[:2, :2, :2].copy())  # compile
+    bin_image(probs, labels)  # warm
+    n_threads = numba.get_num_threads()
+    kernel, kernel_mem = measure(lambda: bin_image(probs, labels), repeats)
+    numba.set_num_threads(1)
+    kernel_1, _ = measure(lambda: bin_image(probs, labels), repeats)
+    numba.set_num_threads(n_threads)
+    reference, numpy_mem = measure(lambda: numpy_binning(probs, labels, 20), 1)
+    floor, _ = measure(lambda: np.sum(probs), repeats)
+    check = bin_image(probs, labels)
+    expected = numpy_binning(probs, labels, 20)
+    assert np.array_equal(check.count, expected[:, 0]), "kernel and NumPy disagree on counts"
+    label = f"{n_classes} classes {'x'.join(map(str, shape))} float32"
+    print(f"\n{label}  ({probs.nbytes / 2**20:.0f} MiB of probabilities, {n_threads} threads)")
+    print(f"  kernel, all cores      {kernel * 1e3:8.1f} ms   peak extra {kernel_mem:7.1f} MiB")
+    print(f"  kernel, 1 thread       {kernel_1 * 1e3:8.1f} ms")
+    print(f"  NumPy searchsorted+bincount {reference * 1e3:8.1f} ms   peak extra "
+          f"{numpy_mem:7.1f} MiB")
+    print(f"  read floor (np.sum)    {floor * 1e3:8.1f} ms")
+    print(f"  speed-up vs NumPy      {reference / kernel:8.1f}x")
+    print(f"  kernel / read floor    {kernel / floor:8.2f}x")
+    return {"kernel": kernel, "numpy": reference, "floor": floor, "memory": kernel_mem}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller volumes, fewer repeats")
+    args = parser.parse_args(argv)
+    cases = [(4, (256, 256, 128)), (16, (256, 256, 160))]
+    if args.quick:
+        cases = [(4, (128, 128, 64)), (16, (128, 128, 80))]
+    print("== binning kernel (calibviz.bin_image) ==")
+    for n_classes, shape in cases:
+        run(n_classes, shape, repeats=2 if args.quick else 3)
+
+
+if __name__ == "__main__":
+    main()
