@@ -1,0 +1,119 @@
+"""Terminal output of the CLI (rich): the progress bar and the closing summary table."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+class ProgressDisplay:
+    """A progress bar with cases done, rate and time left; silent when disabled."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]evaluating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("cases", total=None, rate="")
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        task = self._progress.tasks[0]
+        elapsed = task.elapsed or 0.0
+        rate = f"{done / elapsed:.2f} cases/s" if elapsed > 0 and done else ""
+        self._progress.update(self._task, completed=done, total=total, rate=rate)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+def _spread(values: np.ndarray) -> str:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "—"
+    return f"{finite.mean():.4f}\n[dim]±{finite.std():.4f}[/dim]"
+
+
+def print_summary(report, *, quiet: bool = False) -> None:
+    """Per class: macro ACE / ECE / MCE / Dice (mean ± population std over images), micro
+    ACE / ECE / MCE; then cases evaluated and skipped, and where the files are."""
+    from .aggregate import micro_metrics, per_image_metrics
+
+    console = Console()
+    results = report.results
+    errors = [p for p in report.problems if p.severity == "error"]
+    warnings = [p for p in report.problems if p.severity == "warning"]
+    absent = results.options.get("absent", "include")
+    if results.stats and not quiet:
+        per_image = per_image_metrics(results.stats, absent=absent)
+        micro = micro_metrics(results.stats, absent=absent)
+        table = Table(
+            title=f"Calibration over {len(results)} images "
+            f"({results.stats[0].n_bins} {results.stats[0].binning} bins, "
+            f"{results.stats[0].closure}-closed; absent classes: {absent})",
+            title_justify="left",
+        )
+        table.add_column("class", no_wrap=True)
+        for name in ("ACE", "ECE", "MCE", "Dice"):
+            table.add_column(f"{name}\nmacro", justify="right", no_wrap=True)
+        for name in ("ACE", "ECE", "MCE"):
+            table.add_column(f"{name}\nmicro", justify="right", no_wrap=True)
+        for c, name in enumerate(results.class_names):
+            table.add_row(
+                name,
+                *[_spread(per_image[m][:, c]) for m in ("ace", "ece", "mce", "dice")],
+                *[f"{micro[m][c]:.4f}" for m in ("ace", "ece", "mce")],
+            )
+        console.print(table)
+        console.print(
+            "ACE is the average calibration error (mean gap over non-empty bins), as in the "
+            "paper; macro = mean ± std over images, micro = pooled bins.", style="dim",
+        )
+    if quiet:
+        console = Console(stderr=True)
+    summary = f"{len(results)} cases evaluated, {report.n_skipped} skipped"
+    if report.n_resumed:
+        summary += f" ({report.n_resumed} taken from the interrupted run)"
+    if not quiet or errors:
+        console.print(summary)
+    for problem in errors[:10]:
+        console.print(f"[red]skipped[/red] {problem.message}", highlight=False)
+    if len(errors) > 10:
+        console.print(f"... and {len(errors) - 10} more in problems.csv")
+    if warnings and not quiet:
+        console.print(f"{len(warnings)} warnings (see problems.csv)")
+    if report.figures and not quiet:
+        drawn = report.figures.get("n_case_figures", report.figures.get("n_drawn"))
+        if drawn is not None:
+            console.print(f"figures: {drawn} per-image diagrams and the dataset histogram "
+                          f"in {report.out_dir / 'figures'}")
+    if not quiet:
+        console.print(f"results in {report.out_dir}/")

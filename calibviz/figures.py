@@ -1,0 +1,213 @@
+"""Render the figures of a run (:class:`~calibviz.results.Results`) to files.
+
+``render_figures`` writes ``out_dir/dataset_reliability_histogram.<fmt>`` and
+``out_dir/cases/<case>.<fmt>``; ``render_case_figure`` draws one case and is safe to call from
+a worker process (it takes plain data and returns the path written). A large dataset does not
+produce thousands of figures by accident: without an explicit selection only the
+``max_cases`` worst cases by mean ACE are drawn, and the returned dict says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .aggregate import included, reliability_histogram
+from .metrics import ace
+from .plot import (
+    FORMATS,
+    Preset,
+    get_preset,
+    make_norm,
+    plot_case,
+    plot_dataset,
+    save_figure,
+)
+from .results import Results
+from .stats import BinStats
+
+KINDS = ("both", "dataset", "case")
+DATASET_FIGURE = "dataset_reliability_histogram"
+_WORST = re.compile(r"^\s*worst\s+(\d+)(\s+by\s+ace)?\s*$", re.IGNORECASE)
+
+
+def safe_name(case_id: str) -> str:
+    """A file name for a case id: characters other than letters, digits, ``.-_`` become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(case_id)).strip("._") or "case"
+    return name
+
+
+def _close(figure) -> None:
+    figure.clear()
+
+
+def render_case_figure(case_id: str, stats: BinStats, path: str | Path, *,
+                       classes: Sequence[int | str] | None = None,
+                       preset: str | Preset | None = None, dpi: int | None = None,
+                       histogram: bool = True, **style) -> Path:
+    """Draw the reliability diagrams of every (or the given) class of one case and write them
+    to ``path`` (format from the suffix). Pure inputs, so it runs in a worker process."""
+    figure, _ = plot_case(stats, classes=classes, title=str(case_id), histogram=histogram,
+                          preset=preset, **style)
+    try:
+        return save_figure(figure, path, dpi=dpi, preset=preset)
+    finally:
+        _close(figure)
+
+
+def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
+                          classes: Sequence[int | str] | None = None, absent: str = "include",
+                          preset: str | Preset | None = None, dpi: int | None = None,
+                          title: str | None = None, **style) -> Path:
+    """Draw the dataset reliability histogram of all (or the given) classes plus the
+    all-classes panel and write it to ``path``."""
+    figure, _, _ = plot_dataset(reliability_histogram(stats, absent=absent), classes=classes,
+                                title=title, preset=preset, **style)
+    try:
+        return save_figure(figure, path, dpi=dpi, preset=preset)
+    finally:
+        _close(figure)
+
+
+def mean_ace(stats: Sequence[BinStats], *, absent: str = "include") -> np.ndarray:
+    """float64 ``[n_cases]``: each case's ACE averaged over classes (NaN classes skipped;
+    absent classes skipped when ``absent="exclude"``); NaN when no class has a value."""
+    out = np.full(len(stats), np.nan)
+    for index, image in enumerate(stats):
+        values = np.where(included(image, absent), ace(image), np.nan)
+        if np.isfinite(values).any():
+            out[index] = np.nanmean(values)
+    return out
+
+
+def select_cases(results: Results, cases=None, *, max_cases: int = 50,
+                 absent: str = "include") -> tuple[list[int], str]:
+    """Indices of the cases to draw and a phrase saying how they were chosen.
+
+    ``cases``: ``None`` (all, or the worst ``max_cases`` by mean ACE when there are more),
+    ``"worst N"`` (also ``"worst N by ACE"``), or a list of case ids (a comma-separated
+    string works too). Unknown ids raise ``ValueError`` naming them.
+    """
+    n = len(results)
+    if isinstance(cases, str):
+        match = _WORST.match(cases)
+        if match:
+            return _worst(results, int(match.group(1)), absent), f"worst {match.group(1)} by ACE"
+        cases = [c.strip() for c in cases.split(",") if c.strip()]
+        if not cases:
+            raise ValueError("--cases is empty; give case ids or 'worst N'")
+    if cases is None:
+        if max_cases < 0:
+            raise ValueError(f"max_cases must be >= 0, got {max_cases}")
+        if n <= max_cases:
+            return list(range(n)), "all cases"
+        return _worst(results, max_cases, absent), f"worst {max_cases} by ACE"
+    cases = [str(c) for c in cases]
+    position = {case: i for i, case in enumerate(results.cases)}
+    unknown = [c for c in cases if c not in position]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ValueError(f"unknown case id(s): {shown} ({n} cases in these results)")
+    return list(dict.fromkeys(position[c] for c in cases)), "selected cases"
+
+
+def _worst(results: Results, count: int, absent: str) -> list[int]:
+    """Indices of the ``count`` cases with the highest mean ACE (NaN last, stable order)."""
+    scores = mean_ace(results.stats, absent=absent)
+    order = sorted(range(len(scores)),
+                   key=lambda i: (math.isnan(scores[i]), -np.nan_to_num(scores[i])))
+    return order[:count]
+
+
+def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
+                   classes: Sequence[int | str] | None = None, fmt: str = "png",
+                   preset: str | Preset | None = None, max_cases: int = 50,
+                   absent: str = "include", dpi: int | None = None, workers: int = 1,
+                   **style) -> dict:
+    """Write the figures of a run.
+
+    Writes ``out_dir/dataset_reliability_histogram.<fmt>`` (``kind`` "dataset" or "both")
+    and ``out_dir/cases/<case>.<fmt>`` (``kind`` "case" or "both"). ``cases`` and
+    ``max_cases`` as in :func:`select_cases`; ``classes`` names or indices; ``style`` goes to
+    the displays (e.g. ``norm="log"``, ``gamma=0.5``, ``cmap="viridis"`` for the dataset
+    figure). ``workers > 1`` draws case figures in that many processes.
+
+    Returns ``{"dataset": Path | None, "cases": [Path], "n_drawn": int (case figures),
+    "n_skipped": int (cases not drawn), "n_cases": int, "selection": str}``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if len(results) == 0:
+        raise ValueError("these results hold no cases; nothing to draw")
+    preset = get_preset(preset)
+    included(results.stats[0], absent)  # checks the policy name
+    make_norm(style.get("norm", "power"), gamma=style.get("gamma", 0.35))  # checks the norm
+    if classes is not None:
+        classes = resolve_classes(results.stats[0], classes)
+    out_dir = Path(out_dir)
+    dataset_style = {k: v for k, v in style.items() if k in _DATASET_STYLE}
+    case_style = {k: v for k, v in style.items() if k not in _DATASET_STYLE}
+    summary = {"dataset": None, "cases": [], "n_drawn": 0, "n_skipped": 0,
+               "n_cases": len(results), "selection": ""}
+    if kind in ("both", "case"):
+        picked, summary["selection"] = select_cases(results, cases, max_cases=max_cases,
+                                                    absent=absent)
+        jobs = [(results.cases[i], results.stats[i],
+                 out_dir / "cases" / f"{safe_name(results.cases[i])}.{fmt}") for i in picked]
+        _check_unique([path for _, _, path in jobs])
+        options = {"classes": classes, "preset": preset, "dpi": dpi, **case_style}
+        summary["cases"] = _render_cases(jobs, options, workers)
+        summary["n_drawn"] = len(picked)
+        summary["n_skipped"] = len(results) - len(picked)
+    if kind in ("both", "dataset"):
+        summary["dataset"] = render_dataset_figure(
+            results.stats, out_dir / f"{DATASET_FIGURE}.{fmt}", classes=classes,
+            absent=absent, preset=preset, dpi=dpi, **dataset_style)
+    return summary
+
+
+_DATASET_STYLE = ("cmap", "norm", "gamma", "show_curve", "show_counts", "all_classes",
+                  "curve_color", "title")
+
+
+def resolve_classes(stats: BinStats, classes: Sequence[int | str]) -> list[int]:
+    """Class indices of names or indices (an integer string is an index unless it is also a
+    class name); ``ValueError`` naming the known classes otherwise."""
+    out = []
+    for value in classes:
+        if isinstance(value, str) and value not in stats.class_names:
+            text = value.strip()
+            value = int(text) if text.lstrip("-").isdigit() else text
+        out.append(stats.class_index(value))
+    if not out:
+        raise ValueError("no classes selected")
+    return out
+
+
+def _check_unique(paths: list[Path]) -> None:
+    seen: dict[Path, int] = {}
+    for path in paths:
+        seen[path] = seen.get(path, 0) + 1
+    clashes = [str(p) for p, n in seen.items() if n > 1]
+    if clashes:
+        raise ValueError(f"case ids map to the same file name: {', '.join(clashes[:3])}")
+
+
+def _render_one(job_and_options):
+    (case_id, stats, path), options = job_and_options
+    return render_case_figure(case_id, stats, path, **options)
+
+
+def _render_cases(jobs, options: dict, workers: int) -> list[Path]:
+    if workers <= 1 or len(jobs) < 2:
+        return [_render_one((job, options)) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_render_one, [(job, options) for job in jobs], chunksize=4))

@@ -1,0 +1,170 @@
+"""Finding and pairing cases; class/region definitions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from calibviz.io import (
+    EvalOptions,
+    LabelSpec,
+    discover_cases,
+    parse_classes,
+    parse_regions,
+    read_dataset_json,
+)
+from calibviz.io.classes import resolve
+from calibviz.io.discover import split_ext, strip_suffixes
+from calibviz.synthetic import write_label, write_monai, write_nifti
+
+SHAPE = (4, 4, 2)
+
+
+def touch_nifti(path, shape=SHAPE):
+    write_label(path, np.zeros(shape, np.uint8))
+
+
+def test_suffix_stripping():
+    assert split_ext("a.b.nii.gz") == ("a.b", ".nii.gz")
+    assert strip_suffixes("case_0001_0000") == "case_0001"
+    assert strip_suffixes("BraTS-GLI-00001-000-seg") == "BraTS-GLI-00001-000"
+    assert strip_suffixes("img_7_seg", "seg") == "img_7"
+    assert strip_suffixes("img_7_prob", "_prob") == "img_7"
+    assert strip_suffixes("_seg") == "_seg"
+
+
+def test_flat_pairing_reports_unpaired_by_name(tmp_path):
+    for name in ("a_seg.nii.gz", "b.nii.gz", "orphan_pred.nii.gz"):
+        touch_nifti(tmp_path / "pred" / name)
+    for name in ("a.nii.gz", "b-seg.nii.gz", "orphan_label.nii"):
+        touch_nifti(tmp_path / "labels" / name)
+    cases, problems = discover_cases(tmp_path / "pred", tmp_path / "labels", EvalOptions())
+    assert [c.case_id for c in cases] == ["a", "b"]
+    assert cases[0].label.endswith("a.nii.gz") and cases[0].format == "nifti"
+    assert sorted(p.case for p in problems) == ["orphan_label", "orphan_pred"]
+    assert all(p.severity == "warning" for p in problems)
+    assert any("orphan_pred.nii.gz" in p.message for p in problems)
+    _, strict = discover_cases(tmp_path / "pred", tmp_path / "labels", EvalOptions(strict=True))
+    assert all(p.severity == "error" for p in strict)
+
+
+def test_one_folder_per_case_layouts(tmp_path):
+    # KiTS: case_*/segmentation.nii.gz (ids from the folder), MONAI: <stem>/<stem>_seg.nii.gz
+    for case_id in ("case_00000", "case_00001"):
+        touch_nifti(tmp_path / "kits" / case_id / "segmentation.nii.gz")
+        touch_nifti(tmp_path / "kits" / case_id / "imaging.nii.gz")
+        write_monai(tmp_path / "monai", case_id, np.zeros((2, *SHAPE), np.float32))
+    options = EvalOptions(label_pattern="case_*/segmentation.nii.gz", postfix="seg")
+    cases, problems = discover_cases(tmp_path / "monai", tmp_path / "kits", options)
+    assert not problems
+    assert [c.case_id for c in cases] == ["case_00000", "case_00001"]
+    assert cases[1].label.endswith("case_00001/segmentation.nii.gz")
+    assert cases[1].prediction.endswith("case_00001/case_00001_seg.nii.gz")
+
+
+def test_explicit_pattern_and_duplicates(tmp_path):
+    touch_nifti(tmp_path / "pred" / "x" / "a_prob.nii.gz")
+    touch_nifti(tmp_path / "pred" / "y" / "a_prob.nii.gz")
+    touch_nifti(tmp_path / "pred" / "y" / "a_other.nii.gz")
+    touch_nifti(tmp_path / "labels" / "a.nii.gz")
+    cases, problems = discover_cases(
+        tmp_path / "pred", tmp_path / "labels",
+        EvalOptions(pattern="x/*_prob.nii.gz", postfix="prob"),
+    )
+    assert [c.case_id for c in cases] == ["a"] and not problems
+
+
+def test_empty_folders_are_clear_errors(tmp_path):
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(ValueError, match="no label files"):
+        discover_cases(tmp_path / "pred", tmp_path / "labels")
+    touch_nifti(tmp_path / "labels" / "a.nii.gz")
+    with pytest.raises(ValueError, match="no prediction files found"):
+        discover_cases(tmp_path / "pred", tmp_path / "labels")
+    np.save(tmp_path / "pred" / "a.npy", np.zeros((2, *SHAPE)))
+    with pytest.raises(ValueError, match="layout"):
+        discover_cases(tmp_path / "pred", tmp_path / "labels")
+
+
+def test_mask_pairing(tmp_path):
+    touch_nifti(tmp_path / "pred" / "a.nii.gz")
+    touch_nifti(tmp_path / "pred" / "b.nii.gz")
+    touch_nifti(tmp_path / "labels" / "a.nii.gz")
+    touch_nifti(tmp_path / "labels" / "b.nii.gz")
+    touch_nifti(tmp_path / "masks" / "a.nii.gz")
+    cases, problems = discover_cases(tmp_path / "pred", tmp_path / "labels",
+                                     EvalOptions(mask_dir=str(tmp_path / "masks")))
+    assert [c.case_id for c in cases] == ["a"] and cases[0].mask.endswith("a.nii.gz")
+    assert problems[0].case == "b" and "no mask" in problems[0].message
+
+
+def test_per_class_files_missing_class(tmp_path):
+    write_nifti(tmp_path / "pred" / "a_liver.nii.gz", np.zeros(SHAPE, np.float32))
+    write_nifti(tmp_path / "pred" / "a_tumour.nii.gz", np.zeros(SHAPE, np.float32))
+    write_nifti(tmp_path / "pred" / "b_liver.nii.gz", np.zeros(SHAPE, np.float32))
+    for c in "ab":
+        touch_nifti(tmp_path / "labels" / f"{c}.nii.gz")
+    options = EvalOptions(class_pattern="{case}_{class}.nii.gz", classes="liver=1,tumour=2")
+    cases, problems = discover_cases(tmp_path / "pred", tmp_path / "labels", options)
+    assert [c.case_id for c in cases] == ["a"]
+    assert cases[0].prediction[1].endswith("a_tumour.nii.gz")
+    assert any(p.case == "b" and "tumour" in p.message for p in problems)
+
+
+def test_parse_options():
+    assert parse_classes("liver=1,tumour=2") == (("liver", 1), ("tumour", 2))
+    assert parse_regions("WT=1,2,4;TC=1,4;ET=4")[0] == ("WT", (1, 2, 4))
+    for bad in ("liver", "liver=x", "=1"):
+        with pytest.raises(ValueError):
+            parse_classes(bad)
+    with pytest.raises(ValueError, match="twice"):
+        parse_regions("A=1;A=2")
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve(4, EvalOptions(preset="brats2099"))
+    with pytest.raises(TypeError, match="unknown option"):
+        EvalOptions.from_kwargs(n_binz=3)
+
+
+def test_dataset_json_v2_v1_and_regions(tmp_path):
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"labels": {"background": 0, "tumour": 2, "liver": 1,
+                                           "ignore": 3}}))
+    spec = read_dataset_json(path)
+    assert spec.entries == (("background", (0,)), ("liver", (1,)), ("tumour", (2,)))
+    assert spec.ignore_label == 3 and not spec.is_region
+    path.write_text(json.dumps({"labels": {"0": "background", "1": "kidney"}}))
+    assert read_dataset_json(path).entries == (("background", (0,)), ("kidney", (1,)))
+    path.write_text(json.dumps({"labels": {"background": 0, "whole tumor": [1, 2, 3],
+                                           "enhancing": 3},
+                                "regions_class_order": [2, 3]}))
+    spec = read_dataset_json(path)
+    assert spec.is_region and spec.regions_class_order == (2, 3)
+    resolved = resolve(2, EvalOptions(), spec)
+    assert [t.members for t in resolved.targets] == [(1, 2, 3), (3,)]
+    assert not resolved.softmax
+
+
+def test_resolution_rules():
+    r = resolve(3, EvalOptions())
+    assert r.softmax and r.names == ("label1", "label2") and r.declared == (0, 1, 2)
+    r = resolve(3, EvalOptions(include_background=True))
+    assert r.names == ("background", "label1", "label2")
+    r = resolve(1, EvalOptions())
+    assert r.names == ("foreground",) and not r.softmax
+    r = resolve(2, EvalOptions(classes="liver=1,tumour=2"))  # no background channel
+    assert not r.softmax and r.names == ("liver", "tumour")
+    r = resolve(4, EvalOptions(classes="ncr=1,ed=2,et=4", preset="brats2021"))
+    assert r.targets[1].channels == (1, 3) and r.declared == (0, 1, 2, 4)
+    r = resolve(5, EvalOptions(regions="kidney=1,2;tumour=2", ignore_label=9))
+    assert r.targets[0].channels == (1, 2) and 9 in r.declared and r.ignore_label == 9
+    r = resolve(3, EvalOptions(preset="kits23"))
+    assert r.names == ("kidney_and_masses", "masses", "tumour")
+    with pytest.raises(ValueError, match="needs label values"):
+        resolve(4, EvalOptions(preset="brats2021"))
+    with pytest.raises(ValueError, match="channels"):
+        resolve(5, EvalOptions(classes="a=1,b=2"))
+    model = LabelSpec((("background", (0,)), ("a", (1,))), ignore_label=2)
+    assert resolve(2, EvalOptions(), model).declared == (0, 1, 2)
