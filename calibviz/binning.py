@@ -190,7 +190,7 @@ def bin_edges(n_bins: int, dtype=np.float64) -> np.ndarray:
 
     Integer-stored maps are scaled to float64 first, so their edges are float64.
 
-    >>> bin_edges(5, np.float32)[1] == np.float32(0.2)
+    >>> bool(bin_edges(5, np.float32)[1] == np.float32(0.2))
     True
     """
     n_bins = _check_n_bins(n_bins)
@@ -429,7 +429,7 @@ def bin_image(
     >>> y = np.array([[1, 0], [0, 1]])
     >>> stats = bin_image(p, y, n_bins=5)
     >>> stats.count.tolist()
-    [[1, 1, 0, 1, 0]]
+    [[1, 1, 1, 1, 0]]
     """
     probs = np.asarray(probs)
     labels = np.asarray(labels)

@@ -109,6 +109,9 @@ def evaluate(
                                                       "to LABEL_DIR).")] = None,
     postfix: Annotated[str | None, typer.Option(help="File-name postfix to strip, e.g. "
                                                 "MONAI's seg or prob.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Multiplier for integer-stored "
+                                                "probabilities without scl_slope, e.g. "
+                                                "0.00392156862745098 (1/255).")] = None,
     self_check: Annotated[bool, typer.Option(help="nnU-Net: the npz argmax must equal the "
                                              "segmentation next to it.")] = True,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes "
@@ -137,7 +140,7 @@ def evaluate(
             include_background=include_background, ignore_label=ignore_label,
             mask_dir=str(mask_dir) if mask_dir else None, layout=layout, npz_key=npz_key,
             class_pattern=class_pattern, pattern=pattern, label_pattern=label_pattern,
-            postfix=postfix, self_check=self_check, strict=strict,
+            postfix=postfix, self_check=self_check, strict=strict, scale=scale,
         )
     except ValueError as error:
         _fail(str(error))

@@ -422,3 +422,17 @@ def test_training_with_the_loss_improves_held_out_calibration(binning):
     baseline = _held_out_ace(None)
     with_loss = _held_out_ace(LOSSES[binning](softmax=True))
     assert with_loss < 0.95 * baseline, (with_loss, baseline)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("binning", ["hard", "soft"])
+def test_cuda_matches_cpu(binning):
+    probs, labels = softmax_case(16, dtype=np.float32)
+    losses = {}
+    for device in ("cpu", "cuda"):
+        p = torch.from_numpy(probs).to(device).requires_grad_(True)
+        loss = LOSSES[binning](reduction="none")(p, torch.from_numpy(labels).to(device))
+        loss.sum().backward()
+        losses[device] = (loss.detach().cpu(), p.grad.cpu())
+    torch.testing.assert_close(losses["cuda"][0], losses["cpu"][0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(losses["cuda"][1], losses["cpu"][1], rtol=1e-5, atol=1e-9)

@@ -1,0 +1,227 @@
+"""``calibviz evaluate`` and ``calibviz demo`` end to end with Typer's CliRunner."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from calibviz import evaluate_folder, load_results, micro_metrics, per_image_metrics
+from calibviz.cli import app
+from calibviz.demo import write_demo_dataset
+from calibviz.io import EvalOptions
+from calibviz.pipeline import run_evaluation
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "d", n_cases=5, shape=(16, 14, 10))
+
+
+def evaluate(*args):
+    result = runner.invoke(app, ["evaluate", *map(str, args)])
+    return result
+
+
+def test_csv_numbers_equal_library_numbers(demo, tmp_path):
+    out = tmp_path / "run"
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--no-figures", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "per_image.csv")
+    assert list(table.columns[:4]) == ["case", "class", "n_voxels", "n_truth"]
+    for column in ("ece", "ace", "mce", "brier", "dice", "absent"):
+        assert column in table.columns
+    library = evaluate_folder(demo.nnunet, demo.labels)
+    metrics = per_image_metrics(library.stats)
+    assert sorted(set(table["case"])) == sorted(library.cases)
+    for i, case in enumerate(library.cases):
+        rows = table[table["case"] == case]
+        assert list(rows["class"]) == list(library.stats[i].class_names)
+        for name in ("ece", "ace", "mce", "brier", "dice"):
+            np.testing.assert_allclose(rows[name], metrics[name][i], rtol=1e-9)
+        np.testing.assert_array_equal(rows["n_truth"], library.stats[i].n_truth)
+    summary = pd.read_csv(out / "summary.csv")
+    micro = micro_metrics(library.stats)
+    liver = summary[(summary.metric == "ace") & (summary["class"] == "liver")].iloc[0]
+    assert liver["micro"] == pytest.approx(micro["ace"][0], rel=1e-9)
+    assert liver["mean"] == pytest.approx(np.mean(metrics["ace"][:, 0]), rel=1e-9)
+    saved = load_results(out)
+    assert saved.cases == tuple(library.cases)
+    assert all(a.equals(b) for a, b in zip(saved.stats, library.stats))
+    run = json.loads((out / "run.json").read_text())
+    assert run["cases_ok"] == 5 and run["cases_skipped"] == 0
+    assert run["options"]["n_bins"] == 20 and run["versions"]["numpy"]
+    assert "calibration over 5 images" in result.output.lower()
+
+
+def test_two_workers_equal_one(demo, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert evaluate(demo.nnunet, demo.labels, "--out", one, "--workers", 1, "--no-figures",
+                    "--quiet").exit_code == 0
+    assert evaluate(demo.nnunet, demo.labels, "--out", two, "--workers", 2, "--no-figures",
+                    "--quiet").exit_code == 0
+    assert (one / "per_image.csv").read_text() == (two / "per_image.csv").read_text()
+    assert (one / "summary.csv").read_text() == (two / "summary.csv").read_text()
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(demo, tmp_path):
+    out = tmp_path / "resumed"
+
+    def interrupt_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(demo.nnunet, demo.labels, out, EvalOptions(), workers=1, figures=False,
+                       progress=interrupt_after_two)
+    assert len(list((out / ".partial").glob("*.npz"))) == 2
+    assert not (out / "per_image.csv").exists()
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--resume", "--no-figures",
+                      "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "2 taken from the interrupted run" in result.output
+    full = tmp_path / "full"
+    evaluate(demo.nnunet, demo.labels, "--out", full, "--no-figures", "--workers", 1)
+    assert (out / "per_image.csv").read_text() == (full / "per_image.csv").read_text()
+
+
+def test_resume_refuses_changed_options(demo, tmp_path):
+    out = tmp_path / "run"
+    evaluate(demo.nnunet, demo.labels, "--out", out, "--no-figures", "--quiet")
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--resume", "--bins", 10)
+    assert result.exit_code == 2
+    assert "options differ" in result.output and "n_bins" in result.output
+
+
+def test_reference_csv_style(demo, tmp_path):
+    out = tmp_path / "ref"
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--csv-style", "reference",
+                      "--no-figures", "--quiet")
+    assert result.exit_code == 0, result.output
+    raw = pd.read_csv(out / "ace_raw.csv")
+    assert list(raw.columns) == ["filename", "class0", "class1", "class2", "mean"]
+    summary = pd.read_csv(out / "ece_summary.csv")
+    assert list(summary.columns) == [
+        "class", "mean", "median", "max", "min", "90percentile", "std", "notnans"
+    ]
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.columns) == ["name", "value"]
+    assert set(metrics["name"]) == {f"{k}_{m}" for k in ("macro", "micro")
+                                    for m in ("ece", "ace", "mce")}
+    tidy = pd.read_csv(out / "per_image.csv")
+    liver = tidy[tidy["class"] == "liver"]["ace"].to_numpy()
+    np.testing.assert_allclose(raw["class0"], liver, rtol=1e-9)
+
+
+@pytest.fixture()
+def broken_copy(demo, tmp_path):
+    import shutil
+
+    pred = tmp_path / "pred"
+    shutil.copytree(demo.nnunet, pred)
+    victim = sorted(pred.glob("*.npz"))[1]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated archive
+    return pred, victim.name[: -len(".npz")]
+
+
+def test_broken_case_is_reported_and_others_evaluated(demo, broken_copy, tmp_path):
+    pred, broken = broken_copy
+    out = tmp_path / "run"
+    result = evaluate(pred, demo.labels, "--out", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    problems = pd.read_csv(out / "problems.csv")
+    assert broken in set(problems["case"])
+    assert "skipped" in result.output
+    table = pd.read_csv(out / "per_image.csv")
+    assert broken not in set(table["case"])
+    assert len(set(table["case"])) == 4
+    full = evaluate_folder(demo.nnunet, demo.labels)
+    expected = per_image_metrics([s for c, s in zip(full.cases, full.stats) if c != broken])
+    np.testing.assert_allclose(
+        table["ace"].to_numpy().reshape(4, -1), expected["ace"], rtol=1e-9
+    )
+    strict = evaluate(pred, demo.labels, "--out", tmp_path / "strict", "--no-figures",
+                      "--strict")
+    assert strict.exit_code == 1
+
+
+def test_truncated_label_gz(demo, tmp_path):
+    import shutil
+
+    labels = tmp_path / "labels"
+    shutil.copytree(demo.labels, labels)
+    victim = sorted(labels.glob("*.nii.gz"))[0]
+    data = gzip.decompress(victim.read_bytes())
+    victim.write_bytes(gzip.compress(data)[:300])
+    result = evaluate(demo.nnunet, labels, "--out", tmp_path / "run", "--no-figures")
+    assert result.exit_code == 0
+    assert "Traceback" not in result.output
+    problems = pd.read_csv(tmp_path / "run" / "problems.csv")
+    assert victim.name.split(".")[0] in set(problems["case"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing_pred", "missing_labels"], "missing_pred"),
+        (["{pred}", "{labels}", "--bins", "0"], "--bins"),
+        (["{pred}", "{labels}", "--closure", "middle"], "middle"),
+        (["{pred}", "{labels}", "--figure-format", "bmp"], "bmp"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(demo, tmp_path, args, message):
+    args = [a.format(pred=demo.nnunet, labels=demo.labels) for a in args]
+    result = runner.invoke(app, ["evaluate", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    )
+
+
+def test_help_explains_every_option():
+    result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    for option in ("--out", "--bins", "--closure", "--binning", "--format", "--classes",
+                   "--regions", "--preset", "--include-background", "--absent", "--mask-dir",
+                   "--ignore-label", "--workers", "--resume", "--strict", "--figures",
+                   "--csv-style", "--quiet"):
+        assert option in result.output
+    assert "Example: calibviz evaluate" in result.output
+
+
+def test_demo_end_to_end(tmp_path):
+    folder = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", str(folder), "--cases", "3", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert (folder / "results" / "per_image.csv").exists()
+    assert (folder / "results" / "figures" / "dataset_reliability_histogram.png").exists()
+    assert len(list((folder / "results" / "figures" / "cases").glob("*.png"))) == 3
+    # the over-confident model is worse calibrated than the calibrated one
+    calibrated = evaluate(folder / "monai_calibrated", folder / "labels", "--postfix", "prob",
+                          "--classes", "background=0,liver=1,tumour=2,vessel=3",
+                          "--out", folder / "monai", "--no-figures", "--quiet")
+    assert calibrated.exit_code == 0, calibrated.output
+    over = pd.read_csv(folder / "results" / "summary.csv")
+    good = pd.read_csv(folder / "monai" / "summary.csv")
+    pick = (over.metric == "ece") & (over["class"] == "liver")
+    assert over[pick]["micro"].iloc[0] > 3 * good[pick]["micro"].iloc[0]
+    # running it again in the same folder replaces the earlier demo
+    again = runner.invoke(app, ["demo", str(folder), "--cases", "2", "--no-figures", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert len(list((folder / "labels").glob("*.nii.gz"))) == 2
+
+
+def test_demo_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    result = runner.invoke(app, ["demo", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not empty" in result.output
+    assert (tmp_path / "thesis.tex").exists()
