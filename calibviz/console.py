@@ -93,6 +93,11 @@ def print_summary(report, *, quiet: bool = False) -> None:
                 *[f"{micro[m][c]:.4f}" for m in ("ace", "ece", "mce")],
             )
         console.print(table)
+        n_absent = int(sum(int(s.absent.sum()) for s in results.stats))
+        if n_absent:
+            fate = "scored against an all-zero truth" if absent == "include" else "left out"
+            console.print(f"{n_absent} image–class pairs have the class absent from the ground "
+                          f"truth ({fate}; --absent {absent})")
         console.print(
             "ACE is the average calibration error (mean gap over non-empty bins), as in the "
             "paper; macro = mean ± std over images, micro = pooled bins.", style="dim",

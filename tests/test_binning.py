@@ -43,7 +43,7 @@ def test_random_matches_naive(dtype, closure, shape):
 
 @pytest.mark.parametrize("n_bins", [1, 2, 5, 10, 20, 50])
 @pytest.mark.parametrize("closure", ["right", "left"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_values_exactly_on_every_edge(n_bins, closure, dtype):
     edge_values = np.array([k / n_bins for k in range(n_bins + 1)]).astype(dtype)
     # every edge, and the neighbouring representable numbers on both sides

@@ -15,6 +15,7 @@ Nothing is ever unpickled (``allow_pickle=False`` everywhere).
 from __future__ import annotations
 
 import zipfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def _f_order(array: np.ndarray) -> np.ndarray:
     return array if array.flags.f_contiguous else np.asfortranarray(array)
 
 
-class Source:
+class Source(ABC):
     """Base: ``n_channels``, ``spatial_shape`` (label order), ``dtype`` (stored), ``scale``/
     ``intercept`` for integer storage (None: unscaled integers), ``affine`` (or None),
     ``affine_file``, ``reversed`` (the source is known to store reversed axes)."""
@@ -46,11 +47,12 @@ class Source:
     reversed: bool = False
     nifti_images: tuple = ()
 
-    def channel(self, c: int) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def channel(self, c: int) -> np.ndarray:
+        """Probabilities of channel ``c`` as stored, shape ``spatial_shape`` (label order)."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing open
+        """Release open files (sources that keep a handle override this)."""
 
     @property
     def integer(self) -> bool:
