@@ -47,13 +47,14 @@ def reference_probabilities(shape, rng: np.random.Generator) -> np.ndarray:
     radius = np.sqrt((((grid - centre) / np.array([0.7, 0.6, 0.8])[:, None, None, None]) ** 2)
                      .sum(axis=0))
     tumour_centre = centre + rng.uniform(-0.25, 0.25, size=3)[:, None, None, None]
-    tumour = np.sqrt((((grid - tumour_centre) / 0.22) ** 2).sum(axis=0))
-    vessel = np.abs(grid[0] - centre[0, 0] + 0.3 * np.sin(3 * grid[2])) / 0.07
+    tumour = np.sqrt((((grid - tumour_centre) / 0.3) ** 2).sum(axis=0))
+    vessel = np.abs(grid[0] - centre[0, 0] + 0.3 * np.sin(3 * grid[2])) / 0.1
+    liver = 15.0 * (1.0 - radius)
     logits = np.stack([
         np.zeros(shape),
-        5.0 * (1.0 - radius),
-        6.0 * (1.0 - tumour) - 1.0,
-        4.0 * (1.0 - vessel) * (radius < 1.0) - 2.0,
+        liver,
+        liver + 18.0 * (1.0 - tumour) - 3.0,
+        liver + 9.0 * (1.0 - vessel) - 1.0,
     ])
     logits += _smooth(rng.normal(scale=1.2, size=logits.shape))
     logits -= logits.max(axis=0, keepdims=True)
