@@ -157,8 +157,8 @@ def test_truncated_label_gz(demo, tmp_path):
     labels = tmp_path / "labels"
     shutil.copytree(demo.labels, labels)
     victim = sorted(labels.glob("*.nii.gz"))[0]
-    data = gzip.decompress(victim.read_bytes())
-    victim.write_bytes(gzip.compress(data)[:300])
+    compressed = gzip.compress(gzip.decompress(victim.read_bytes()))
+    victim.write_bytes(compressed[: len(compressed) // 2])
     result = evaluate(demo.nnunet, labels, "--out", tmp_path / "run", "--no-figures")
     assert result.exit_code == 0
     assert "Traceback" not in result.output
