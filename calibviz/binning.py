@@ -34,12 +34,15 @@ _COPIES = 4  # interleaved accumulator copies: break store-to-load chains on a b
 def _bin_run(
     acc, probs_row, mode, table, slope, divisor, intercept,
     label_row, lut_row, lut_offset, strict_labels, count_undeclared, mask, use_mask,
-    edges, right_closed, soft, tolerance, start, stop, counters, checks, value_range,
+    edges, near_edge, right_closed, soft, tolerance, start, stop, counters, checks,
+    value_range,
 ):  # pragma: no cover - compiled
     """Bin voxels ``start..stop`` of one class into ``acc`` ``[copies, B * 5]``.
 
     ``counters`` int64 ``[5]`` (scored, predicted positive, true positive, truth, clipped),
     ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are updated in place.
+    ``near_edge``: how close (in bin widths) to an edge a value must be for the exact edge
+    comparison to be needed.
     """
     n_bins = edges.shape[0] - 1
     n_lut = lut_row.shape[0]
@@ -112,17 +115,23 @@ def _bin_run(
                 row[j + 3] += w * p * p
                 row[j + 4] += w * p * y
         else:
-            k = min(np.int64(p * fb), n_bins - 1)
-            if right_closed:
-                while k > 0 and p <= edges[k]:
-                    k -= 1
-                while k < n_bins - 1 and p > edges[k + 1]:
-                    k += 1
-            else:
-                while k > 0 and p < edges[k]:
-                    k -= 1
-                while k < n_bins - 1 and p >= edges[k + 1]:
-                    k += 1
+            # x = p·B: away from an integer (farther than the edge rounding allows),
+            # floor(x) is the bin under either closure; near one, apply the edge rule
+            x = p * fb
+            k = np.int64(x)
+            frac = x - k
+            if frac <= near_edge or frac >= 1.0 - near_edge:
+                k = min(k, n_bins - 1)
+                if right_closed:
+                    while k > 0 and p <= edges[k]:
+                        k -= 1
+                    while k < n_bins - 1 and p > edges[k + 1]:
+                        k += 1
+                else:
+                    while k > 0 and p < edges[k]:
+                        k -= 1
+                    while k < n_bins - 1 and p >= edges[k + 1]:
+                        k += 1
             j = k * 5
             row[j] += 1.0
             row[j + 1] += p
@@ -140,7 +149,7 @@ def _bin_run(
 def _bin_kernel(
     probs, mode, table, slope, divisor, intercept,
     labels, lut, lut_offset, strict_labels, mask, use_mask,
-    edges, right_closed, soft, tolerance,
+    edges, near_edge, right_closed, soft, tolerance,
 ):  # pragma: no cover - compiled
     """probs ``[C, N]`` (any numeric dtype), labels ``[1 or C, N]`` ints, lut uint8 ``[C, L]``.
 
@@ -167,7 +176,7 @@ def _bin_kernel(
                 _bin_run(
                     sums[slot, c], probs[c], mode, table, slope, divisor, intercept,
                     labels[lrow], lut[c], lut_offset, strict_labels, c == 0, mask, use_mask,
-                    edges, right_closed, soft, tolerance, start, stop,
+                    edges, near_edge, right_closed, soft, tolerance, start, stop,
                     counters[slot, c], checks[slot], value_range[slot],
                 )
     return sums, counters, checks, value_range
@@ -591,7 +600,8 @@ def _run_kernel(
     sums, counters, checks, value_range = _bin_kernel(
         probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset), strict,
         mask if use_mask else np.zeros(1, dtype=np.bool_), use_mask,
-        acc.edges, acc.closure == "right", acc.binning == "soft", CLIP_TOLERANCE,
+        acc.edges, _near_edge(acc.edges), acc.closure == "right", acc.binning == "soft",
+        CLIP_TOLERANCE,
     )
     checks = checks.sum(axis=0)
     low, high = value_range[:, 0].min(), value_range[:, 1].max()
@@ -625,6 +635,16 @@ def _run_kernel(
         clipped,
     ], axis=1)
     return counts, per_bin[..., 1:], confusion
+
+
+def _near_edge(edges: np.ndarray) -> float:
+    """Distance from an integer of ``p·B`` (in bin widths) within which the exact edge
+    comparison decides: the edges' rounding to the input precision, the rounding of the
+    product, and a wide safety factor."""
+    n_bins = len(edges) - 1
+    exact = np.arange(n_bins + 1) / n_bins
+    rounding = float(np.max(np.abs(edges - exact))) * n_bins
+    return 4.0 * rounding + 64 * np.finfo(np.float64).eps * n_bins
 
 
 def _declared_values(lut: np.ndarray, offset: int) -> list[int]:

@@ -213,3 +213,19 @@ def test_bad_input_raises_clear_value_error(probs, labels, kwargs, message):
     if not any(word in message for word in ("closure", "binning", "n_bins")):
         with pytest.raises(ValueError, match="case 0042"):
             bin_image(probs, labels, where="case 0042: ", **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("n_bins", [3, 7, 20, 50])
+def test_values_just_around_edges_match_naive(dtype, n_bins):
+    """The kernel's fast path (floor of p·B) must hand every near-edge value to the edge rule."""
+    rng = np.random.default_rng(n_bins)
+    centres = rng.integers(0, n_bins + 1, size=4000) / n_bins
+    offsets = rng.choice([-1, 1], size=4000) * 10.0 ** rng.uniform(-12, -2, size=4000)
+    values = np.clip(centres + offsets, 0, 1).astype(dtype)
+    labels = rng.integers(0, 2, size=values.size)
+    for closure in ("right", "left"):
+        stats = bin_image(values, labels, n_bins=n_bins, closure=closure)
+        expected = naive.naive_bin(values[None], labels, n_bins=n_bins, classes=[1],
+                                   closure=closure)
+        np.testing.assert_array_equal(stats.count, expected["count"])
