@@ -115,8 +115,13 @@ def _prepare_partial(out_dir: Path, wanted: dict, resume: bool) -> Path:
 
 # ------------------------------------------------------------------------ workers
 def _init_worker(threads: int) -> None:
+    """Worker set-up: share the cores between workers; leave Ctrl-C to the parent, which
+    stops the run (a worker finishes its case quietly instead of printing a traceback)."""
+    import signal
+
     import numba
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
@@ -139,29 +144,29 @@ def evaluate_cases(
             on_result(evaluate_case(case, options))
         return
     threads = max(1, default_workers() // workers)
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=min(workers, len(cases)), mp_context=get_context("spawn"),
         initializer=_init_worker, initargs=(threads,),
-    ) as pool:
-        pending = {pool.submit(evaluate_case, case, options): case for case in cases}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    case = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except Exception as error:  # a crash in a worker is one skipped case
-                        result = CaseResult(case.case_id, None, [Problem(
-                            case.case_id, case.prediction_name,
-                            f"case {case.case_id}: evaluation failed: "
-                            f"{type(error).__name__}: {error}",
-                        )])
-                    on_result(result)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    )
+    pending = {pool.submit(evaluate_case, case, options): case for case in cases}
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                case = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as error:  # a crash in a worker is one skipped case
+                    result = CaseResult(case.case_id, None, [Problem(
+                        case.case_id, case.prediction_name,
+                        f"case {case.case_id}: evaluation failed: "
+                        f"{type(error).__name__}: {error}",
+                    )])
+                on_result(result)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 # ------------------------------------------------------------------------- the run
