@@ -32,17 +32,18 @@ def write_folder(root: Path, n_cases: int, shape) -> tuple[Path, Path]:
 
 
 def time_parts(pred: Path, labels: Path, n_sample: int = 5) -> dict[str, float]:
-    """Seconds per case spent reading (npz + label NIfTI) and binning (kernel on memory)."""
+    """Seconds per case spent reading (npz + label NIfTI, into (i, j, k) order) and binning
+    (the kernel on the arrays in memory)."""
     import nibabel as nib
 
     read = binning = 0.0
     for npz in sorted(pred.glob("*.npz"))[:n_sample]:
         start = time.perf_counter()
         with np.load(npz) as data:
-            probs = data["probabilities"]
-        label = np.asanyarray(nib.load(labels / f"{npz.stem}.nii.gz").dataobj)
+            probs = np.ascontiguousarray(data["probabilities"].transpose(0, 3, 2, 1))
+        label = np.ascontiguousarray(nib.load(labels / f"{npz.stem}.nii.gz").dataobj)
         middle = time.perf_counter()
-        bin_image(probs.transpose(0, 3, 2, 1), label)
+        bin_image(probs, label)
         binning += time.perf_counter() - middle
         read += middle - start
     return {"read": read / n_sample, "bin": binning / n_sample}

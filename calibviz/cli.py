@@ -115,7 +115,8 @@ def evaluate(
     self_check: Annotated[bool, typer.Option(help="nnU-Net: the npz argmax must equal the "
                                              "segmentation next to it.")] = True,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes "
-                                                "(default: number of cores).")] = None,
+                                                "(default: one per core when it pays).")]
+    = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, "
                                          "skipping finished cases.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 1 when a case is skipped; unpaired files "

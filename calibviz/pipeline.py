@@ -130,19 +130,35 @@ def default_workers() -> int:
                else (os.cpu_count() or 1))
 
 
+#: Starting worker processes costs about 1.5 s (imports, compiled kernels from the cache);
+#: with the automatic choice, processes are used only when the serial rest would take longer.
+SPAWN_WORTH_SECONDS = 3.0
+
+
 def evaluate_cases(
     cases: list[Case],
     options: EvalOptions,
     *,
-    workers: int,
+    workers: int | None,
     on_result: Callable[[CaseResult], None],
-) -> None:
+) -> int:
     """Evaluate ``cases`` (in ``workers`` processes when > 1), calling ``on_result`` in this
-    process as each one finishes, in completion order."""
+    process as each one finishes, in completion order. ``workers=None`` chooses: the first
+    case runs here, and the rest go to one process per core only if they would take more
+    than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
+    """
+    if workers is None:
+        if not cases:
+            return 1
+        start = time.perf_counter()
+        on_result(evaluate_case(cases[0], options))
+        cases = cases[1:]
+        estimate = (time.perf_counter() - start) * len(cases)
+        workers = default_workers() if estimate > SPAWN_WORTH_SECONDS else 1
     if workers <= 1 or len(cases) <= 1:
         for case in cases:
             on_result(evaluate_case(case, options))
-        return
+        return 1
     threads = max(1, default_workers() // workers)
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(cases)), mp_context=get_context("spawn"),
@@ -167,6 +183,7 @@ def evaluate_cases(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    return min(workers, len(cases))
 
 
 # ------------------------------------------------------------------------- the run
@@ -200,8 +217,7 @@ def run_evaluation(
         raise UsageError(f"--absent must be one of {', '.join(ABSENT_POLICIES)}, got {absent!r}")
     if csv_style not in CSV_STYLES:
         raise UsageError(f"--csv-style must be one of {', '.join(CSV_STYLES)}, got {csv_style!r}")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     try:
         cases, problems = discover_cases(pred_dir, label_dir, options)
@@ -233,7 +249,7 @@ def run_evaluation(
         if progress:
             progress(len(finished) + len(failed), total)
 
-    evaluate_cases(todo, options, workers=workers, on_result=on_result)
+    used = evaluate_cases(todo, options, workers=workers, on_result=on_result)
     evaluated = time.perf_counter()
 
     ordered = [c.case_id for c in cases if c.case_id in finished]
@@ -244,7 +260,7 @@ def run_evaluation(
             all_problems.extend(result.problems)
     run_options = {
         **_binning_options(options, pred_dir, label_dir),
-        "absent": absent, "workers": workers, "csv_style": csv_style,
+        "absent": absent, "workers": used, "csv_style": csv_style,
     }
     results = Results(
         cases=tuple(ordered),
@@ -260,7 +276,7 @@ def run_evaluation(
     if figures and results.stats:
         report.figures = _draw_figures(
             results, out_dir / "figures", fmt=figure_format, max_cases=max_case_figures,
-            absent=absent, workers=workers,
+            absent=absent, workers=default_workers() if workers is None else workers,
         )
     drawn = time.perf_counter()
     report.timings = {

@@ -225,3 +225,14 @@ def test_demo_refuses_a_foreign_folder(tmp_path):
     assert result.exit_code == 2
     assert "not empty" in result.output
     assert (tmp_path / "thesis.tex").exists()
+
+
+def test_automatic_workers_stay_in_process_for_small_folders(demo, tmp_path):
+    auto = evaluate(demo.nnunet, demo.labels, "--out", tmp_path / "auto", "--no-figures",
+                    "--quiet")
+    one = evaluate(demo.nnunet, demo.labels, "--out", tmp_path / "one", "--no-figures",
+                   "--quiet", "--workers", 1)
+    assert auto.exit_code == one.exit_code == 0
+    assert json.loads((tmp_path / "auto" / "run.json").read_text())["options"]["workers"] == 1
+    assert (tmp_path / "auto" / "per_image.csv").read_text() == \
+        (tmp_path / "one" / "per_image.csv").read_text()
