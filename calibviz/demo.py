@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import write_label, write_monai, write_nnunet_v2
+from .synthetic import smooth, write_label, write_monai, write_nnunet_v2
 
 DEMO_CLASSES = {"background": 0, "liver": 1, "tumour": 2, "vessel": 3}
 OVERCONFIDENT_TEMPERATURE = 0.5
@@ -30,13 +30,6 @@ class DemoData:
     labels: Path
     nnunet: Path  # the over-confident model, nnU-Net v2 prediction folder
     monai: Path  # the calibrated model, MONAI SaveImage folder (one folder per case)
-
-
-def _smooth(field: np.ndarray, passes: int = 3) -> np.ndarray:
-    for _ in range(passes):
-        for axis in range(1, field.ndim):
-            field = (field + np.roll(field, 1, axis) + np.roll(field, -1, axis)) / 3
-    return field
 
 
 def reference_probabilities(shape, rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +49,7 @@ def reference_probabilities(shape, rng: np.random.Generator) -> np.ndarray:
         liver + 18.0 * (1.0 - tumour) - 3.0,
         liver + 9.0 * (1.0 - vessel) - 1.0,
     ])
-    logits += _smooth(rng.normal(scale=1.2, size=logits.shape))
+    logits += smooth(rng.normal(scale=1.2, size=logits.shape), passes=3)
     logits -= logits.max(axis=0, keepdims=True)
     q = np.exp(logits)
     return q / q.sum(axis=0, keepdims=True)

@@ -21,12 +21,12 @@ __all__ = [
     "make_case",
     "make_region_case",
     "region_segmentation",
+    "smooth",
     "write_label",
     "write_monai",
     "write_nifti",
     "write_nnunet_v1",
     "write_nnunet_v2",
-    "write_demo",
 ]
 
 
@@ -47,11 +47,11 @@ def make_case(
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in shape)
     values = np.arange(n_classes) if label_values is None else np.asarray(label_values)
-    field = _smooth(rng.normal(size=(n_classes, *shape)), passes=2)
+    field = smooth(rng.normal(size=(n_classes, *shape)), passes=2)
     index = np.argmax(field, axis=0)
     labels = values[index].astype(np.uint8)
     logits = sharpness * np.eye(n_classes)[index].transpose(3, 0, 1, 2)
-    logits = logits + _smooth(rng.normal(scale=1.5, size=(n_classes, *shape)), passes=1)
+    logits = logits + smooth(rng.normal(scale=1.5, size=(n_classes, *shape)), passes=1)
     logits -= logits.max(axis=0, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=0, keepdims=True)
@@ -71,7 +71,7 @@ def make_region_case(
     probs = []
     for region in regions:
         truth = np.isin(labels, region)
-        logit = np.where(truth, 2.0, -2.0) + _smooth(rng.normal(scale=2.0, size=labels.shape), 1)
+        logit = np.where(truth, 2.0, -2.0) + smooth(rng.normal(scale=2.0, size=labels.shape), 1)
         probs.append(1 / (1 + np.exp(-logit)))
     return labels, np.stack(probs).astype(np.float32)
 
@@ -84,7 +84,8 @@ def region_segmentation(probs: np.ndarray, regions_class_order: Sequence[int]) -
     return seg
 
 
-def _smooth(a: np.ndarray, passes: int) -> np.ndarray:
+def smooth(a: np.ndarray, passes: int) -> np.ndarray:
+    """Box-smooth noise over the spatial axes (the last three of a 4-D array), periodic."""
     for _ in range(passes):
         for axis in range(1, a.ndim) if a.ndim == 4 else range(a.ndim):
             a = (a + np.roll(a, 1, axis) + np.roll(a, -1, axis)) / 3
@@ -224,23 +225,3 @@ def write_nnunet_v1(folder: str | Path, case_id: str, probs: np.ndarray,
     np.savez_compressed(path, softmax=stored)
     write_label(folder / f"{case_id}.nii.gz", np.argmax(probs, axis=0), affine)
     return path
-
-
-# --------------------------------------------------------------------------- demo
-def write_demo(folder: str | Path, *, n_cases: int = 4, shape: Sequence[int] = (48, 48, 32),
-               seed: int = 0) -> tuple[Path, Path]:
-    """A small nnU-Net v2 folder (background, liver, tumour) and its labels.
-
-    Returns ``(prediction folder, label folder)``.
-    """
-    folder = Path(folder)
-    pred_dir, label_dir = folder / "predictions", folder / "labels"
-    affine = np.diag([0.8, 0.8, 2.5, 1.0])
-    cases = {}
-    for n in range(n_cases):
-        case_id = f"case_{n:03d}"
-        labels, probs = make_case(shape, 3, seed=seed + n, sharpness=1.0 + 0.5 * n)
-        write_label(label_dir / f"{case_id}.nii.gz", labels, affine)
-        cases[case_id] = (probs, affine)
-    write_nnunet_v2(pred_dir, cases, {"background": 0, "liver": 1, "tumour": 2})
-    return pred_dir, label_dir
