@@ -3,7 +3,9 @@ the dataset reliability histogram (spec §4, §5, §7)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -85,19 +87,12 @@ def reference_pooled_curve(
         return np.nanmean(conf, axis=0), np.nanmean(freq, axis=0), count.sum(axis=0)
 
 
-class _quiet_nanmean:
-    """Silence 'Mean of empty slice' from nanmean over all-NaN bins (they stay NaN)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
+@contextmanager
+def _quiet_nanmean():
+    """Silence 'Mean of empty slice' from nan-reductions over all-NaN bins (they stay NaN)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return self
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
+        yield
 
 
 def micro_metrics(

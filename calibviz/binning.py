@@ -515,7 +515,8 @@ def _as_int_labels(labels: np.ndarray, where: str) -> np.ndarray:
     raise ValueError(f"{where}labels must be integers or booleans, got dtype {labels.dtype}")
 
 
-def _flat_mask(mask, spatial, where):
+def _checked_mask(mask, spatial, where) -> np.ndarray | None:
+    """The mask as a boolean array of shape ``spatial`` (or None), else ``ValueError``."""
     if mask is None:
         return None
     mask = np.asarray(mask)
@@ -523,21 +524,20 @@ def _flat_mask(mask, spatial, where):
         raise ValueError(f"{where}mask has shape {mask.shape}, expected {tuple(spatial)}")
     if mask.dtype != bool:
         raise ValueError(f"{where}mask must be boolean, got dtype {mask.dtype}")
-    return mask.reshape(-1)
+    return mask
+
+
+def _flat_mask(mask, spatial, where):
+    mask = _checked_mask(mask, spatial, where)
+    return None if mask is None else mask.reshape(-1)
 
 
 def _flatten_together(probs, labels, mask, where):
     """Flatten arrays of one spatial shape in a common memory order, copying only if needed."""
-    arrays = [probs, labels] + ([] if mask is None else [np.asarray(mask)])
+    mask = _checked_mask(mask, probs.shape, where)
+    arrays = [probs, labels] + ([] if mask is None else [mask])
     order = "F" if all(a.flags.f_contiguous for a in arrays) else "C"
-    if mask is not None:
-        if mask.shape != probs.shape:
-            raise ValueError(f"{where}mask has shape {mask.shape}, expected {probs.shape}")
-        if np.asarray(mask).dtype != bool:
-            raise ValueError(f"{where}mask must be boolean, got dtype {np.asarray(mask).dtype}")
-        mask_flat = np.asarray(mask).ravel(order=order)
-    else:
-        mask_flat = None
+    mask_flat = None if mask is None else mask.ravel(order=order)
     return probs.ravel(order=order), labels.ravel(order=order), mask_flat
 
 
@@ -594,9 +594,7 @@ def _run_kernel(
         probs = np.ascontiguousarray(probs)
     if not labels.flags.c_contiguous:
         labels = np.ascontiguousarray(labels)
-    use_mask = mask is not None
-    if use_mask and mask.size != probs.shape[1]:
-        raise ValueError(f"{where}mask has {mask.size} voxels, expected {probs.shape[1]}")
+    use_mask = mask is not None  # shape checked by _checked_mask
     sums, counters, checks, value_range = _bin_kernel(
         probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset), strict,
         mask if use_mask else np.zeros(1, dtype=np.bool_), use_mask,

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -209,5 +210,6 @@ def _render_one(job_and_options):
 def _render_cases(jobs, options: dict, workers: int) -> list[Path]:
     if workers <= 1 or len(jobs) < 2:
         return [_render_one((job, options)) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: the parent may hold Numba's worker threads (fork copies their locks)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         return list(pool.map(_render_one, [(job, options) for job in jobs], chunksize=4))

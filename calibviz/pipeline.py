@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+from .aggregate import ABSENT_POLICIES
 from .io import Case, CaseResult, EvalOptions, Problem, discover_cases, evaluate_case
 from .results import Results, save_results
 from .stats import BinStats
@@ -208,8 +209,6 @@ def run_evaluation(
     single cases are collected in the report (and ``problems.csv``), never raised.
     ``progress(done, total)`` is called after each case.
     """
-    from .aggregate import ABSENT_POLICIES
-
     started = datetime.now(UTC)
     clock = time.perf_counter()
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
@@ -274,11 +273,19 @@ def run_evaluation(
     report.files.extend(_write_reports(report, absent=absent, csv_style=csv_style))
     written = time.perf_counter()
     if figures and results.stats:
-        report.figures = _draw_figures(
-            results, out_dir / "figures", fmt=figure_format, max_cases=max_case_figures,
-            absent=absent, workers=default_workers() if workers is None else workers,
-        )
+        try:
+            report.figures = _draw_figures(
+                results, out_dir / "figures", fmt=figure_format, max_cases=max_case_figures,
+                absent=absent, workers=default_workers() if workers is None else workers,
+            )
+        except Exception as error:  # the numbers are written; a figure failure must not lose them
+            report.problems.append(Problem(
+                "", str(out_dir / "figures"),
+                f"figures could not be drawn ({type(error).__name__}: {error}); the reports "
+                "are complete, redraw with `calibviz plot`", severity="warning",
+            ))
     drawn = time.perf_counter()
+    report.files.append(_write_problems(report))
     report.timings = {
         "evaluate": evaluated - clock, "write": written - evaluated, "figures": drawn - written,
     }
@@ -287,16 +294,10 @@ def run_evaluation(
 
 
 def _write_reports(report: RunReport, *, absent: str, csv_style: str) -> list[Path]:
-    from .report import (
-        per_image_table,
-        problems_table,
-        reference_tables,
-        summary_table,
-        write_csv,
-    )
+    from .report import per_image_table, reference_tables, summary_table, write_csv
 
     out, results = report.out_dir, report.results
-    files = [write_csv(out / "problems.csv", problems_table(report.problems))]
+    files: list[Path] = []
     if not results.stats:
         return files
     files.append(save_results(out / "stats.npz", results))
@@ -306,6 +307,12 @@ def _write_reports(report: RunReport, *, absent: str, csv_style: str) -> list[Pa
         for name, table in reference_tables(results, absent=absent).items():
             files.append(write_csv(out / name, table))
     return files
+
+
+def _write_problems(report: RunReport) -> Path:
+    from .report import problems_table, write_csv
+
+    return write_csv(report.out_dir / "problems.csv", problems_table(report.problems))
 
 
 def _draw_figures(results: Results, folder: Path, *, fmt: str, max_cases: int, absent: str,

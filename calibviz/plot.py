@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -704,6 +705,12 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
         metadata["CreationDate"] = None
     if fmt == "svg":
         metadata = {"Date": None, "Creator": "calibviz"}
-    with matplotlib.rc_context(preset.rc()):
-        figure.savefig(path, format=fmt, dpi=dpi or preset.dpi, metadata=metadata)
+    # write beside the target, then rename: a reader never sees half a figure
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with matplotlib.rc_context(preset.rc()):
+            figure.savefig(temporary, format=fmt, dpi=dpi or preset.dpi, metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path

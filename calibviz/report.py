@@ -67,15 +67,12 @@ def per_image_table(results: Results, *, absent: str = "include") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def summary_table(
-    results: Results, *, absent: str = "include", pooling: str = "sum"
-) -> pd.DataFrame:
+def summary_table(results: Results, *, absent: str = "include") -> pd.DataFrame:
     """Per metric and class (plus the per-image class mean): macro statistics and the micro
-    value. Columns: metric, class, mean, median, max, min, p90, std, notnans, micro."""
+    (pooled-sums) value. Columns: metric, class, mean, median, max, min, p90, std, notnans,
+    micro."""
     metrics = per_image_metrics(results.stats, absent=absent)
     micro = micro_metrics(results.stats, absent=absent)
-    if pooling == "reference":
-        micro.update(micro_metrics(results.stats, absent=absent, pooling="reference"))
     names = [*results.class_names, CLASS_MEAN]
     rows = []
     for metric, values in metrics.items():

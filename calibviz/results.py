@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .stats import BinStats
+from .stats import SUM_FIELDS, BinStats
 
 FORMAT_VERSION = 1
 
@@ -66,8 +66,7 @@ def save_results(path: str | os.PathLike, results: Results) -> Path:
     if results.stats:
         per_image = [s.to_arrays() for s in results.stats]
         for key in per_image[0]:
-            if key in ("count", "sum_p", "sum_y", "sum_p2", "sum_py", "tp", "fp", "fn", "tn",
-                       "n_clipped"):
+            if key in SUM_FIELDS:
                 arrays[f"stats_{key}"] = np.stack([a[key] for a in per_image])
             else:
                 arrays[f"stats_{key}"] = per_image[0][key]
@@ -103,9 +102,7 @@ def load_results(path: str | os.PathLike) -> Results:
             if not key.startswith("stats_") or key == "stats_n_images":
                 continue
             name = key[len("stats_"):]
-            stacked = name in ("count", "sum_p", "sum_y", "sum_p2", "sum_py", "tp", "fp", "fn",
-                               "tn", "n_clipped")
-            fields[name] = value[index] if stacked else value
+            fields[name] = value[index] if name in SUM_FIELDS else value
         fields["n_images"] = arrays["stats_n_images"][index]
         stats.append(BinStats.from_arrays(fields))
     return Results(cases=cases, stats=tuple(stats), options=options)

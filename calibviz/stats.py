@@ -18,7 +18,8 @@ CLOSURES = ("right", "left")
 BINNINGS = ("hard", "soft")
 DEFAULT_EMPTY_WEIGHT = 0.01
 
-_SUM_FIELDS = (
+#: The additive (per-image, poolable) array fields of BinStats.
+SUM_FIELDS = (
     "count", "sum_p", "sum_y", "sum_p2", "sum_py", "tp", "fp", "fn", "tn", "n_clipped"
 )
 
@@ -170,7 +171,7 @@ class BinStats:
         if not isinstance(other, BinStats):
             return NotImplemented
         self.compatible_with(other)
-        sums = {name: getattr(self, name) + getattr(other, name) for name in _SUM_FIELDS}
+        sums = {name: getattr(self, name) + getattr(other, name) for name in SUM_FIELDS}
         return self.replace(**sums, n_images=self.n_images + other.n_images)
 
     def __radd__(self, other):  # lets ``sum(list_of_stats)`` work
@@ -180,7 +181,7 @@ class BinStats:
 
     def replace(self, **changes) -> BinStats:
         """A copy with some fields replaced."""
-        fields = {name: getattr(self, name) for name in (*_SUM_FIELDS, "edges")}
+        fields = {name: getattr(self, name) for name in (*SUM_FIELDS, "edges")}
         fields.update(
             class_names=self.class_names,
             closure=self.closure,
@@ -194,7 +195,7 @@ class BinStats:
     def select(self, classes) -> BinStats:
         """The statistics of some classes only (indices or names), in the given order."""
         index = [self.class_index(c) for c in classes]
-        fields = {name: getattr(self, name)[index] for name in _SUM_FIELDS}
+        fields = {name: getattr(self, name)[index] for name in SUM_FIELDS}
         return self.replace(**fields, class_names=tuple(self.class_names[i] for i in index))
 
     def class_index(self, name_or_index) -> int:
@@ -215,7 +216,7 @@ class BinStats:
         """Zero the sums of classes where ``keep`` (bool ``[C]``) is False."""
         keep = np.asarray(keep, dtype=bool)
         fields = {}
-        for name in _SUM_FIELDS:
+        for name in SUM_FIELDS:
             value = getattr(self, name)
             shape = (-1, 1) if value.ndim == 2 else (-1,)
             fields[name] = np.where(keep.reshape(shape), value, 0)
@@ -249,7 +250,7 @@ class BinStats:
     # ------------------------------------------------------- serialisation
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for ``np.savez`` (see :meth:`from_arrays`)."""
-        out = {name: getattr(self, name) for name in (*_SUM_FIELDS, "edges")}
+        out = {name: getattr(self, name) for name in (*SUM_FIELDS, "edges")}
         out["class_names"] = np.array(self.class_names, dtype=str)
         out["closure"] = np.array(self.closure)
         out["binning"] = np.array(self.binning)
@@ -260,7 +261,7 @@ class BinStats:
     @classmethod
     def from_arrays(cls, arrays) -> BinStats:
         return cls(
-            **{name: np.asarray(arrays[name]) for name in (*_SUM_FIELDS, "edges")},
+            **{name: np.asarray(arrays[name]) for name in (*SUM_FIELDS, "edges")},
             class_names=tuple(str(s) for s in np.asarray(arrays["class_names"]).tolist()),
             closure=str(arrays["closure"]),
             binning=str(arrays["binning"]),
@@ -276,7 +277,7 @@ class BinStats:
             return False
         return all(
             np.allclose(getattr(self, n), getattr(other, n), rtol=rtol, atol=atol)
-            for n in _SUM_FIELDS
+            for n in SUM_FIELDS
         )
 
 

@@ -236,3 +236,19 @@ def test_automatic_workers_stay_in_process_for_small_folders(demo, tmp_path):
     assert json.loads((tmp_path / "auto" / "run.json").read_text())["options"]["workers"] == 1
     assert (tmp_path / "auto" / "per_image.csv").read_text() == \
         (tmp_path / "one" / "per_image.csv").read_text()
+
+
+def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch):
+    import calibviz.figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display fonts")
+
+    monkeypatch.setattr(calibviz.figures, "render_figures", broken)
+    out = tmp_path / "run"
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out / "per_image.csv")) == 15
+    problems = pd.read_csv(out / "problems.csv")
+    assert problems["message"].str.contains("figures could not be drawn").any()
+    assert not list(out.rglob("*.tmp"))
