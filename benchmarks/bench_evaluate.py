@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from calibviz import bin_image
-from calibviz.io import EvalOptions
-from calibviz.pipeline import run_evaluation
+from calibviz.options import EvalOptions
+from calibviz.run import run_evaluation
 from calibviz.synthetic import make_case, write_label, write_nnunet_v2
 
 

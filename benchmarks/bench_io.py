@@ -80,7 +80,8 @@ def measure(kind: str, folder: Path) -> dict:
     import nibabel
     import nibabel.openers
 
-    from calibviz.io import EvalOptions, discover_cases, evaluate_case
+    from calibviz.io import discover_cases, evaluate_case
+    from calibviz.options import EvalOptions
     from calibviz.io.readers import NiftiSource, NpyStream
 
     no_igzip = kind.endswith("-no-igzip")

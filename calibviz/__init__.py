@@ -18,8 +18,9 @@ from .aggregate import (
 )
 from .binning import BinAccumulator, bin_edges, bin_image
 from .metrics import METRICS, ace, brier, brier_decomposition, dice, ece, mce
-from .results import Results, load_results, save_results
+from .results import Results
 from .stats import BinStats, ReliabilityHistogram
+from .store import load_results, save_results
 
 try:
     __version__ = version("calibviz")
@@ -27,7 +28,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
 _LAZY = {
-    "evaluate_folder": "calibviz.io",
+    "evaluate_folder": "calibviz.run",
 }
 
 

@@ -9,18 +9,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .metrics import CALIBRATION_METRICS, METRICS, ace, ece, mce
+from .metrics import CALIBRATION_METRICS, METRICS
+from .options import ABSENT_POLICIES, check_choice
 from .stats import BinStats, ReliabilityHistogram
 
-ABSENT_POLICIES = ("include", "exclude")
 POOLINGS = ("sum", "reference")
-SUMMARY_STATISTICS = ("mean", "median", "max", "min", "p90", "std", "notnans")
 
 
 def _check_policy(absent: str) -> str:
-    if absent not in ABSENT_POLICIES:
-        raise ValueError(f"absent must be one of {ABSENT_POLICIES}, got {absent!r}")
-    return absent
+    return check_choice("absent", absent, ABSENT_POLICIES)
 
 
 def _as_list(stats: Iterable[BinStats]) -> list[BinStats]:
@@ -103,8 +100,7 @@ def micro_metrics(
     ``pooling="sum"`` (default) adds the sufficient statistics; ``"reference"`` reproduces the
     reference implementation's unweighted-confidence pooling (ECE, ACE, MCE only).
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    check_choice("pooling", pooling, POOLINGS)
     stats = _as_list(stats)
     if pooling == "sum":
         pooled = pool(stats, absent=absent)
@@ -213,13 +209,3 @@ def reliability_histogram(
         counts=counts, voxel_counts=voxels, pooled=pool(stats, absent=absent),
         n_images=len(stats),
     )
-
-
-def dataset_calibration(stats: Sequence[BinStats], *, absent: str = "include") -> dict:
-    """Macro and micro ECE / ACE / MCE of a dataset in one dict (for quick looks)."""
-    pooled = pool(stats, absent=absent)
-    macro = macro_summary(stats, absent=absent)
-    return {
-        "macro": {name: macro[name]["mean"] for name in ("ece", "ace", "mce")},
-        "micro": {"ece": ece(pooled), "ace": ace(pooled), "mce": mce(pooled)},
-    }

@@ -13,11 +13,19 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from .stats import BINNINGS, CLOSURES, DEFAULT_EMPTY_WEIGHT, BinStats
+from .options import (
+    BINNINGS,
+    CLIP_TOLERANCE,
+    CLOSURES,
+    DEFAULT_EMPTY_WEIGHT,
+    check_choice,
+    check_empty_weight,
+    check_n_bins,
+)
+from .stats import BinStats
 
 N_SLOTS = 64
 CHUNK = 8192
-CLIP_TOLERANCE = 1e-3
 
 # outcome codes stored in the label lookup table
 _NEGATIVE, _POSITIVE, _EXCLUDED, _UNDECLARED = 0, 1, 2, 3
@@ -202,24 +210,12 @@ def bin_edges(n_bins: int, dtype=np.float64) -> np.ndarray:
     >>> bool(bin_edges(5, np.float32)[1] == np.float32(0.2))
     True
     """
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     dtype = np.dtype(dtype)
     exact = np.arange(n_bins + 1, dtype=np.float64) / n_bins
     if dtype.kind == "f" and dtype.itemsize < 8:
         return exact.astype(dtype).astype(np.float64)
     return exact
-
-
-def _check_n_bins(n_bins) -> int:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
-    return int(n_bins)
-
-
-def _check_choice(name: str, value, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
 
 
 class BinAccumulator:
@@ -241,12 +237,10 @@ class BinAccumulator:
         empty_weight: float = DEFAULT_EMPTY_WEIGHT,
         where: str = "",
     ) -> None:
-        self.n_bins = _check_n_bins(n_bins)
-        self.closure = _check_choice("closure", closure, CLOSURES)
-        self.binning = _check_choice("binning", binning, BINNINGS)
-        if not empty_weight >= 0:
-            raise ValueError(f"empty_weight must be >= 0, got {empty_weight!r}")
-        self.empty_weight = float(empty_weight)
+        self.n_bins = check_n_bins(n_bins)
+        self.closure = check_choice("closure", closure, CLOSURES)
+        self.binning = check_choice("binning", binning, BINNINGS)
+        self.empty_weight = check_empty_weight(empty_weight)
         self.class_names = tuple(str(n) for n in class_names)
         self.edges = bin_edges(self.n_bins, _edge_precision(np.dtype(precision)))
         self.where = where
@@ -255,6 +249,8 @@ class BinAccumulator:
         self._sums = np.zeros((*shape, 4))
         self._confusion = np.zeros((shape[0], 5), dtype=np.int64)
         self._done = np.zeros(shape[0], dtype=bool)
+        #: (lowest, highest) probability seen so far, before clipping
+        self.value_range = (np.inf, -np.inf)
 
     def add_class(
         self,
@@ -603,6 +599,7 @@ def _run_kernel(
     )
     checks = checks.sum(axis=0)
     low, high = value_range[:, 0].min(), value_range[:, 1].max()
+    acc.value_range = (min(acc.value_range[0], low), max(acc.value_range[1], high))
     classes = ", ".join(map(repr, names))
     if checks[_NONFINITE]:
         raise ValueError(

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import smooth, write_label, write_monai, write_nnunet_v2
+from .synthetic import (
+    liver_phantom,
+    sample_labels,
+    sharpen,
+    write_label,
+    write_monai,
+    write_nnunet_v2,
+)
 
 DEMO_CLASSES = {"background": 0, "liver": 1, "tumour": 2, "vessel": 3}
 OVERCONFIDENT_TEMPERATURE = 0.5
@@ -30,44 +37,6 @@ class DemoData:
     labels: Path
     nnunet: Path  # the over-confident model, nnU-Net v2 prediction folder
     monai: Path  # the calibrated model, MONAI SaveImage folder (one folder per case)
-
-
-def reference_probabilities(shape, rng: np.random.Generator) -> np.ndarray:
-    """float64 ``(4, *shape)`` smooth class probabilities: a liver blob holding a tumour and
-    vessels, soft at the boundaries."""
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
-    centre = rng.uniform(-0.15, 0.15, size=3)[:, None, None, None]
-    radius = np.sqrt((((grid - centre) / np.array([0.7, 0.6, 0.8])[:, None, None, None]) ** 2)
-                     .sum(axis=0))
-    tumour_centre = centre + rng.uniform(-0.25, 0.25, size=3)[:, None, None, None]
-    tumour = np.sqrt((((grid - tumour_centre) / 0.3) ** 2).sum(axis=0))
-    vessel = np.abs(grid[0] - centre[0, 0] + 0.3 * np.sin(3 * grid[2])) / 0.1
-    liver = 15.0 * (1.0 - radius)
-    logits = np.stack([
-        np.zeros(shape),
-        liver,
-        liver + 18.0 * (1.0 - tumour) - 3.0,
-        liver + 9.0 * (1.0 - vessel) - 1.0,
-    ])
-    logits += smooth(rng.normal(scale=1.2, size=logits.shape), passes=3)
-    logits -= logits.max(axis=0, keepdims=True)
-    q = np.exp(logits)
-    return q / q.sum(axis=0, keepdims=True)
-
-
-def sample_labels(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 label map with ``P(label = c) = q[c]`` independently per voxel."""
-    cumulative = np.cumsum(q, axis=0)
-    draw = rng.random(q.shape[1:])
-    return np.minimum((draw[None] > cumulative).sum(axis=0), q.shape[0] - 1).astype(np.uint8)
-
-
-def sharpen(q: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log q / T)``: over-confident for ``T < 1``."""
-    logits = np.log(np.clip(q, 1e-12, None)) / temperature
-    logits -= logits.max(axis=0, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=0, keepdims=True)
 
 
 MARKER = ".calibviz-demo"
@@ -102,7 +71,7 @@ def write_demo_dataset(
     nnunet_cases = {}
     for index in range(n_cases):
         case_id = f"liver_{index:03d}"
-        q = reference_probabilities(shape, rng)
+        q = liver_phantom(shape, rng)
         labels = sample_labels(q, rng)
         write_label(labels_dir / f"{case_id}.nii.gz", labels, affine)
         write_monai(monai_dir, case_id, q.astype(np.float32), affine, postfix="prob")

@@ -48,7 +48,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .binning import bin_edges
-from .stats import DEFAULT_EMPTY_WEIGHT
+from .options import BINNINGS, DEFAULT_EMPTY_WEIGHT, check_choice, check_n_bins
 
 __all__ = [
     "HardL1ACELoss",
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
-BINNINGS = ("hard", "soft")
 _NUMPY_DTYPES = {
     torch.float16: np.float16,
     torch.float32: np.float32,
@@ -119,7 +118,7 @@ def binned_calibration(
             f"probs and outcome must both be (B, C, N); got {tuple(probs.shape)} and "
             f"{tuple(outcome.shape)}"
         )
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     batch, n_classes, _ = probs.shape
     device = probs.device
     p = probs.to(accumulate_dtype)
@@ -185,12 +184,6 @@ def l1_ace(
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_n_bins(n_bins) -> int:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
-    return int(n_bins)
-
-
 def _check_weights(weight, name: str = "weight") -> torch.Tensor | None:
     if weight is None:
         return None
@@ -317,9 +310,8 @@ class _L1ACELoss(_InputOptions):
         accumulate_dtype: torch.dtype = torch.float64,
     ):
         super().__init__(softmax=softmax, sigmoid=sigmoid, include_background=include_background)
-        self.n_bins = _check_n_bins(n_bins)
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.n_bins = check_n_bins(n_bins)
+        check_choice("reduction", reduction, REDUCTIONS)
         if accumulate_dtype not in (torch.float32, torch.float64):
             raise ValueError(f"accumulate_dtype must be float32 or float64, got {accumulate_dtype}")
         if not empty_weight >= 0:
@@ -465,8 +457,7 @@ class DiceLoss(_InputOptions):
         reduction: str = "mean",
     ):
         super().__init__(softmax=softmax, sigmoid=sigmoid, include_background=include_background)
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        check_choice("reduction", reduction, REDUCTIONS)
         self.smooth = float(smooth)
         self.reduction = reduction
 

@@ -104,11 +104,6 @@ def dice(stats: BinStats) -> np.ndarray:
     return out
 
 
-def n_truth(stats: BinStats) -> np.ndarray:
-    """Ground-truth voxel count per class (as float64, for tables)."""
-    return stats.n_truth.astype(np.float64)
-
-
 MetricFunction = Callable[[BinStats], np.ndarray]
 
 #: The per-image calibration and segmentation metrics, in report order.
@@ -122,12 +117,3 @@ METRICS: dict[str, MetricFunction] = {
 
 #: Metrics that are calibration errors computed from bins (these honour the absent policy).
 CALIBRATION_METRICS = ("ece", "ace", "mce", "brier")
-
-
-def compute_metrics(stats: BinStats, names=None) -> dict[str, np.ndarray]:
-    """``{name: float64 [C]}`` for every registered metric (or the given names)."""
-    names = list(METRICS) if names is None else list(names)
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
-    return {name: METRICS[name](stats) for name in names}

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import platform
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .aggregate import class_mean, micro_metrics, per_image_metrics, summarize
+from .aggregate import class_mean, macro_summary, micro_metrics, per_image_metrics, summarize
 from .metrics import METRICS
 from .results import Results
+from .store import STATS_FILE, save_results, write_atomic
 
 CLASS_MEAN = "mean"  # the name of the per-image class-mean row in summaries
 STATISTICS = ("mean", "median", "max", "min", "p90", "std", "notnans")
@@ -22,21 +24,6 @@ REFERENCE_STATISTICS = {"p90": "90percentile"}
 
 
 # --------------------------------------------------------------------------- writing
-def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(text, bytes) else "w"
-    with tempfile.NamedTemporaryFile(
-        mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
-        **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""}),
-    ) as handle:
-        handle.write(text)
-        temporary = handle.name
-    os.replace(temporary, path)
-    return path
-
-
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
     return write_atomic(path, table.to_csv(index=False, float_format="%.10g"))
 
@@ -71,12 +58,11 @@ def summary_table(results: Results, *, absent: str = "include") -> pd.DataFrame:
     """Per metric and class (plus the per-image class mean): macro statistics and the micro
     (pooled-sums) value. Columns: metric, class, mean, median, max, min, p90, std, notnans,
     micro."""
-    metrics = per_image_metrics(results.stats, absent=absent)
+    macro = macro_summary(results.stats, absent=absent)
     micro = micro_metrics(results.stats, absent=absent)
     names = [*results.class_names, CLASS_MEAN]
     rows = []
-    for metric, values in metrics.items():
-        stats = summarize(np.column_stack([values, class_mean(values)]))
+    for metric, stats in macro.items():
         micro_values = np.append(micro[metric], np.nanmean(micro[metric]) if
                                  np.isfinite(micro[metric]).any() else np.nan)
         for c, name in enumerate(names):
@@ -87,11 +73,6 @@ def summary_table(results: Results, *, absent: str = "include") -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["notnans"] = table["notnans"].astype(int)
     return table
-
-
-def absent_count(results: Results) -> int:
-    """Image–class pairs whose class is absent from the ground truth."""
-    return int(sum(int(s.absent.sum()) for s in results.stats))
 
 
 def problems_table(problems: Iterable) -> pd.DataFrame:
@@ -130,3 +111,68 @@ def reference_tables(
         lines.append({"name": f"micro_{metric}", "value": float(np.nanmean(micro[metric]))})
     tables["metrics.csv"] = pd.DataFrame(lines, columns=["name", "value"])
     return tables
+
+
+# --------------------------------------------------------------------------- a run's files
+def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy") -> list[Path]:
+    """``stats.npz``, ``per_image.csv``, ``summary.csv`` (and the reference layout with
+    ``csv_style="reference"``) of a run; nothing when no case was evaluated."""
+    if not results.stats:
+        return []
+    absent = results.options.get("absent", "include")
+    files = [
+        save_results(out_dir / STATS_FILE, results),
+        write_csv(out_dir / "per_image.csv", per_image_table(results, absent=absent)),
+        write_csv(out_dir / "summary.csv", summary_table(results, absent=absent)),
+    ]
+    if csv_style == "reference":
+        for name, table in reference_tables(results, absent=absent).items():
+            files.append(write_csv(out_dir / name, table))
+    return files
+
+
+def write_problems(problems: Iterable, out_dir: Path) -> Path:
+    return write_csv(out_dir / "problems.csv", problems_table(problems))
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("calibviz", "numpy", "numba", "nibabel", "pandas", "matplotlib", "scipy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def write_run_json(report, started: datetime) -> Path:
+    """``run.json``: options, versions, times, counts, problems and the figures drawn of a
+    :class:`calibviz.run.RunReport`."""
+    results = report.results
+    data = {
+        "options": results.options,
+        "versions": _versions(),
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "cases_ok": len(results),
+        "cases_skipped": len(results.skipped),
+        "cases_resumed": report.n_resumed,
+        "absent_pairs": results.n_absent,
+        "classes": list(results.class_names),
+        "timings_seconds": report.timings,
+        "errors": [p.message for p in results.errors],
+        "warnings": [p.message for p in results.warnings],
+        "figures": _figure_summary(report.figures),
+    }
+    return write_json(report.out_dir / "run.json", data)
+
+
+def _figure_summary(figures: dict | None):
+    if figures is None:
+        return None
+    return {key: (str(value) if isinstance(value, Path) else value)
+            for key, value in figures.items()
+            if isinstance(value, int | str | float | Path | type(None))}

@@ -1,37 +1,39 @@
-"""The saved statistics of a run (``stats.npz``): everything needed to recompute every
-number and redraw every figure without the images. NumPy only."""
+"""The one result type of a dataset run: per-image statistics, their case ids, the problems
+found and the options used. Written and read by :mod:`calibviz.store`. NumPy only."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .stats import SUM_FIELDS, BinStats
-
-FORMAT_VERSION = 1
+from .stats import BinStats
 
 
 @dataclass(frozen=True)
 class Results:
     """Per-image statistics of a dataset run.
 
-    cases : tuple of case ids, one per image
+    cases : tuple of case ids, one per image that was evaluated
     stats : tuple of per-image :class:`BinStats` (same classes and bins for all)
     options : dict of the options the run used (JSON-serialisable)
+    problems : tuple of :class:`calibviz.io.Problem` found while reading (errors of the
+        cases that were skipped, warnings of the others)
+    skipped : tuple of the ids of cases that could not be evaluated
     """
 
     cases: tuple[str, ...]
     stats: tuple[BinStats, ...]
     options: dict = field(default_factory=dict)
+    problems: tuple = ()
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cases", tuple(str(c) for c in self.cases))
-        object.__setattr__(self, "stats", tuple(self.stats))
+        set_ = object.__setattr__
+        set_(self, "cases", tuple(str(c) for c in self.cases))
+        set_(self, "stats", tuple(self.stats))
+        set_(self, "problems", tuple(self.problems))
+        set_(self, "skipped", tuple(str(c) for c in self.skipped))
         if len(self.cases) != len(self.stats):
             raise ValueError(f"{len(self.cases)} case ids for {len(self.stats)} BinStats")
         for other in self.stats[1:]:
@@ -45,6 +47,19 @@ class Results:
     def edges(self) -> np.ndarray:
         return self.stats[0].edges
 
+    @property
+    def errors(self) -> list:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def n_absent(self) -> int:
+        """Image–class pairs whose class is absent from the ground truth."""
+        return int(sum(int(s.absent.sum()) for s in self.stats))
+
     def __len__(self) -> int:
         return len(self.cases)
 
@@ -53,56 +68,3 @@ class Results:
             return self.stats[self.cases.index(case_id)]
         except ValueError:
             raise ValueError(f"no case {case_id!r} in these results") from None
-
-
-def save_results(path: str | os.PathLike, results: Results) -> Path:
-    """Write ``results`` to ``path`` (``.npz``) atomically; returns the path."""
-    path = Path(path)
-    arrays: dict[str, np.ndarray] = {
-        "format_version": np.array(FORMAT_VERSION),
-        "cases": np.array(results.cases, dtype=str),
-        "options_json": np.array(json.dumps(results.options, default=str)),
-    }
-    if results.stats:
-        per_image = [s.to_arrays() for s in results.stats]
-        for key in per_image[0]:
-            if key in SUM_FIELDS:
-                arrays[f"stats_{key}"] = np.stack([a[key] for a in per_image])
-            else:
-                arrays[f"stats_{key}"] = per_image[0][key]
-        arrays["stats_n_images"] = np.array([s.n_images for s in results.stats])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        np.savez_compressed(handle, **arrays)
-        temporary = handle.name
-    os.replace(temporary, path)
-    return path
-
-
-def load_results(path: str | os.PathLike) -> Results:
-    """Read a ``stats.npz`` written by :func:`save_results` (or ``calibviz evaluate``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "stats.npz"
-    if not path.exists():
-        raise ValueError(f"no statistics file at {path} (expected a stats.npz from evaluate)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable calibviz stats.npz: {error}") from None
-    if "format_version" not in arrays or "cases" not in arrays:
-        raise ValueError(f"{path} is not a calibviz stats.npz (no case list inside)")
-    cases = tuple(str(c) for c in arrays["cases"].tolist())
-    options = json.loads(str(arrays["options_json"]))
-    stats = []
-    for index in range(len(cases)):
-        fields = {}
-        for key, value in arrays.items():
-            if not key.startswith("stats_") or key == "stats_n_images":
-                continue
-            name = key[len("stats_"):]
-            fields[name] = value[index] if name in SUM_FIELDS else value
-        fields["n_images"] = arrays["stats_n_images"][index]
-        stats.append(BinStats.from_arrays(fields))
-    return Results(cases=cases, stats=tuple(stats), options=options)

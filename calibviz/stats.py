@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CLOSURES = ("right", "left")
-BINNINGS = ("hard", "soft")
-DEFAULT_EMPTY_WEIGHT = 0.01
+from .options import BINNINGS, CLOSURES, DEFAULT_EMPTY_WEIGHT
 
 #: The additive (per-image, poolable) array fields of BinStats.
 SUM_FIELDS = (
@@ -146,11 +144,6 @@ class BinStats:
         """float64 ``[C, B]`` observed foreground frequency per bin; NaN for empty bins."""
         return self._mean(self.sum_y)
 
-    @property
-    def bin_centres(self) -> np.ndarray:
-        return 0.5 * (self.edges[:-1] + self.edges[1:])
-
-    # ------------------------------------------------------------ pooling
     def compatible_with(self, other: BinStats) -> None:
         """Raise ``ValueError`` unless ``other`` can be added to ``self``."""
         problems = []

@@ -4,9 +4,19 @@ NumPy only."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tempfile
+import zipfile
+from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from .results import Results
+from .stats import SUM_FIELDS, BinStats
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -16,16 +26,15 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    handle = tempfile.NamedTemporaryFile(
-        "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
     try:
-        with handle:
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
-        os.chmod(handle.name, 0o666 & ~_umask())
-        os.replace(handle.name, path)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise
     return path
 
@@ -35,3 +44,131 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# ------------------------------------------------------------------ the stats archive
+FORMAT_VERSION = 1
+STATS_FILE = "stats.npz"
+
+
+def _pack(results: Results) -> bytes:
+    """The archive bytes of ``results``: the per-image sums stacked ``[n_images, ...]``, the
+    shared convention once, case ids, options and problems as JSON."""
+    arrays: dict[str, np.ndarray] = {
+        "format_version": np.array(FORMAT_VERSION),
+        "cases": np.array(results.cases, dtype=str),
+        "options_json": np.array(json.dumps(results.options, default=str)),
+        "problems_json": np.array(json.dumps([asdict(p) for p in results.problems])),
+    }
+    if results.stats:
+        per_image = [s.to_arrays() for s in results.stats]
+        for key in per_image[0]:
+            if key in SUM_FIELDS:
+                arrays[f"stats_{key}"] = np.stack([a[key] for a in per_image])
+            else:
+                arrays[f"stats_{key}"] = per_image[0][key]
+        arrays["stats_n_images"] = np.array([s.n_images for s in results.stats])
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _unpack(arrays: dict[str, np.ndarray], path: Path) -> Results:
+    from .io.types import Problem
+
+    if "format_version" not in arrays or "cases" not in arrays:
+        raise ValueError(f"{path} is not a calibviz stats.npz (no case list inside)")
+    cases = tuple(str(c) for c in arrays["cases"].tolist())
+    options = json.loads(str(arrays["options_json"])) if "options_json" in arrays else {}
+    problems = ()
+    if "problems_json" in arrays:
+        problems = tuple(Problem(**p) for p in json.loads(str(arrays["problems_json"])))
+    stats = []
+    for index in range(len(cases)):
+        fields = {}
+        for key, value in arrays.items():
+            if not key.startswith("stats_") or key == "stats_n_images":
+                continue
+            name = key[len("stats_"):]
+            fields[name] = value[index] if name in SUM_FIELDS else value
+        fields["n_images"] = arrays["stats_n_images"][index]
+        stats.append(BinStats.from_arrays(fields))
+    return Results(cases=cases, stats=tuple(stats), options=options, problems=problems)
+
+
+def save_results(path: str | os.PathLike, results: Results) -> Path:
+    """Write ``results`` to ``path`` (``.npz``) atomically; returns the path."""
+    return write_atomic(path, _pack(results))
+
+
+def load_results(path: str | os.PathLike) -> Results:
+    """Read a ``stats.npz`` written by :func:`save_results` (or ``calibviz evaluate``); a
+    folder means its ``stats.npz``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / STATS_FILE
+    if not path.exists():
+        raise ValueError(f"no statistics file at {path} (expected a stats.npz from evaluate)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable calibviz stats.npz: {error}") from None
+    return _unpack(arrays, path)
+
+
+# ------------------------------------------------------------------ the partial-case store
+PARTIAL_DIR = ".partial"
+RUN_OPTIONS = "options.json"
+
+
+class PartialStore:
+    """Finished cases of a run in ``out/.partial/``, one archive per case, so an interrupted
+    run loses nothing and ``resume`` continues it. ``options.json`` records what the
+    stored numbers depend on; resuming with other options is refused."""
+
+    def __init__(self, out_dir: str | os.PathLike) -> None:
+        self.folder = Path(out_dir) / PARTIAL_DIR
+
+    def _case_file(self, case_id: str) -> Path:
+        return self.folder / f"{quote(case_id, safe='')}.npz"
+
+    def open(self, wanted: dict, resume: bool) -> list[str]:
+        """Start (or, with ``resume``, continue) a run that depends on ``wanted``; returns
+        the differences that forbid resuming (empty when it may go on)."""
+        stored_path = self.folder / RUN_OPTIONS
+        if resume and stored_path.exists():
+            stored = json.loads(stored_path.read_text())
+            differences = [
+                f"{key}: {stored.get(key)!r} then, {wanted.get(key)!r} now"
+                for key in sorted(set(stored) | set(wanted))
+                if stored.get(key) != wanted.get(key)
+            ]
+            if differences:
+                return differences
+            return []
+        if self.folder.exists():
+            for old in self.folder.glob("*.npz"):
+                old.unlink()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(stored_path, json.dumps(wanted, indent=2))
+        return []
+
+    def save(self, case_id: str, stats: BinStats, problems) -> None:
+        """Store one finished case (its BinStats and its warnings) atomically."""
+        write_atomic(self._case_file(case_id),
+                     _pack(Results((case_id,), (stats,), problems=tuple(problems))))
+
+    def load(self, case_id: str) -> tuple[BinStats, tuple] | None:
+        """A stored case's ``(stats, problems)``, or None (absent or damaged: evaluate it
+        again)."""
+        path = self._case_file(case_id)
+        if not path.exists():
+            return None
+        try:
+            stored = load_results(path)
+        except (ValueError, KeyError, TypeError):
+            return None
+        if stored.cases != (case_id,):
+            return None
+        return stored.stats[0], stored.problems

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "liver_phantom",
+    "sample_labels",
+    "sharpen",
     "make_case",
     "make_region_case",
     "region_segmentation",
@@ -93,6 +96,44 @@ def smooth(a: np.ndarray, passes: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- NIfTI
+def liver_phantom(shape, rng: np.random.Generator) -> np.ndarray:
+    """float64 ``(4, *shape)`` smooth class probabilities: a liver blob holding a tumour and
+    vessels, soft at the boundaries."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    centre = rng.uniform(-0.15, 0.15, size=3)[:, None, None, None]
+    radius = np.sqrt((((grid - centre) / np.array([0.7, 0.6, 0.8])[:, None, None, None]) ** 2)
+                     .sum(axis=0))
+    tumour_centre = centre + rng.uniform(-0.25, 0.25, size=3)[:, None, None, None]
+    tumour = np.sqrt((((grid - tumour_centre) / 0.3) ** 2).sum(axis=0))
+    vessel = np.abs(grid[0] - centre[0, 0] + 0.3 * np.sin(3 * grid[2])) / 0.1
+    liver = 15.0 * (1.0 - radius)
+    logits = np.stack([
+        np.zeros(shape),
+        liver,
+        liver + 18.0 * (1.0 - tumour) - 3.0,
+        liver + 9.0 * (1.0 - vessel) - 1.0,
+    ])
+    logits += smooth(rng.normal(scale=1.2, size=logits.shape), passes=3)
+    logits -= logits.max(axis=0, keepdims=True)
+    q = np.exp(logits)
+    return q / q.sum(axis=0, keepdims=True)
+
+
+def sample_labels(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 label map with ``P(label = c) = q[c]`` independently per voxel."""
+    cumulative = np.cumsum(q, axis=0)
+    draw = rng.random(q.shape[1:])
+    return np.minimum((draw[None] > cumulative).sum(axis=0), q.shape[0] - 1).astype(np.uint8)
+
+
+def sharpen(q: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log q / T)``: over-confident for ``T < 1``."""
+    logits = np.log(np.clip(q, 1e-12, None)) / temperature
+    logits -= logits.max(axis=0, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(axis=0, keepdims=True)
+
+
 def write_nifti(
     path: str | Path,
     array: np.ndarray,

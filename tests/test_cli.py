@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from calibviz import evaluate_folder, load_results, micro_metrics, per_image_metrics
 from calibviz.cli import app
 from calibviz.demo import write_demo_dataset
-from calibviz.io import EvalOptions
-from calibviz.pipeline import run_evaluation
+from calibviz.options import EvalOptions
+from calibviz.run import run_evaluation
 
 runner = CliRunner()
 
@@ -172,7 +172,7 @@ def test_truncated_label_gz(demo, tmp_path):
         (["missing_pred", "missing_labels"], "missing_pred"),
         (["{pred}", "{labels}", "--bins", "0"], "--bins"),
         (["{pred}", "{labels}", "--closure", "middle"], "middle"),
-        (["{pred}", "{labels}", "--figure-format", "bmp"], "bmp"),
+        (["{pred}", "{labels}", "--format", "bmp"], "bmp"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(demo, tmp_path, args, message):
@@ -190,7 +190,7 @@ def test_help_explains_every_option():
     result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
     for option in ("--out", "--bins", "--closure", "--binning", "--format", "--classes",
-                   "--regions", "--preset", "--include-background", "--absent", "--mask-dir",
+                   "--regions", "--region-preset", "--input-format", "--include-background", "--absent", "--mask-dir",
                    "--ignore-label", "--workers", "--resume", "--strict", "--figures",
                    "--csv-style", "--quiet"):
         assert option in result.output

@@ -8,7 +8,7 @@ import gzip
 import numpy as np
 import pytest
 
-from calibviz.io import evaluate_folder
+from calibviz import evaluate_folder
 from calibviz.synthetic import (
     make_case,
     write_label,
@@ -101,7 +101,7 @@ def test_small_excursions_are_clipped_with_a_warning(tmp_path):
         return p
 
     result = evaluate_folder(*good_and_bad(tmp_path, bad_probs=slightly))
-    assert result.cases == ["bad", "good"]
+    assert result.cases == ("bad", "good",)
     assert any("clipped" in p.message for p in result.warnings)
     assert result.stats[0].n_clipped.sum() == 1
 
@@ -119,12 +119,12 @@ def test_nan(tmp_path):
 def test_missing_label_file(tmp_path):
     pred, labels = good_and_bad(tmp_path, write_bad_label=False)
     result = evaluate_folder(pred, labels)
-    assert result.cases == ["good"]
+    assert result.cases == ("good",)
     (warning,) = result.problems
     assert warning.severity == "warning" and "has no label file" in warning.message
     assert "bad.nii.gz" in warning.message
     strict = evaluate_folder(pred, labels, strict=True)
-    assert strict.cases == ["good"] and strict.problems[0].severity == "error"
+    assert strict.cases == ("good",) and strict.problems[0].severity == "error"
 
 
 def test_undeclared_label_value(tmp_path):
@@ -185,7 +185,7 @@ def test_empty_folder(tmp_path):
 
 def test_softmax_sums_warning(tmp_path):
     result = evaluate_folder(*good_and_bad(tmp_path, bad_probs=lambda p: p * 0.9))
-    assert result.cases == ["bad", "good"]
+    assert result.cases == ("bad", "good",)
     (warning,) = result.warnings
     assert warning.case == "bad" and "100.00% of voxels" in warning.message
 
@@ -202,7 +202,7 @@ def test_qform_sform_disagree_warning(tmp_path):
     img.set_sform(AFFINE, code=1)
     nib.save(img, pred / "bad.nii.gz")
     result = evaluate_folder(pred, labels)
-    assert result.cases == ["bad", "good"]
+    assert result.cases == ("bad", "good",)
     assert any("qform and sform disagree" in p.message for p in result.warnings)
 
 
@@ -220,7 +220,7 @@ def test_nnunet_self_check_catches_in_plane_swap(tmp_path):
     message = the_error(evaluate_folder(tmp_path / "pred", tmp_path / "labels"))
     assert "self-check" in message and "argmax" in message
     result = evaluate_folder(tmp_path / "pred", tmp_path / "labels", self_check=False)
-    assert result.cases == ["bad", "good"]
+    assert result.cases == ("bad", "good",)
 
 
 def test_nnunet_v1_cropped(tmp_path):

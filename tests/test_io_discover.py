@@ -7,14 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from calibviz.io import (
-    EvalOptions,
-    LabelSpec,
-    discover_cases,
-    parse_classes,
-    parse_regions,
-    read_dataset_json,
-)
+from calibviz.io import LabelSpec, discover_cases, read_dataset_json
+from calibviz.options import EvalOptions, parse_classes, parse_regions
 from calibviz.io.classes import resolve
 from calibviz.io.discover import split_ext, strip_suffixes
 from calibviz.synthetic import write_label, write_monai, write_nifti
@@ -122,7 +116,7 @@ def test_parse_options():
             parse_classes(bad)
     with pytest.raises(ValueError, match="twice"):
         parse_regions("A=1;A=2")
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ValueError, match="preset must be one of"):
         resolve(4, EvalOptions(preset="brats2099"))
     with pytest.raises(TypeError, match="unknown option"):
         EvalOptions.from_kwargs(n_binz=3)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from calibviz import bin_image
-from calibviz.io import EvalOptions, discover_cases, evaluate_case, evaluate_folder
+from calibviz import evaluate_folder
+from calibviz.io import discover_cases, evaluate_case
+from calibviz.options import EvalOptions
 from calibviz.synthetic import (
     make_case,
     make_region_case,

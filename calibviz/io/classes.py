@@ -11,23 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .types import EvalOptions, LabelSpec
-
-PRESETS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
-    "brats2021": (("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,))),
-    "brats2023": (("WT", (1, 2, 3)), ("TC", (1, 3)), ("ET", (3,))),
-    "kits23": (("kidney_and_masses", (1, 2, 3)), ("masses", (2, 3)), ("tumour", (2,))),
-}
-
-
-class InputError(ValueError):
-    """A problem with one case's input; ``file`` names the file concerned."""
-
-    def __init__(self, message: str, file: str = "", severity: str = "error") -> None:
-        super().__init__(message)
-        self.file = file
-        self.severity = severity
-
+from ..options import EvalOptions, parse_classes, user_regions
+from .types import LabelSpec
 
 @dataclass(frozen=True)
 class Target:
@@ -61,81 +46,6 @@ class Resolved:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.targets)
-
-
-# --------------------------------------------------------------------------- parsing
-def _int_values(text: str, what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v != "")
-    except ValueError:
-        raise ValueError(f"{what}: label values must be integers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{what}: no label values given")
-    return values
-
-
-def parse_classes(text: str) -> tuple[tuple[str, int], ...]:
-    """``"liver=1,tumour=2"`` → ``(("liver", 1), ("tumour", 2))``.
-
-    >>> parse_classes("liver=1, tumour=2")
-    (('liver', 1), ('tumour', 2))
-    """
-    out = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"classes: expected 'name=value' items, got {item!r} in {text!r}")
-        (v,) = _int_values(value, f"classes item {item!r}")
-        out.append((name.strip(), v))
-    if not out:
-        raise ValueError(f"classes: nothing given in {text!r}")
-    _check_unique([n for n, _ in out], "classes")
-    return tuple(out)
-
-
-def parse_regions(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """``"WT=1,2,4;TC=1,4;ET=4"`` → ``(("WT", (1, 2, 4)), ("TC", (1, 4)), ("ET", (4,)))``.
-
-    >>> parse_regions("WT=1,2,4;TC=1,4;ET=4")
-    (('WT', (1, 2, 4)), ('TC', (1, 4)), ('ET', (4,)))
-    """
-    out = []
-    for item in text.split(";"):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, values = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"regions: expected 'name=v1,v2' items, got {item!r} in {text!r}")
-        out.append((name.strip(), _int_values(values, f"region {name.strip()!r}")))
-    if not out:
-        raise ValueError(f"regions: nothing given in {text!r}")
-    _check_unique([n for n, _ in out], "regions")
-    return tuple(out)
-
-
-def _check_unique(names, what):
-    seen = set()
-    for n in names:
-        if n in seen:
-            raise ValueError(f"{what}: name {n!r} given twice")
-        seen.add(n)
-
-
-def user_regions(options: EvalOptions) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
-    """Regions asked for by ``regions`` or ``preset`` (None when neither is given)."""
-    if options.preset is not None:
-        if options.preset not in PRESETS:
-            raise ValueError(
-                f"unknown preset {options.preset!r}; known: {', '.join(sorted(PRESETS))}"
-            )
-        return PRESETS[options.preset]
-    if options.regions is not None:
-        return parse_regions(options.regions)
-    return None
 
 
 def read_dataset_json(path: str | Path) -> LabelSpec:

@@ -7,8 +7,9 @@ import re
 import zipfile
 from pathlib import Path
 
-from .classes import parse_classes, read_dataset_json
-from .types import Case, EvalOptions, Problem
+from ..options import EvalOptions, parse_classes
+from .classes import read_dataset_json
+from .types import Case, Problem
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 ARRAY_EXTS = (".npy", ".npz")

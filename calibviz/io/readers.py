@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import InputError
+from .types import InputError
 
 _CHUNK = 2**20  # bytes read from a zip stream at a time (bounds the transient copy)
 

@@ -1,4 +1,5 @@
-"""Plain data objects of the reading layer: options, cases, problems and results.
+"""Plain data objects of the reading layer: cases, problems, label definitions and the
+result of one case.
 
 Everything here is a frozen dataclass of strings, numbers and tuples, so it pickles and can be
 sent to a worker process (``ProcessPoolExecutor``) unchanged.
@@ -6,12 +7,19 @@ sent to a worker process (``ProcessPoolExecutor``) unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from ..stats import BinStats
 
-FORMATS = ("auto", "nnunet", "nifti", "npy", "per-class-files")
 SEVERITIES = ("error", "warning")
+
+
+class InputError(ValueError):
+    """A problem with one case's input; ``file`` names the file concerned."""
+
+    def __init__(self, message: str, file: str = "") -> None:
+        super().__init__(message)
+        self.file = file
 
 
 @dataclass(frozen=True)
@@ -33,69 +41,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.message}"
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """How predictions are read, checked and binned (see ``shared/spec/inputs.md``).
-
-    n_bins, closure, binning, empty_weight : binning convention (as :func:`calibviz.bin_image`).
-    format : "auto", "nnunet", "nifti", "npy" or "per-class-files".
-    classes : ``"liver=1,tumour=2"`` — names and label values of the prediction channels.
-    regions : ``"WT=1,2,4;TC=1,4;ET=4"`` — score these regions (truth ``isin(label, region)``).
-    preset : "brats2021", "brats2023" or "kits23" (named regions).
-    include_background : None = exclude the background channel when the model has one.
-    ignore_label : label value whose voxels are ignored (nnU-Net's ``ignore`` is used too).
-    mask_dir : folder of boolean masks paired by case id (voxels outside are ignored).
-    layout : axis order of generic ``.npy``/``.npz`` arrays, e.g. "cijk", "ckji", "ijkc".
-    npz_key : array name inside a generic ``.npz``.
-    class_pattern : per-class-files pattern with ``{case}`` and ``{class}``.
-    pattern, label_pattern : globs (relative to the folders) for predictions and labels.
-    postfix : file-name postfix to strip, e.g. MONAI's "seg" / "prob".
-    scale : multiplier for integer-stored probabilities without ``scl_slope`` (e.g. 1/255).
-    self_check : nnU-Net — argmax/region reconstruction must equal the written segmentation.
-    strict : unpaired files are errors, not warnings.
-    """
-
-    n_bins: int = 20
-    closure: str = "right"
-    binning: str = "hard"
-    empty_weight: float = 0.01
-    format: str = "auto"
-    classes: str | None = None
-    regions: str | None = None
-    preset: str | None = None
-    include_background: bool | None = None
-    ignore_label: int | None = None
-    mask_dir: str | None = None
-    layout: str | None = None
-    npz_key: str | None = None
-    class_pattern: str | None = None
-    pattern: str | None = None
-    label_pattern: str | None = None
-    postfix: str | None = None
-    self_check: bool = True
-    strict: bool = False
-    scale: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.closure not in ("right", "left"):
-            raise ValueError(f"closure must be 'right' or 'left', got {self.closure!r}")
-        if self.binning not in ("hard", "soft"):
-            raise ValueError(f"binning must be 'hard' or 'soft', got {self.binning!r}")
-        if self.regions is not None and self.preset is not None:
-            raise ValueError("give either regions or preset, not both")
-
-    @classmethod
-    def from_kwargs(cls, **options) -> EvalOptions:
-        """Build options from keyword arguments, naming any unknown one."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown}; known: {sorted(known)}")
-        return cls(**options)
 
 
 @dataclass(frozen=True)
@@ -155,20 +100,3 @@ class CaseResult:
     @property
     def ok(self) -> bool:
         return self.stats is not None
-
-
-@dataclass(frozen=True)
-class FolderResult:
-    """Per-image statistics of the cases that passed, with their ids, and every problem."""
-
-    cases: list[str]
-    stats: list[BinStats]
-    problems: list[Problem]
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -14,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 
 class ProgressDisplay:
@@ -55,49 +57,50 @@ class ProgressDisplay:
             self._progress.__exit__(*exc)
 
 
-def _spread(values: np.ndarray) -> str:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+def _spread(row) -> str:
+    if not np.isfinite(row["mean"]):
         return "—"
-    return f"{finite.mean():.4f}\n[dim]±{finite.std():.4f}[/dim]"
+    return f"{row['mean']:.4f}\n[dim]±{row['std']:.4f}[/dim]"
+
+
+def _headline_table(results, absent: str) -> Table:
+    """Per class: macro ACE / ECE / MCE / Dice (mean ± population std over images) and micro
+    ACE / ECE / MCE, read from the report's summary table."""
+    from ..report import summary_table
+
+    summary = summary_table(results, absent=absent).set_index(["metric", "class"])
+    first = results.stats[0]
+    table = Table(
+        title=f"Calibration over {len(results)} images ({first.n_bins} {first.binning} bins, "
+        f"{first.closure}-closed; absent classes: {absent})",
+        title_justify="left",
+    )
+    table.add_column("class", no_wrap=True)
+    for name in ("ACE", "ECE", "MCE", "Dice"):
+        table.add_column(f"{name}\nmacro", justify="right", no_wrap=True)
+    for name in ("ACE", "ECE", "MCE"):
+        table.add_column(f"{name}\nmicro", justify="right", no_wrap=True)
+    for name in results.class_names:
+        table.add_row(
+            escape(name),
+            *[_spread(summary.loc[(m, name)]) for m in ("ace", "ece", "mce", "dice")],
+            *[f"{summary.loc[(m, name), 'micro']:.4f}" for m in ("ace", "ece", "mce")],
+        )
+    return table
 
 
 def print_summary(report, *, quiet: bool = False) -> None:
-    """Per class: macro ACE / ECE / MCE / Dice (mean ± population std over images), micro
-    ACE / ECE / MCE; then cases evaluated and skipped, and where the files are."""
-    from .aggregate import micro_metrics, per_image_metrics
-
+    """The headline table, then cases evaluated and skipped, and where the files are."""
     console = Console()
     results = report.results
-    errors = [p for p in report.problems if p.severity == "error"]
-    warnings = [p for p in report.problems if p.severity == "warning"]
+    errors, warnings = results.errors, results.warnings
     absent = results.options.get("absent", "include")
     if results.stats and not quiet:
-        per_image = per_image_metrics(results.stats, absent=absent)
-        micro = micro_metrics(results.stats, absent=absent)
-        table = Table(
-            title=f"Calibration over {len(results)} images "
-            f"({results.stats[0].n_bins} {results.stats[0].binning} bins, "
-            f"{results.stats[0].closure}-closed; absent classes: {absent})",
-            title_justify="left",
-        )
-        table.add_column("class", no_wrap=True)
-        for name in ("ACE", "ECE", "MCE", "Dice"):
-            table.add_column(f"{name}\nmacro", justify="right", no_wrap=True)
-        for name in ("ACE", "ECE", "MCE"):
-            table.add_column(f"{name}\nmicro", justify="right", no_wrap=True)
-        for c, name in enumerate(results.class_names):
-            table.add_row(
-                name,
-                *[_spread(per_image[m][:, c]) for m in ("ace", "ece", "mce", "dice")],
-                *[f"{micro[m][c]:.4f}" for m in ("ace", "ece", "mce")],
-            )
-        console.print(table)
-        n_absent = int(sum(int(s.absent.sum()) for s in results.stats))
-        if n_absent:
+        console.print(_headline_table(results, absent))
+        if results.n_absent:
             fate = "scored against an all-zero truth" if absent == "include" else "left out"
-            console.print(f"{n_absent} image–class pairs have the class absent from the ground "
-                          f"truth ({fate}; --absent {absent})")
+            console.print(f"{results.n_absent} image–class pairs have the class absent from "
+                          f"the ground truth ({fate}; --absent {absent})")
         console.print(
             "ACE is the average calibration error (mean gap over non-empty bins), as in the "
             "paper; macro = mean ± std over images, micro = pooled bins.", style="dim",
@@ -108,9 +111,9 @@ def print_summary(report, *, quiet: bool = False) -> None:
     if report.n_resumed:
         summary += f" ({report.n_resumed} taken from the interrupted run)"
     if not quiet or errors:
-        console.print(summary)
+        console.print(summary, markup=False)
     for problem in errors[:10]:
-        console.print(f"[red]skipped[/red] {problem.message}", highlight=False)
+        console.print(Text("skipped ", style="red") + Text(problem.message))
     if len(errors) > 10:
         console.print(f"... and {len(errors) - 10} more in problems.csv")
     if warnings and not quiet:
@@ -118,7 +121,7 @@ def print_summary(report, *, quiet: bool = False) -> None:
     if report.figures and not quiet:
         drawn = report.figures.get("n_case_figures", report.figures.get("n_drawn"))
         if drawn is not None:
-            console.print(f"figures: {drawn} per-image diagrams and the dataset histogram "
-                          f"in {report.out_dir / 'figures'}")
+            console.print(Text(f"figures: {drawn} per-image diagrams and the dataset "
+                               f"histogram in {report.out_dir / 'figures'}"))
     if not quiet:
-        console.print(f"results in {report.out_dir}/")
+        console.print(Text(f"results in {report.out_dir}/"))

@@ -1,0 +1,143 @@
+"""``calibviz evaluate PRED_DIR LABEL_DIR``: score every case and write reports and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..options import (
+    ABSENT_POLICIES,
+    BINNINGS,
+    CLOSURES,
+    CSV_STYLES,
+    INPUT_FORMATS,
+    REGION_PRESETS,
+)
+from .common import choices, fail
+
+FIGURE_FORMATS = ("png", "pdf", "svg")  # what matplotlib writes for us; checked by viz too
+Closure = choices("Closure", CLOSURES)
+Binning = choices("Binning", BINNINGS)
+InputFormat = choices("InputFormat", INPUT_FORMATS)
+Absent = choices("Absent", ABSENT_POLICIES)
+CsvStyle = choices("CsvStyle", CSV_STYLES)
+RegionPreset = choices("RegionPreset", tuple(REGION_PRESETS))
+FigureFormat = choices("FigureFormat", FIGURE_FORMATS)
+
+EVALUATE_EXAMPLE = """
+Example: calibviz evaluate preds/ labels/ --bins 20 --out results/
+
+Writes per_image.csv, summary.csv, stats.npz, run.json, problems.csv and figures/ to --out.
+"""
+
+
+def evaluate(
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of probability maps (nnU-Net, "
+                                             "MONAI, NIfTI, .npy/.npz).")],
+    label_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label NIfTIs.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("calibviz-results"),
+    bins: Annotated[int, typer.Option(min=1, help="Number of equal-width bins.")] = 20,
+    closure: Annotated[Closure, typer.Option(help="Bin closure: right (e_k < p <= e_k+1, "
+                                             "as the paper) or left.")] = "right",
+    binning: Annotated[Binning, typer.Option(help="Hard bins or the paper's soft "
+                                             "(linearly split) bins.")] = "hard",
+    input_format: Annotated[InputFormat, typer.Option(help="What PRED_DIR holds; auto "
+                                                      "detects it.")] = "auto",
+    classes: Annotated[str | None, typer.Option(help="Channel names and label values, "
+                                                "e.g. 'liver=1,tumour=2'.")] = None,
+    regions: Annotated[str | None, typer.Option(help="Score regions, e.g. "
+                                                "'WT=1,2,4;TC=1,4;ET=4'.")] = None,
+    region_preset: Annotated[RegionPreset | None, typer.Option(
+        help="Named label regions: " + ", ".join(REGION_PRESETS) + ".")] = None,
+    include_background: Annotated[bool | None, typer.Option(
+        "--include-background/--exclude-background",
+        help="Score the background channel (default: excluded when the model has one).",
+        show_default=False)] = None,
+    absent: Annotated[Absent, typer.Option(help="Classes absent from an image's truth: "
+                                           "include (scored) or exclude (NaN).")] = "include",
+    mask_dir: Annotated[Path | None, typer.Option(help="Folder of masks paired by case id; "
+                                                  "voxels outside are ignored.")] = None,
+    ignore_label: Annotated[int | None, typer.Option(help="Label value whose voxels are "
+                                                     "ignored.")] = None,
+    layout: Annotated[str | None, typer.Option(help="Axis order of .npy/.npz arrays, e.g. "
+                                               "cijk or ckji.")] = None,
+    npz_key: Annotated[str | None, typer.Option(help="Array name inside .npz files.")] = None,
+    class_pattern: Annotated[str | None, typer.Option(help="One file per class: pattern with "
+                                                      "{case} and {class}.")] = None,
+    pattern: Annotated[str | None, typer.Option(help="Glob for prediction files (relative "
+                                                "to PRED_DIR).")] = None,
+    label_pattern: Annotated[str | None, typer.Option(help="Glob for label files (relative "
+                                                      "to LABEL_DIR).")] = None,
+    postfix: Annotated[str | None, typer.Option(help="File-name postfix to strip, e.g. "
+                                                "MONAI's seg or prob.")] = None,
+    scale: Annotated[str | None, typer.Option(help="Multiplier for integer-stored "
+                                              "probabilities without scl_slope, e.g. "
+                                              "1/255.")] = None,
+    self_check: Annotated[bool, typer.Option(help="nnU-Net: the npz argmax must equal the "
+                                             "segmentation next to it.")] = True,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes "
+                                                "(default: one per core when it pays).")]
+    = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, "
+                                         "skipping finished cases.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when a case is skipped; unpaired files "
+                                         "are errors.")] = False,
+    figures: Annotated[bool, typer.Option(help="Draw reliability diagrams and dataset "
+                                          "histograms.")] = True,
+    format: Annotated[FigureFormat, typer.Option("--format", help="Image format of the "
+                                                 "figures written.")] = "png",
+    max_case_figures: Annotated[int, typer.Option(min=0, help="Draw at most this many "
+                                                  "per-image figures (the worst by ACE).")] = 50,
+    csv_style: Annotated[CsvStyle, typer.Option(help="tidy, or also the reference "
+                                                "implementation's CSV layout.")] = "tidy",
+    quiet: Annotated[bool, typer.Option(help="No progress bar or summary table.")] = False,
+) -> None:
+    """Score every case of PRED_DIR against LABEL_DIR and write reports and figures."""
+    from ..options import EvalOptions
+
+    try:
+        options = EvalOptions(
+            n_bins=bins, closure=str(closure), binning=str(binning),
+            format=str(input_format), classes=classes, regions=regions,
+            preset=str(region_preset) if region_preset else None,
+            include_background=include_background, ignore_label=ignore_label,
+            mask_dir=str(mask_dir) if mask_dir else None, layout=layout, npz_key=npz_key,
+            class_pattern=class_pattern, pattern=pattern, label_pattern=label_pattern,
+            postfix=postfix, self_check=self_check, strict=strict, scale=scale,
+        )
+    except ValueError as error:
+        fail(str(error))
+    report = run_with_progress(
+        pred_dir, label_dir, out, options, quiet=quiet, workers=workers, resume=resume,
+        absent=str(absent), csv_style=str(csv_style), figures=figures,
+        figure_format=str(format), max_case_figures=max_case_figures,
+    )
+    if not report.results.stats:
+        raise typer.Exit(1)
+    if strict and report.n_skipped:
+        raise typer.Exit(1)
+
+
+def run_with_progress(pred_dir, label_dir, out, options, *, quiet: bool, **run_options):
+    """:func:`calibviz.run.run_evaluation` with a progress bar and the closing summary;
+    usage errors and Ctrl-C become one line and an exit status."""
+    from ..run import UsageError, run_evaluation
+    from .console import ProgressDisplay, print_summary
+
+    display = ProgressDisplay(enabled=not quiet)
+    try:
+        with display:
+            report = run_evaluation(pred_dir, label_dir, out, options,
+                                    progress=display.update, **run_options)
+    except UsageError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\ninterrupted: finished cases are saved in {out}; "
+            "run the same command with --resume to continue", err=True,
+        )
+        raise typer.Exit(130) from None
+    print_summary(report, quiet=quiet)
+    return report

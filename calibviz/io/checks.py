@@ -1,0 +1,140 @@
+"""The checks that run before any number is computed (spec ``inputs.md``), each naming the
+case and the files: spatial shape, affines within 1e-3 (a warning when a file's qform and
+sform disagree), integral and declared labels. Value checks (finite, within [0, 1]) belong to
+the kernel's single pass (:mod:`calibviz.binning`); :class:`CaseContext` adds the case and
+file names to what it reports."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .classes import Resolved
+from .readers import NiftiSource, Source
+from .types import Case, InputError, Problem
+
+AFFINE_TOLERANCE = 1e-3
+
+
+class CaseContext:
+    """Collects one case's warnings and names the case and both files in every message."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.problems: list[Problem] = []
+
+    def message(self, text: str) -> str:
+        case = self.case
+        return (f"case {case.case_id}: {text} "
+                f"(prediction {case.prediction_name}, label {case.label})")
+
+    def fail(self, text: str, file: str | None = None) -> InputError:
+        return InputError(self.message(text), file or self.case.prediction_name)
+
+    def warn(self, text: str, file: str | None = None) -> None:
+        self.problems.append(Problem(self.case.case_id, file or self.case.prediction_name,
+                                     self.message(text), "warning"))
+
+
+
+def squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def check_shape(ctx: CaseContext, source: Source, label_shape, case: Case) -> None:
+    shape = tuple(source.spatial_shape)
+    if shape == tuple(label_shape):
+        return
+    stored = tuple(source.stored_shape)
+    if shape[::-1] == tuple(label_shape) and not source.reversed:
+        raise ctx.fail(
+            f"probabilities have spatial shape {shape} (stored {stored}) but the label has "
+            f"{tuple(label_shape)}: the axes look reversed (k, j, i); set the layout option "
+            "(e.g. layout='ckji') if the array is stored reversed"
+        )
+    hint = ""
+    if sorted(shape) == sorted(label_shape):
+        hint = ("; the axes look permuted (transposed volume?)"
+                + ("; set the layout option" if case.format == "npy" else ""))
+    elif case.format == "nnunet-v1":
+        hint = ("; nnU-Net v1 npz files are cropped to the nonzero box of the image, so they "
+                "only fit uncropped cases (use nnU-Net v2 --save_probabilities, or re-export "
+                "the full-size softmax)")
+    elif isinstance(source, NiftiSource):
+        hint = ("; the prediction is on another grid than the label (MONAI >= 1.3 SaveImage "
+                "writes with resample=False by default: resample the probabilities to the "
+                "label's grid)")
+    raise ctx.fail(f"probabilities have spatial shape {shape} (stored {stored}) but the label "
+                   f"has {tuple(label_shape)}{hint}")
+
+
+def check_affine(ctx: CaseContext, path, affine, label_path, label_affine) -> None:
+    diff = float(np.max(np.abs(np.asarray(affine, dtype=np.float64) - label_affine)))
+    if not diff <= AFFINE_TOLERANCE:
+        raise ctx.fail(
+            f"affine of {path} differs from the label's by up to {diff:.4g} (tolerance "
+            f"{AFFINE_TOLERANCE:g}): the images are not on the same grid; "
+            f"prediction affine {np.round(affine, 4).tolist()}, label affine "
+            f"{np.round(label_affine, 4).tolist()}", str(path),
+        )
+
+
+def check_qform_sform(ctx: CaseContext, images) -> None:
+    for path, img in images:
+        header = getattr(img, "header", None)
+        if header is None or not hasattr(header, "get_qform"):
+            continue
+        qform, qcode = header.get_qform(coded=True)
+        sform, scode = header.get_sform(coded=True)
+        if qform is None or sform is None or not qcode or not scode:
+            continue
+        diff = float(np.max(np.abs(qform - sform)))
+        if diff > AFFINE_TOLERANCE:
+            ctx.warn(f"{path}: qform and sform disagree by up to {diff:.4g}; nibabel uses the "
+                     "sform, SimpleITK/ITK the qform, so tools may place this image differently",
+                     str(path))
+
+
+def load_labels(ctx: CaseContext, path, img, shape, resolved: Resolved):
+    """The label map as integers ``(i, j, k)`` and an error text (or None) about its values."""
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as err:
+        raise ctx.fail(f"cannot read label file {path}: {type(err).__name__}: {err}",
+                       str(path)) from None
+    data = data.reshape(shape, order="F") if data.shape != shape else data
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        integral = finite & (data == np.round(data))
+        if not integral.all():
+            bad = np.unique(data[~integral])[:5]
+            return None, (f"label {path} holds non-integral values such as {bad.tolist()}; "
+                          "expected an integer label map")
+        data = data.astype(np.int32)
+    elif data.dtype.kind == "b":
+        data = data.view(np.uint8)
+    elif data.dtype.kind not in "iu":
+        raise ctx.fail(f"label {path} has dtype {data.dtype}; expected integers", str(path))
+    declared = set(resolved.declared)
+    present = present_values(data)
+    undeclared = sorted(set(present) - declared)
+    error = None
+    if undeclared:
+        n_bad = int(np.count_nonzero(~np.isin(data, list(declared))))
+        error = (f"label {path} holds values {undeclared} ({n_bad} voxels) that no class "
+                 f"declares (declared: {sorted(declared)})")
+    return data, error
+
+
+def present_values(data: np.ndarray) -> list[int]:
+    if data.size == 0:
+        return []
+    lo, hi = int(data.min()), int(data.max())
+    if lo >= 0 and hi < 2**16:
+        flat = data.ravel(order="K")
+        if flat.dtype == np.uint64:
+            flat = flat.astype(np.intp)
+        counts = np.bincount(flat, minlength=hi + 1)
+        return [int(v) for v in np.flatnonzero(counts)]
+    return [int(v) for v in np.unique(data)]
