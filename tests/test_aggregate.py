@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -21,23 +19,12 @@ from calibviz import (
 from calibviz.aggregate import reference_pooled_curve
 
 from . import naive
-from .test_metrics import REFERENCE
-
-
-def make_images(n_images=6, n_classes=3, seed=20, shape=(12, 10, 4)):
-    rng = np.random.default_rng(seed)
-    images = []
-    for i in range(n_images):
-        probs = rng.dirichlet(np.ones(n_classes) * 0.4, size=shape).transpose(3, 0, 1, 2)
-        labels = rng.integers(0, n_classes - (1 if i % 3 == 0 else 0), size=shape)
-        images.append(bin_image(probs.astype(np.float32), labels, n_bins=10))
-    return images
+from .conftest import load_reference
+from .conftest import random_images as make_images
 
 
 def test_reference_dataset_histogram():
-    if not REFERENCE.exists():
-        pytest.skip("../shared is absent")
-    case = json.loads(REFERENCE.read_text())["dataset_reliability_histogram"][0]
+    case = load_reference()["dataset_reliability_histogram"][0]
     n_bins = case["bins"]
     # build images whose per-bin frequencies are exactly the published ones
     images = []

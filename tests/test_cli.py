@@ -12,16 +12,10 @@ from typer.testing import CliRunner
 
 from calibviz import evaluate_folder, load_results, micro_metrics, per_image_metrics
 from calibviz.cli import app
-from calibviz.demo import write_demo_dataset
 from calibviz.options import EvalOptions
 from calibviz.run import run_evaluation
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "d", n_cases=5, shape=(16, 14, 10))
 
 
 def evaluate(*args):
@@ -190,7 +184,8 @@ def test_help_explains_every_option():
     result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
     for option in ("--out", "--bins", "--closure", "--binning", "--format", "--classes",
-                   "--regions", "--region-preset", "--input-format", "--include-background", "--absent", "--mask-dir",
+                   "--regions", "--region-preset", "--input-format", "--include-background",
+                   "--absent", "--mask-dir",
                    "--ignore-label", "--workers", "--resume", "--strict", "--figures",
                    "--csv-style", "--quiet"):
         assert option in result.output

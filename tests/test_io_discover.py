@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from calibviz.io import LabelSpec, discover_cases, read_dataset_json
-from calibviz.options import EvalOptions, parse_classes, parse_regions
 from calibviz.io.classes import resolve
 from calibviz.io.discover import split_ext, strip_suffixes
+from calibviz.options import EvalOptions, parse_classes, parse_regions
 from calibviz.synthetic import write_label, write_monai, write_nifti
 
 SHAPE = (4, 4, 2)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibviz import bin_image
-from calibviz import evaluate_folder
+from calibviz import bin_image, evaluate_folder
 from calibviz.io import discover_cases, evaluate_case
 from calibviz.options import EvalOptions
 from calibviz.synthetic import (

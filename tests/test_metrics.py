@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,15 +9,7 @@ from calibviz import METRICS, ace, bin_image, brier, brier_decomposition, dice, 
 from calibviz.aggregate import macro_summary
 
 from . import naive
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference"
-REFERENCE = SHARED / "reference_vectors.json"
-
-
-def load_reference():
-    if not REFERENCE.exists():
-        pytest.skip(f"published reference values not found at {REFERENCE} (../shared is absent)")
-    return json.loads(REFERENCE.read_text())
+from .conftest import load_reference
 
 
 def as_nan(values):
@@ -29,9 +18,7 @@ def as_nan(values):
 
 # ----------------------------------------------------------------- reference vectors
 def reference_cases(section):
-    if not REFERENCE.exists():
-        return [pytest.param(None, marks=pytest.mark.skip(reason="../shared is absent"))]
-    return [pytest.param(c, id=c["name"]) for c in json.loads(REFERENCE.read_text())[section]]
+    return [pytest.param(c, id=c["name"]) for c in load_reference()[section]]
 
 
 @pytest.mark.parametrize("case", reference_cases("binning"))

@@ -41,4 +41,7 @@ def test_python_example_runs(capsys):
 
 def test_losses_example_runs():
     pytest.importorskip("torch")
-    exec(compile(python_blocks()[1], "README.md", "exec"), {})
+    namespace = {}
+    exec(compile(python_blocks()[1], "README.md", "exec"), namespace)
+    loss_fn = namespace["loss_fn"]
+    assert loss_fn.n_bins == 20 and type(loss_fn).__name__ == "HardL1ACEAndDiceCELoss"

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..options import EvalOptions, parse_classes, user_regions
 from .types import LabelSpec
 
+
 @dataclass(frozen=True)
 class Target:
     """One scored class or region.

@@ -1,0 +1,68 @@
+"""Report tables: per-image rows, summaries equal the aggregate functions, problems."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calibviz import Results, macro_summary, micro_metrics, per_image_metrics
+from calibviz.io import Problem
+from calibviz.report import (
+    CLASS_MEAN,
+    per_image_table,
+    problems_table,
+    reference_tables,
+    summary_table,
+)
+
+from .conftest import random_images
+
+
+def _results(absent="include"):
+    images = random_images(n_images=4)
+    return Results(tuple(f"case{i}" for i in range(4)), images, {"absent": absent})
+
+
+def test_per_image_rows_equal_the_metric_functions():
+    results = _results()
+    table = per_image_table(results)
+    assert len(table) == 4 * 3
+    expected = per_image_metrics(results.stats)
+    for metric, values in expected.items():
+        np.testing.assert_array_equal(table[metric].to_numpy().reshape(4, 3), values)
+    assert table["n_truth"].tolist() == [int(v) for s in results.stats for v in s.n_truth]
+
+
+def test_summary_rows_equal_macro_summary_and_micro_metrics():
+    results = _results()
+    table = summary_table(results).set_index(["metric", "class"])
+    macro = macro_summary(results.stats)
+    micro = micro_metrics(results.stats)
+    for metric in macro:
+        for c, name in enumerate([*results.class_names, CLASS_MEAN]):
+            row = table.loc[(metric, name)]
+            np.testing.assert_allclose(row["mean"], macro[metric]["mean"][c])
+            np.testing.assert_allclose(row["p90"], macro[metric]["p90"][c])
+            if name != CLASS_MEAN:
+                np.testing.assert_allclose(row["micro"], micro[metric][c])
+
+
+def test_exclude_policy_reaches_the_tables():
+    results = _results("exclude")
+    table = per_image_table(results, absent="exclude")
+    absent = table["absent"].to_numpy()
+    assert absent.any() and np.isnan(table.loc[absent, "ace"]).all()
+
+
+def test_problems_table_has_fixed_columns_even_when_empty():
+    assert list(problems_table([]).columns) == ["case", "file", "severity", "message"]
+    table = problems_table([Problem("a", "f", "m", "warning")])
+    assert table.iloc[0].tolist() == ["a", "f", "warning", "m"]
+
+
+def test_reference_tables_mean_column_is_the_class_mean():
+    results = _results()
+    tables = reference_tables(results)
+    assert any(name.endswith("_raw.csv") for name in tables)
+    raw = next(table for name, table in tables.items() if name.endswith("_raw.csv"))
+    values = raw.drop(columns=["filename", "mean"]).to_numpy()
+    np.testing.assert_allclose(raw["mean"], np.nanmean(values, axis=1))

@@ -1,0 +1,75 @@
+"""Storage: the one atomic writer, the stats archive and the partial-case store."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from calibviz import Results, load_results, save_results
+from calibviz.io import Problem
+from calibviz.store import PartialStore, write_atomic
+
+from .conftest import random_images
+
+
+def test_write_atomic_replaces_whole_files_and_honours_the_umask(tmp_path):
+    target = tmp_path / "sub" / "a.csv"
+    write_atomic(target, "one")
+    write_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["a.csv"]  # no temporary left
+    old = os.umask(0o022)
+    try:
+        write_atomic(target, "three")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_results_round_trip_with_options_and_problems(tmp_path):
+    images = random_images(n_images=3)
+    problems = (Problem("c1", "c1.nii.gz", "case c1: a warning", "warning"),)
+    results = Results(("c0", "c1", "c2"), images, {"absent": "exclude"}, problems, ("c9",))
+    path = save_results(tmp_path / "stats.npz", results)
+    again = load_results(tmp_path)  # a folder means its stats.npz
+    assert again.cases == results.cases and again.options == {"absent": "exclude"}
+    assert again.problems == problems
+    assert all(a.equals(b) for a, b in zip(again.stats, images))
+    assert path.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04truncated"])
+def test_damaged_archives_give_one_clear_error(tmp_path, content):
+    (tmp_path / "stats.npz").write_bytes(content)
+    with pytest.raises(ValueError, match="stats.npz"):
+        load_results(tmp_path)
+
+
+def test_partial_store_saves_loads_and_refuses_other_options(tmp_path):
+    store = PartialStore(tmp_path)
+    assert store.open({"n_bins": 20}, resume=False) == []
+    image = random_images(n_images=1)[0]
+    warning = Problem("a b/c", "f", "case a b/c: w", "warning")
+    store.save("a b/c", image, [warning])
+    stats, problems = store.load("a b/c")
+    assert stats.equals(image) and problems == (warning,)
+    assert store.load("missing") is None
+    assert store.open({"n_bins": 10}, resume=True)  # differences listed
+    assert store.open({"n_bins": 20}, resume=True) == []
+    # a damaged case file is evaluated again, not an error
+    next(store.folder.glob("*.npz")).write_bytes(b"garbage")
+    assert store.load("a b/c") is None
+
+
+def test_results_check_their_parts():
+    with pytest.raises(ValueError, match="case ids"):
+        Results(("a",), ())
+    results = Results(("a",), random_images(n_images=1), problems=(
+        Problem("a", "f", "e1"), Problem("a", "f", "w1", "warning")))
+    assert [p.message for p in results.errors] == ["e1"]
+    assert [p.message for p in results.warnings] == ["w1"]
+    assert results.n_absent == int(results.stats[0].absent.sum())
+    np.testing.assert_array_equal(results.edges, results.stats[0].edges)
