@@ -44,4 +44,4 @@ def test_losses_example_runs():
     namespace = {}
     exec(compile(python_blocks()[1], "README.md", "exec"), namespace)
     loss_fn = namespace["loss_fn"]
-    assert loss_fn.n_bins == 20 and type(loss_fn).__name__ == "HardL1ACEAndDiceCELoss"
+    assert loss_fn.ace.n_bins == 20 and type(loss_fn).__name__ == "HardL1ACEAndDiceCELoss"
