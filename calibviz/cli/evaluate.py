@@ -95,29 +95,30 @@ def evaluate(
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary table.")] = False,
 ) -> None:
     """Score every case of PRED_DIR against LABEL_DIR and write reports and figures."""
-    from ..options import EvalOptions
-
-    try:
-        options = EvalOptions(
-            n_bins=bins, closure=str(closure), binning=str(binning),
-            format=str(input_format), classes=classes, regions=regions,
-            preset=str(region_preset) if region_preset else None,
-            include_background=include_background, ignore_label=ignore_label,
-            mask_dir=str(mask_dir) if mask_dir else None, layout=layout, npz_key=npz_key,
-            class_pattern=class_pattern, pattern=pattern, label_pattern=label_pattern,
-            postfix=postfix, self_check=self_check, strict=strict, scale=scale,
-        )
-    except ValueError as error:
-        fail(str(error))
+    options = _eval_options(locals())
     report = run_with_progress(
         pred_dir, label_dir, out, options, quiet=quiet, workers=workers, resume=resume,
         absent=str(absent), csv_style=str(csv_style), figures=figures,
         figure_format=str(format), max_case_figures=max_case_figures,
     )
-    if not report.results.stats:
+    if not report.results.stats or strict and report.n_skipped:
         raise typer.Exit(1)
-    if strict and report.n_skipped:
-        raise typer.Exit(1)
+
+
+def _eval_options(given: dict):
+    """:class:`EvalOptions` from the command's parameters (one line and exit 2 if bad)."""
+    from ..options import EvalOptions
+
+    renamed = {"bins": "n_bins", "input_format": "format", "region_preset": "preset"}
+    fields = {renamed.get(k, k): v for k, v in given.items() if k != "format"}  # images
+    fields = {k: (str(v) if hasattr(v, "value") else v) for k, v in fields.items()
+              if k in EvalOptions.__dataclass_fields__}
+    if fields.get("mask_dir") is not None:
+        fields["mask_dir"] = str(fields["mask_dir"])
+    try:
+        return EvalOptions(**fields)
+    except ValueError as error:
+        fail(str(error))
 
 
 def run_with_progress(pred_dir, label_dir, out, options, *, quiet: bool, **run_options):

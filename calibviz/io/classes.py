@@ -98,27 +98,9 @@ def _name_for(value: int) -> str:
     return "background" if value == 0 else f"label{value}"
 
 
-def resolve(
-    n_channels: int,
-    options: EvalOptions,
-    model: LabelSpec | None = None,
-    class_files: tuple[str, ...] | None = None,
-) -> Resolved:
-    """Decide what each of ``n_channels`` channels predicts and which targets are scored.
-
-    Raises :class:`ValueError` when the definitions do not fit the channels.
-    """
-    ignore = options.ignore_label
-    if model is not None and model.ignore_label is not None:
-        if ignore is not None and ignore != model.ignore_label:
-            raise ValueError(
-                f"ignore_label={ignore} but {model.source} declares ignore={model.ignore_label}"
-            )
-        ignore = model.ignore_label
-    classes = parse_classes(options.classes) if options.classes else None
-    regions = user_regions(options)
-
-    # 1. what the channels are
+def _channels(n_channels: int, options: EvalOptions, model: LabelSpec | None,
+              class_files, classes, regions) -> tuple[list, list, set]:
+    """Names, label values (per channel) and the declared label values."""
     if model is not None:
         if model.is_region:
             entries = [(n, v) for n, v in model.entries if v != (0,)]
@@ -168,17 +150,12 @@ def resolve(
         channel_values = [(v,) for v in range(n_channels)]
         channel_names = [_name_for(v) for v in range(n_channels)]
         declared = set(range(n_channels))
-    if regions is not None:
-        declared |= {x for _, v in regions for x in v}
-    if ignore is not None:
-        declared.add(int(ignore))
-    single = all(len(v) == 1 for v in channel_values)
-    values = [v[0] for v in channel_values] if single else []
-    softmax = single and n_channels > 1 and 0 in values
-    if model is not None and model.is_region:
-        softmax = False
+    return channel_names, channel_values, declared
 
-    # 2. what is scored
+
+def _targets(options: EvalOptions, regions, channel_names, channel_values,
+             single: bool, values: list) -> list[Target]:
+    """The scored classes or regions, each with its channels and member labels."""
     targets: list[Target] = []
     if regions is not None:
         by_set = {frozenset(v): i for i, v in enumerate(channel_values)}
@@ -210,6 +187,42 @@ def resolve(
             targets.append(Target(name, (i,), tuple(members)))
         if not targets:
             raise ValueError("no classes left to score (only a background channel)")
+    return targets
+
+
+def resolve(
+    n_channels: int,
+    options: EvalOptions,
+    model: LabelSpec | None = None,
+    class_files: tuple[str, ...] | None = None,
+) -> Resolved:
+    """Decide what each of ``n_channels`` channels predicts and which targets are scored.
+
+    Raises :class:`ValueError` when the definitions do not fit the channels.
+    """
+    ignore = options.ignore_label
+    if model is not None and model.ignore_label is not None:
+        if ignore is not None and ignore != model.ignore_label:
+            raise ValueError(
+                f"ignore_label={ignore} but {model.source} declares ignore={model.ignore_label}"
+            )
+        ignore = model.ignore_label
+    classes = parse_classes(options.classes) if options.classes else None
+    regions = user_regions(options)
+
+    channel_names, channel_values, declared = _channels(
+        n_channels, options, model, class_files, classes, regions)
+    if regions is not None:
+        declared |= {x for _, v in regions for x in v}
+    if ignore is not None:
+        declared.add(int(ignore))
+    single = all(len(v) == 1 for v in channel_values)
+    values = [v[0] for v in channel_values] if single else []
+    softmax = single and n_channels > 1 and 0 in values
+    if model is not None and model.is_region:
+        softmax = False
+
+    targets = _targets(options, regions, channel_names, channel_values, single, values)
     return Resolved(
         channel_names=tuple(channel_names),
         channel_values=tuple(tuple(v) for v in channel_values),

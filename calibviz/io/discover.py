@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..options import EvalOptions, parse_classes
 from .classes import read_dataset_json
-from .types import Case, Problem
+from .types import Case, LabelSpec, Problem
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 ARRAY_EXTS = (".npy", ".npz")
@@ -137,6 +138,53 @@ def _reader_writer(pred_dir: Path) -> str:
     return names[-1] if names else ""
 
 
+@dataclass
+class _PredictionFolder:
+    """What a prediction folder holds: its format, model definitions and files."""
+
+    format: str
+    files: list[Path] = field(default_factory=list)
+    model: LabelSpec | None = None
+    reorient: bool = False
+    seg_ending: str = ".nii.gz"
+    class_names: list[str] | None = None
+
+
+def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _PredictionFolder:
+    fmt = detect_format(pred_dir, options)
+    folder = _PredictionFolder(fmt)
+    if fmt == "nnunet-v2":
+        dataset_json = pred_dir / "dataset.json"
+        if not dataset_json.is_file():
+            raise ValueError(f"nnU-Net v2 folder {pred_dir} has no dataset.json")
+        folder.model = read_dataset_json(dataset_json)
+        folder.seg_ending = json.loads(dataset_json.read_text()).get("file_ending", ".nii.gz")
+        folder.reorient = "withreorient" in _reader_writer(pred_dir).lower()
+        folder.files = list_files(pred_dir, (".npz",), options.pattern or "*.npz")
+    elif fmt == "nnunet-v1":
+        if (pred_dir / "dataset.json").is_file():
+            folder.model = read_dataset_json(pred_dir / "dataset.json")
+        folder.files = list_files(pred_dir, (".npz",), options.pattern or "*.npz")
+    elif fmt == "npy":
+        if not options.layout:
+            raise ValueError(
+                f"{pred_dir} holds .npy/.npz arrays: give their axis order with layout "
+                "(e.g. 'cijk', 'ckji' or 'ijkc')"
+            )
+        folder.files = list_files(pred_dir, ARRAY_EXTS, options.pattern)
+    elif fmt == "per-class-files":
+        if not options.class_pattern or "{case}" not in options.class_pattern \
+                or "{class}" not in options.class_pattern:
+            raise ValueError("per-class-files need class_pattern with {case} and {class}, "
+                             "e.g. '{case}_{class}.nii.gz'")
+        if not options.classes:
+            raise ValueError("per-class-files need classes, e.g. 'liver=1,tumour=2'")
+        folder.class_names = [n for n, _ in parse_classes(options.classes)]
+    else:
+        folder.files = list_files(pred_dir, NIFTI_EXTS, options.pattern)
+    return folder
+
+
 def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
                    ) -> tuple[list[Case], list[Problem]]:
     """Find and pair the cases of a prediction folder and a label folder.
@@ -149,65 +197,43 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
     pred_dir = _check_folder(pred_dir, "prediction")
     label_dir = _check_folder(label_dir, "label")
     problems: list[Problem] = []
-    fmt = detect_format(pred_dir, options)
-    model = None
-    reorient = False
-    seg_ending = ".nii.gz"
-    class_names = None
-    if fmt == "nnunet-v2":
-        dataset_json = pred_dir / "dataset.json"
-        if not dataset_json.is_file():
-            raise ValueError(f"nnU-Net v2 folder {pred_dir} has no dataset.json")
-        model = read_dataset_json(dataset_json)
-        seg_ending = json.loads(dataset_json.read_text()).get("file_ending", ".nii.gz")
-        reorient = "withreorient" in _reader_writer(pred_dir).lower()
-        preds = list_files(pred_dir, (".npz",), options.pattern or "*.npz")
-    elif fmt == "nnunet-v1":
-        if (pred_dir / "dataset.json").is_file():
-            model = read_dataset_json(pred_dir / "dataset.json")
-        preds = list_files(pred_dir, (".npz",), options.pattern or "*.npz")
-    elif fmt == "npy":
-        if not options.layout:
-            raise ValueError(
-                f"{pred_dir} holds .npy/.npz arrays: give their axis order with layout "
-                "(e.g. 'cijk', 'ckji' or 'ijkc')"
-            )
-        preds = list_files(pred_dir, ARRAY_EXTS, options.pattern)
-    elif fmt == "per-class-files":
-        if not options.class_pattern or "{case}" not in options.class_pattern \
-                or "{class}" not in options.class_pattern:
-            raise ValueError("per-class-files need class_pattern with {case} and {class}, "
-                             "e.g. '{case}_{class}.nii.gz'")
-        if not options.classes:
-            raise ValueError("per-class-files need classes, e.g. 'liver=1,tumour=2'")
-        class_names = [n for n, _ in parse_classes(options.classes)]
-        preds = []
-    else:
-        preds = list_files(pred_dir, NIFTI_EXTS, options.pattern)
-
+    folder = _read_prediction_folder(pred_dir, options)
     labels = list_files(label_dir, NIFTI_EXTS, options.label_pattern)
     if not labels:
         where = f"matching {options.label_pattern!r}" if options.label_pattern else "(.nii/.nii.gz)"
         raise ValueError(f"no label files {where} found in {label_dir}")
     label_ids = assign_ids(labels, options.postfix, "label", problems, options.strict)
-
-    if fmt == "per-class-files":
-        pred_ids, class_problems = _per_class_files(pred_dir, options.class_pattern, class_names)
+    if folder.format == "per-class-files":
+        pred_ids, class_problems = _per_class_files(pred_dir, options.class_pattern,
+                                                    folder.class_names)
         problems += class_problems
     else:
-        if not preds:
+        if not folder.files:
             raise ValueError(
-                f"no prediction files found in {pred_dir} (format {fmt}"
+                f"no prediction files found in {pred_dir} (format {folder.format}"
                 + (f", pattern {options.pattern!r}" if options.pattern else "") + ")"
             )
-        pred_ids = assign_ids(preds, options.postfix, "prediction", problems, options.strict)
-
+        pred_ids = assign_ids(folder.files, options.postfix, "prediction", problems,
+                              options.strict)
     mask_ids: dict[str, Path] = {}
     if options.mask_dir:
         mask_dir = _check_folder(options.mask_dir, "mask")
         mask_ids = assign_ids(list_files(mask_dir, NIFTI_EXTS), options.postfix, "mask",
                               problems, options.strict)
+    cases = _pair(folder, pred_ids, label_ids, mask_ids, options, label_dir, problems)
+    unpaired = "error" if options.strict else "warning"
+    for case_id in sorted(set(label_ids) - set(pred_ids)):
+        problems.append(Problem(
+            case_id, str(label_ids[case_id]),
+            f"case {case_id}: label {label_ids[case_id]} has no prediction in {pred_dir}",
+            unpaired,
+        ))
+    return cases, problems
 
+
+def _pair(folder: _PredictionFolder, pred_ids, label_ids, mask_ids, options: EvalOptions,
+          label_dir: Path, problems: list[Problem]) -> list[Case]:
+    """One :class:`Case` per prediction with a label (and a mask when masks are used)."""
     unpaired = "error" if options.strict else "warning"
     cases = []
     for case_id in sorted(pred_ids):
@@ -231,27 +257,17 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
                 continue
             mask = str(mask_ids[case_id])
         segmentation = None
-        if fmt.startswith("nnunet"):
-            seg = pred.parent / (split_ext(pred.name)[0] + seg_ending)
+        if folder.format.startswith("nnunet"):
+            seg = pred.parent / (split_ext(pred.name)[0] + folder.seg_ending)
             segmentation = str(seg) if seg.is_file() else None
         cases.append(Case(
             case_id=case_id,
             prediction=tuple(map(str, pred)) if isinstance(pred, tuple) else str(pred),
-            label=str(label_ids[case_id]),
-            mask=mask,
-            format=fmt,
-            segmentation=segmentation,
-            model=model,
-            reorient=reorient,
-            class_files=tuple(class_names) if class_names else None,
+            label=str(label_ids[case_id]), mask=mask, format=folder.format,
+            segmentation=segmentation, model=folder.model, reorient=folder.reorient,
+            class_files=tuple(folder.class_names) if folder.class_names else None,
         ))
-    for case_id in sorted(set(label_ids) - set(pred_ids)):
-        problems.append(Problem(
-            case_id, str(label_ids[case_id]),
-            f"case {case_id}: label {label_ids[case_id]} has no prediction in {pred_dir}",
-            unpaired,
-        ))
-    return cases, problems
+    return cases
 
 
 def _per_class_files(pred_dir: Path, pattern: str, class_names: list[str]):
