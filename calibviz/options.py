@@ -61,6 +61,17 @@ def check_empty_weight(value, name: str = "empty_weight") -> float:
     return number
 
 
+def check_relative_glob(name: str, pattern: str | None) -> None:
+    """A file pattern must stay inside its folder: relative, without ``..``."""
+    if pattern is None:
+        return
+    parts = pattern.replace("\\", "/").split("/")
+    if not pattern.strip() or pattern.startswith(("/", "\\", "~")) or ".." in parts \
+            or (len(pattern) > 1 and pattern[1] == ":"):
+        raise ValueError(f"{name} {pattern!r} must be a glob relative to its folder "
+                         "(e.g. '*.nii.gz' or '*/*_seg.nii.gz'), without '..'")
+
+
 def parse_scale(value) -> float | None:
     """A multiplier for integer-stored probabilities: a positive number or a fraction such as
     ``"1/255"``; None stays None."""
@@ -204,6 +215,8 @@ class EvalOptions:
         set_(self, "scale", parse_scale(self.scale))
         if self.regions is not None and self.preset is not None:
             raise ValueError("give either regions or preset, not both")
+        for name in ("pattern", "label_pattern"):
+            check_relative_glob(name, getattr(self, name))
         # names and values parse now, so a typo is reported before any case runs
         if self.classes is not None:
             parse_classes(self.classes)

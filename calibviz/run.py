@@ -22,7 +22,7 @@ from pathlib import Path
 from .io import Case, CaseResult, Problem, discover_cases, evaluate_case
 from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
 from .results import Results
-from .store import PartialStore
+from .store import PartialStore, clear_outputs, holds_run, input_fingerprint
 
 #: Starting worker processes costs about 1.5 s (imports, compiled kernels from the cache);
 #: with the automatic choice, processes are used only when the serial rest would take longer.
@@ -36,7 +36,7 @@ class UsageError(ValueError):
 @dataclass
 class RunReport:
     """What a run wrote: its :class:`Results`, the output folder, the files, timings
-    (seconds) and the figure summary."""
+    (seconds), the figure summary and notices for the user (cases evaluated again)."""
 
     results: Results
     n_resumed: int
@@ -44,6 +44,7 @@ class RunReport:
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     figures: dict | None = None
+    notices: list[str] = field(default_factory=list)
 
     @property
     def n_skipped(self) -> int:
@@ -55,15 +56,25 @@ class RunReport:
 
 
 # ------------------------------------------------------------------------ the loop
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     """Worker set-up: share the cores between workers; leave Ctrl-C to the parent, which
-    stops the run (a worker finishes its case quietly instead of printing a traceback)."""
+    stops the run (a worker finishes its case quietly instead of printing a traceback); exit
+    at once when the parent dies (kill -9), instead of lingering with a case's memory."""
     import signal
+    import threading
 
     import numba
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def default_workers() -> int:
@@ -103,7 +114,7 @@ def _evaluate_in_pool(cases, options, workers, on_result) -> None:
     threads = max(1, default_workers() // workers)
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(cases)), mp_context=get_context("spawn"),
-        initializer=_init_worker, initargs=(threads,),
+        initializer=_init_worker, initargs=(threads, os.getpid()),
     )
     pending = {pool.submit(evaluate_case, case, options): case for case in cases}
     try:
@@ -139,8 +150,34 @@ class _Collector:
         self.failed: dict[str, CaseResult] = {}
 
     def __call__(self, result: CaseResult) -> None:
+        self.record(self.accept(result))
+
+    def accept(self, result: CaseResult) -> CaseResult:
+        """``result`` checked against the run: the first case's usage problem stops the run
+        (``ValueError``); a case that cannot pool with the others becomes its error."""
+        usage = [p for p in result.problems if p.severity == "usage"]
+        if usage and not self.finished and not self.failed:
+            raise ValueError(usage[0].message)
+        if result.ok and self.finished:
+            result = self._compatible(result)
+        return result
+
+    def record(self, result: CaseResult) -> None:
         (self.finished if result.ok else self.failed)[result.case_id] = result
         self.report_progress()
+
+    def _compatible(self, result: CaseResult) -> CaseResult:
+        """A case whose classes or bins differ from the others' is that case's error."""
+        first = next(iter(self.finished.values()))
+        try:
+            first.stats.compatible_with(result.stats)
+        except ValueError as error:
+            case = next(c for c in self.cases if c.case_id == result.case_id)
+            return CaseResult(result.case_id, None, [*result.problems, Problem(
+                case.case_id, case.prediction_name,
+                f"case {case.case_id}: {error} of case {first.case_id} (prediction "
+                f"{case.prediction_name}, label {case.label})")])
+        return result
 
     def report_progress(self) -> None:
         if self.progress:
@@ -153,10 +190,12 @@ class _Collector:
             result = self.finished.get(case.case_id) or self.failed.get(case.case_id)
             if result is not None:
                 problems.extend(result.problems)
+        skipped = [c.case_id for c in self.cases if c.case_id in self.failed]
+        skipped += [p.case for p in self.discovery_problems if p.severity == "error" and p.case]
         return Results(
             cases=tuple(ordered), stats=tuple(self.finished[c].stats for c in ordered),
             options=self.options, problems=tuple(problems),
-            skipped=tuple(c.case_id for c in self.cases if c.case_id in self.failed),
+            skipped=tuple(dict.fromkeys(skipped)),
         )
 
 
@@ -188,6 +227,11 @@ def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, **options) 
 
 
 # ------------------------------------------------------------------------- the run
+#: Above this many bins the figures are unreadable and the dataset histogram (B × B per
+#: class) grows without bound: figures are refused, numbers are not.
+MAX_FIGURE_BINS = 500
+
+
 def run_evaluation(
     pred_dir: str | os.PathLike,
     label_dir: str | os.PathLike,
@@ -196,68 +240,129 @@ def run_evaluation(
     *,
     workers: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     absent: str = "include",
     csv_style: str = "tidy",
     figures: bool = True,
     figure_format: str = "png",
     max_case_figures: int = 50,
+    name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunReport:
     """Evaluate every case of ``pred_dir`` against ``label_dir`` and write the reports.
 
-    Raises :class:`UsageError` for problems with the folders or options; problems with
-    single cases are collected in the results (and ``problems.csv``), never raised.
-    ``progress(done, total)`` is called after each case.
+    ``out_dir`` holds exactly one run: a folder holding another run's results is refused
+    unless ``overwrite`` (calibviz's own files are removed first, never other files) or
+    ``resume`` (continue an interrupted run; cases whose input files changed are evaluated
+    again). Raises :class:`UsageError` for problems with the folders or options, before any
+    case runs; problems with single cases are collected in the results (and
+    ``problems.csv``), never raised. ``progress(done, total)`` is called after each case.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
+    cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
+                                 resume=resume, overwrite=overwrite, absent=absent,
+                                 csv_style=csv_style, figures=figures)
+    wanted = _binning_options(options, pred_dir, label_dir)
+    store = PartialStore(out_dir)
+    notices: list[str] = []
+    try:
+        differences, notice = store.open(wanted, resume)
+    except OSError as error:
+        raise UsageError(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    if differences:
+        raise UsageError(f"cannot resume the run in {out_dir}: options differ ("
+                         + "; ".join(differences) + "); rerun without --resume or with the "
+                         "same options")
+    notices += [notice] if notice else []
+    run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name}
+    collector = _Collector(cases, problems, run_options, progress)
+    n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
+    collector.report_progress()
+
+    def on_result(result: CaseResult) -> None:
+        result = collector.accept(result)
+        if result.ok:  # saved before anything else can interrupt
+            store.save(result.case_id, result.stats, result.problems, _fingerprint(
+                next(c for c in cases if c.case_id == result.case_id)))
+        collector.record(result)
+
+    todo = [case for case in cases if case.case_id not in collector.finished]
+    try:
+        used = evaluate_cases(todo, options, workers=workers, on_result=on_result)
+    except ValueError as error:  # the first case showed the options do not fit the data
+        store.finish()
+        raise UsageError(str(error)) from None
+    collector.options["workers"] = used
+    report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
+                       notices=notices)
+    evaluated = time.perf_counter()
+    try:
+        clear_outputs(out_dir, keep_partial=True)
+        _write_outputs(report, csv_style=csv_style, figures=figures,
+                       figure_format=figure_format, max_case_figures=max_case_figures,
+                       workers=workers)
+        report.timings = {"evaluate": evaluated - clock, **report.timings}
+        from .report import write_run_json
+
+        report.files.append(write_run_json(report, started))
+    except OSError as error:
+        raise UsageError(f"cannot write the reports to {out_dir}: {error.strerror or error}; "
+                         "the evaluated cases are kept, rerun with --resume") from None
+    store.finish()
+    return report
+
+
+def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwrite, absent,
+               csv_style, figures) -> tuple[list[Case], list[Problem]]:
+    """Every usage check of a run, before any case runs; returns the paired cases."""
     try:
         check_choice("--absent", absent, ABSENT_POLICIES)
         check_choice("--csv-style", csv_style, CSV_STYLES)
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
+        if figures and options.n_bins > MAX_FIGURE_BINS:
+            raise ValueError(f"figures with {options.n_bins} bins cannot be read (and the "
+                             f"dataset histogram needs {options.n_bins}² cells per class); "
+                             f"use at most {MAX_FIGURE_BINS} bins or pass --no-figures")
         cases, problems = discover_cases(pred_dir, label_dir, options)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output path {out_dir} exists and is not a folder")
-    wanted = _binning_options(options, pred_dir, label_dir)
-    store = PartialStore(out_dir)
-    differences = store.open(wanted, resume)
-    if differences:
-        raise UsageError(f"cannot resume the run in {out_dir}: options differ ("
-                         + "; ".join(differences) + "); rerun without --resume or with the "
-                         "same options")
-    collector = _Collector(cases, problems, {**wanted, "absent": absent, "csv_style": csv_style},
-                           progress)
-    n_resumed = _take_stored(store, cases, collector) if resume else 0
-    collector.report_progress()
-
-    def on_result(result: CaseResult) -> None:
-        if result.ok:
-            store.save(result.case_id, result.stats, result.problems)
-        collector(result)
-
-    todo = [case for case in cases if case.case_id not in collector.finished]
-    used = evaluate_cases(todo, options, workers=workers, on_result=on_result)
-    collector.options["workers"] = used
-    report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir)
-    evaluated = time.perf_counter()
-    _write_outputs(report, csv_style=csv_style, figures=figures, figure_format=figure_format,
-                   max_case_figures=max_case_figures, workers=workers)
-    report.timings = {"evaluate": evaluated - clock, **report.timings}
-    from .report import write_run_json
-
-    report.files.append(write_run_json(report, started))
-    return report
+    for parent in (out_dir, *out_dir.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"output path {out_dir}: {parent} exists and is not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"cannot write to {out_dir}: {parent} is not writable")
+            break
+    if holds_run(out_dir) and not (resume or overwrite):
+        raise UsageError(f"{out_dir} holds the results of another run; pass --overwrite to "
+                         "replace them (only calibviz's own files are removed) or --resume "
+                         "to continue an interrupted run")
+    if overwrite:
+        try:
+            clear_outputs(out_dir)
+        except OSError as error:
+            raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
+    return cases, problems
 
 
-def _take_stored(store: PartialStore, cases: list[Case], collector: _Collector) -> int:
-    """Cases finished by an interrupted run, taken from the partial store."""
+def _fingerprint(case: Case) -> dict:
+    paths = [*(case.prediction if isinstance(case.prediction, tuple) else [case.prediction]),
+             case.label, case.mask, case.segmentation]
+    return input_fingerprint(p for p in paths if p)
+
+
+def _take_stored(store: PartialStore, cases: list[Case], collector: _Collector,
+                 notices: list[str]) -> int:
+    """Cases finished by an interrupted run, taken from the partial store; a stored case
+    whose inputs changed (or whose record is damaged) is evaluated again, saying so."""
     for case in cases:
-        stored = store.load(case.case_id)
-        if stored is not None:
+        stored = store.load(case.case_id, _fingerprint(case))
+        if isinstance(stored, str):
+            notices.append(f"case {case.case_id}: {stored}; evaluating it again")
+        elif stored is not None:
             collector.finished[case.case_id] = CaseResult(case.case_id, stored[0],
                                                           list(stored[1]))
     return len(collector.finished)

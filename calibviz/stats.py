@@ -37,7 +37,8 @@ class BinStats:
     count : int64 ``[C, B]`` voxels per bin (float64 soft weights ``W`` when ``binning="soft"``)
     sum_p, sum_y, sum_p2, sum_py : float64 ``[C, B]`` sums of p, y, p², p·y per bin
     tp, fp, fn, tn : int64 ``[C]`` confusion counts of ``p > 0.5`` against the outcome
-    edges : float64 ``[B + 1]`` bin edges (``k/B`` rounded to the input precision)
+    edges : float64 ``[B + 1]`` bin edges ``k/B`` (the convention; voxels were assigned with
+        the edges rounded to their input's precision); derived from the shape when None
     class_names : tuple of C names
     closure : ``"right"`` (``e_k < p <= e_k+1``) or ``"left"`` (``e_k <= p < e_k+1``)
     binning : ``"hard"`` or ``"soft"``
@@ -55,7 +56,7 @@ class BinStats:
     fp: np.ndarray
     fn: np.ndarray
     tn: np.ndarray
-    edges: np.ndarray
+    edges: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
     closure: str = "right"
     binning: str = "hard"
@@ -73,8 +74,12 @@ class BinStats:
             set_(self, "n_clipped", np.zeros(self.count.shape[0], dtype=np.int64))
         for name in ("tp", "fp", "fn", "tn", "n_clipped"):
             set_(self, name, _readonly(np.asarray(getattr(self, name), dtype=np.int64)))
-        set_(self, "edges", _readonly(np.asarray(self.edges, dtype=np.float64)))
         n_classes, n_bins = self.count.shape
+        if self.edges is not None and np.shape(self.edges) != (n_bins + 1,):
+            raise ValueError(f"edges must have shape ({n_bins + 1},), got {np.shape(self.edges)}")
+        # bins are a convention (B, closure): the edges are k/B whatever precision the
+        # input had (its rounded edges only decided which bin each voxel went to)
+        set_(self, "edges", _readonly(np.arange(n_bins + 1, dtype=np.float64) / n_bins))
         if not self.class_names:
             set_(self, "class_names", tuple(f"class{c}" for c in range(n_classes)))
         else:
@@ -83,8 +88,6 @@ class BinStats:
             raise ValueError(f"closure must be one of {CLOSURES}, got {self.closure!r}")
         if self.binning not in BINNINGS:
             raise ValueError(f"binning must be one of {BINNINGS}, got {self.binning!r}")
-        if self.edges.shape != (n_bins + 1,):
-            raise ValueError(f"edges must have shape ({n_bins + 1},), got {self.edges.shape}")
         if len(self.class_names) != n_classes:
             raise ValueError(
                 f"{len(self.class_names)} class names given for {n_classes} classes"
@@ -149,8 +152,6 @@ class BinStats:
         problems = []
         if self.count.shape != other.count.shape:
             problems.append(f"shape {self.count.shape} vs {other.count.shape}")
-        elif not np.array_equal(self.edges, other.edges):
-            problems.append("different bin edges (input precision or bin count)")
         if self.class_names != other.class_names:
             problems.append(f"classes {self.class_names} vs {other.class_names}")
         if self.closure != other.closure:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from dataclasses import asdict
@@ -117,6 +118,54 @@ def load_results(path: str | os.PathLike) -> Results:
     return _unpack(arrays, path)
 
 
+# ------------------------------------------------------------------ the output folder
+#: What calibviz writes into an output folder (globs relative to it). ``--overwrite`` removes
+#: these and nothing else.
+OWN_OUTPUTS = (
+    STATS_FILE, "per_image.csv", "summary.csv", "run.json", "problems.csv", "summary.json",
+    "metrics.csv", "*_raw.csv", "*_summary.csv", "comparison.csv", "comparison_micro.csv",
+    "report.html", "figures/dataset_reliability_histogram.*", "figures/cases/*.png",
+    "figures/cases/*.pdf", "figures/cases/*.svg", "figures/comparison.*",
+)
+#: Any of these marks a folder as holding a run.
+RUN_MARKERS = (STATS_FILE, "run.json", "per_image.csv", "summary.csv", "figures")
+
+
+def holds_run(out_dir: str | os.PathLike) -> bool:
+    """True when ``out_dir`` holds the results (or the partial store) of a run."""
+    out_dir = Path(out_dir)
+    return any((out_dir / name).exists() for name in (*RUN_MARKERS, ".partial"))
+
+
+def clear_outputs(out_dir: str | os.PathLike, *, keep_partial: bool = False) -> int:
+    """Remove calibviz's own files from ``out_dir`` (never any other file); returns how many."""
+    out_dir = Path(out_dir)
+    removed = 0
+    for pattern in OWN_OUTPUTS:
+        for path in out_dir.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed += 1
+    for folder in (out_dir / "figures" / "cases", out_dir / "figures"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    if not keep_partial:
+        PartialStore(out_dir).finish()
+    return removed
+
+
+def input_fingerprint(paths) -> dict[str, list[int]]:
+    """``{path: [size, mtime_ns]}`` of a case's input files (what makes a stored case stale)."""
+    out = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+            out[str(path)] = [int(info.st_size), int(info.st_mtime_ns)]
+        except OSError:
+            out[str(path)] = [-1, -1]
+    return out
+
+
 # ------------------------------------------------------------------ the partial-case store
 PARTIAL_DIR = ".partial"
 RUN_OPTIONS = "options.json"
@@ -124,8 +173,10 @@ RUN_OPTIONS = "options.json"
 
 class PartialStore:
     """Finished cases of a run in ``out/.partial/``, one archive per case, so an interrupted
-    run loses nothing and ``resume`` continues it. ``options.json`` records what the
-    stored numbers depend on; resuming with other options is refused."""
+    run loses nothing and ``resume`` continues it. ``options.json`` records what the stored
+    numbers depend on (resuming with other options is refused); each case records its input
+    files' size and modification time (a changed input is evaluated again). The store is
+    removed when the run completes."""
 
     def __init__(self, out_dir: str | os.PathLike) -> None:
         self.folder = Path(out_dir) / PARTIAL_DIR
@@ -133,42 +184,56 @@ class PartialStore:
     def _case_file(self, case_id: str) -> Path:
         return self.folder / f"{quote(case_id, safe='')}.npz"
 
-    def open(self, wanted: dict, resume: bool) -> list[str]:
-        """Start (or, with ``resume``, continue) a run that depends on ``wanted``; returns
-        the differences that forbid resuming (empty when it may go on)."""
+    def open(self, wanted: dict, resume: bool) -> tuple[list[str], str | None]:
+        """Start (or, with ``resume``, continue) a run that depends on ``wanted``.
+
+        Returns ``(differences, notice)``: the option differences that forbid resuming
+        (empty when it may go on) and a line to tell the user (a damaged record), or None.
+        """
         stored_path = self.folder / RUN_OPTIONS
+        notice = None
         if resume and stored_path.exists():
-            stored = json.loads(stored_path.read_text())
-            differences = [
-                f"{key}: {stored.get(key)!r} then, {wanted.get(key)!r} now"
-                for key in sorted(set(stored) | set(wanted))
-                if stored.get(key) != wanted.get(key)
-            ]
-            if differences:
-                return differences
-            return []
-        if self.folder.exists():
-            for old in self.folder.glob("*.npz"):
-                old.unlink()
+            try:
+                stored = json.loads(stored_path.read_text())
+                if not isinstance(stored, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as error:
+                notice = (f"the record of the interrupted run ({stored_path}) is damaged "
+                          f"({error}); evaluating every case again")
+            else:
+                differences = [
+                    f"{key}: {stored.get(key)!r} then, {wanted.get(key)!r} now"
+                    for key in sorted(set(stored) | set(wanted))
+                    if stored.get(key) != wanted.get(key)
+                ]
+                return differences, None
+        self.finish()
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(stored_path, json.dumps(wanted, indent=2))
-        return []
+        return [], notice
 
-    def save(self, case_id: str, stats: BinStats, problems) -> None:
-        """Store one finished case (its BinStats and its warnings) atomically."""
-        write_atomic(self._case_file(case_id),
-                     _pack(Results((case_id,), (stats,), problems=tuple(problems))))
+    def save(self, case_id: str, stats: BinStats, problems, inputs: dict) -> None:
+        """Store one finished case (its BinStats, warnings and input fingerprint)."""
+        write_atomic(self._case_file(case_id), _pack(Results(
+            (case_id,), (stats,), {"inputs": inputs}, problems=tuple(problems))))
 
-    def load(self, case_id: str) -> tuple[BinStats, tuple] | None:
-        """A stored case's ``(stats, problems)``, or None (absent or damaged: evaluate it
-        again)."""
+    def load(self, case_id: str, inputs: dict) -> tuple[BinStats, tuple] | str | None:
+        """A stored case's ``(stats, problems)``; None when absent; a reason (str) when it
+        must be evaluated again (damaged, or its input files changed since)."""
         path = self._case_file(case_id)
         if not path.exists():
             return None
         try:
             stored = load_results(path)
         except (ValueError, KeyError, TypeError):
-            return None
+            return "its stored result is damaged"
         if stored.cases != (case_id,):
-            return None
+            return "its stored result is damaged"
+        if stored.options.get("inputs") != inputs:
+            return "its input files changed since the interrupted run"
         return stored.stats[0], stored.problems
+
+    def finish(self) -> None:
+        """Remove the store (the run is complete, or a new one starts)."""
+        if self.folder.is_dir():
+            shutil.rmtree(self.folder)

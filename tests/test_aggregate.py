@@ -166,7 +166,8 @@ def test_incompatible_stats_refuse_to_pool():
     c = bin_image(np.array([0.2], dtype=np.float32), np.array([1]), n_bins=5)
     with pytest.raises(ValueError, match="cannot pool"):
         pool([a, b])
-    with pytest.raises(ValueError, match="bin edges"):
-        pool([a, c])
+    # bins are a convention (B, closure): inputs of another precision pool (issue: mixed
+    # float32/float64 folders crashed the run)
+    assert pool([a, c]).count.tolist() == [[0, 2, 0, 0, 0]]
     with pytest.raises(ValueError, match="empty"):
         pool([])

@@ -87,7 +87,14 @@ def test_interrupted_then_resumed_equals_uninterrupted(demo, tmp_path):
 
 def test_resume_refuses_changed_options(demo, tmp_path):
     out = tmp_path / "run"
-    evaluate(demo.nnunet, demo.labels, "--out", out, "--no-figures", "--quiet")
+
+    def interrupt_after_one(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(demo.nnunet, demo.labels, out, EvalOptions(), workers=1, figures=False,
+                       progress=interrupt_after_one)
     result = evaluate(demo.nnunet, demo.labels, "--out", out, "--resume", "--bins", 10)
     assert result.exit_code == 2
     assert "options differ" in result.output and "n_bins" in result.output

@@ -50,18 +50,26 @@ def test_damaged_archives_give_one_clear_error(tmp_path, content):
 
 def test_partial_store_saves_loads_and_refuses_other_options(tmp_path):
     store = PartialStore(tmp_path)
-    assert store.open({"n_bins": 20}, resume=False) == []
+    assert store.open({"n_bins": 20}, resume=False) == ([], None)
     image = random_images(n_images=1)[0]
     warning = Problem("a b/c", "f", "case a b/c: w", "warning")
-    store.save("a b/c", image, [warning])
-    stats, problems = store.load("a b/c")
+    inputs = {"f": [10, 123]}
+    store.save("a b/c", image, [warning], inputs)
+    stats, problems = store.load("a b/c", inputs)
     assert stats.equals(image) and problems == (warning,)
-    assert store.load("missing") is None
-    assert store.open({"n_bins": 10}, resume=True)  # differences listed
-    assert store.open({"n_bins": 20}, resume=True) == []
+    assert store.load("missing", inputs) is None
+    assert "changed" in store.load("a b/c", {"f": [10, 124]})  # stale: evaluate again
+    assert store.open({"n_bins": 10}, resume=True)[0]  # differences listed
+    assert store.open({"n_bins": 20}, resume=True) == ([], None)
     # a damaged case file is evaluated again, not an error
     next(store.folder.glob("*.npz")).write_bytes(b"garbage")
-    assert store.load("a b/c") is None
+    assert "damaged" in store.load("a b/c", inputs)
+    # a damaged options record: one notice, a fresh store
+    (store.folder / "options.json").write_text("{nope")
+    differences, notice = store.open({"n_bins": 20}, resume=True)
+    assert differences == [] and "damaged" in notice
+    store.finish()
+    assert not store.folder.exists()
 
 
 def test_results_check_their_parts():

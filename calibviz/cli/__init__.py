@@ -5,6 +5,8 @@ line. Exit status 0 (done), 1 (cases skipped with ``--strict``, or nothing evalu
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from ..cli_plot import plot
@@ -22,12 +24,27 @@ app = typer.Typer(
 )
 
 
-@app.command()
-def version() -> None:
-    """Print the calibviz version."""
-    from .. import __version__
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
 
-    typer.echo(__version__)
+        typer.echo(f"calibviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")]
+    = False,
+) -> None:
+    """Pixel-wise calibration of segmentation models."""
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the calibviz version."""
+    _print_version(True)
 
 
 app.command(epilog=EVALUATE_EXAMPLE)(evaluate)

@@ -14,7 +14,13 @@ def choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
     return StrEnum(name, [(value.replace("-", "_"), value) for value in values])
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, newlines, …) made visible, so a file
+    name can neither restyle the terminal nor split a one-line message."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
 def fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr (one line) and exit with ``code``."""
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(code)

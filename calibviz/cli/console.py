@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .common import printable
+
 
 class ProgressDisplay:
     """A progress bar with cases done, rate and time left; silent when disabled."""
@@ -27,26 +30,31 @@ class ProgressDisplay:
         self._task = None
 
     def __enter__(self) -> ProgressDisplay:
-        if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]evaluating"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("left"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("cases", total=None, rate="")
         return self
 
+    def _start(self) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]evaluating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._progress.__enter__()
+        self._task = self._progress.add_task("cases", total=None, rate="")
+
     def update(self, done: int, total: int) -> None:
-        if self._progress is None:
+        """Show ``done`` of ``total`` cases; the bar appears with the first finished case
+        (the first case also checks that the options fit the data)."""
+        if not self.enabled or (self._progress is None and done == 0):
             return
+        if self._progress is None:
+            self._start()
         task = self._progress.tasks[0]
         elapsed = task.elapsed or 0.0
         rate = f"{done / elapsed:.2f} cases/s" if elapsed > 0 and done else ""
@@ -82,20 +90,39 @@ def _headline_table(results, absent: str) -> Table:
         table.add_column(f"{name}\nmicro", justify="right", no_wrap=True)
     for name in results.class_names:
         table.add_row(
-            escape(name),
+            Text(printable(name)),
             *[_spread(summary.loc[(m, name)]) for m in ("ace", "ece", "mce", "dice")],
             *[f"{summary.loc[(m, name), 'micro']:.4f}" for m in ("ace", "ece", "mce")],
         )
     return table
 
 
+def warning_kinds(warnings) -> list[tuple[str, int, str]]:
+    """``(kind, count, example case)`` per kind of warning, most frequent first. The kind is
+    the message without its case, files and numbers."""
+    groups: dict[str, list] = {}
+    for problem in warnings:
+        text = problem.message
+        if problem.case and text.startswith(f"case {problem.case}: "):
+            text = text[len(f"case {problem.case}: "):]
+        text = re.sub(r" \(prediction .*, label .*\)$", "", text)
+        kind = re.sub(r"\d+(\.\d+)?(e-?\d+)?%?", "#", text)
+        groups.setdefault(kind, []).append(problem)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    return [(kind, len(items), items[0].case or items[0].file) for kind, items in ordered]
+
+
 def print_summary(report, *, quiet: bool = False) -> None:
-    """The headline table, then cases evaluated and skipped, and where the files are."""
-    console = Console()
+    """The headline table, then cases evaluated and skipped, each warning kind, notices,
+    and where the files are. Everything taken from file names is printed literally."""
+    console = Console(highlight=False)
     results = report.results
     errors, warnings = results.errors, results.warnings
     absent = results.options.get("absent", "include")
     if results.stats and not quiet:
+        name = results.options.get("name")
+        folder = results.options.get("pred_dir", "")
+        console.print(Text(f"{name}: {folder}" if name else f"evaluated {folder}"))
         console.print(_headline_table(results, absent))
         if results.n_absent:
             fate = "scored against an all-zero truth" if absent == "include" else "left out"
@@ -106,22 +133,26 @@ def print_summary(report, *, quiet: bool = False) -> None:
             "paper; macro = mean ± std over images, micro = pooled bins.", style="dim",
         )
     if quiet:
-        console = Console(stderr=True)
+        console = Console(stderr=True, highlight=False)
+    for notice in report.notices if not quiet else []:
+        console.print(Text(printable(notice)))
     summary = f"{len(results)} cases evaluated, {report.n_skipped} skipped"
     if report.n_resumed:
         summary += f" ({report.n_resumed} taken from the interrupted run)"
     if not quiet or errors:
-        console.print(summary, markup=False)
+        console.print(Text(summary))
     for problem in errors[:10]:
-        console.print(Text("skipped ", style="red") + Text(problem.message))
+        console.print(Text("skipped ", style="red") + Text(printable(problem.message)))
     if len(errors) > 10:
         console.print(f"... and {len(errors) - 10} more in problems.csv")
     if warnings and not quiet:
-        console.print(f"{len(warnings)} warnings (see problems.csv)")
+        console.print(f"{len(warnings)} warnings (all in problems.csv):")
+        for kind, count, example in warning_kinds(warnings)[:8]:
+            console.print(Text(printable(f"  {count} × {kind} (e.g. {example})")))
     if report.figures and not quiet:
         drawn = report.figures.get("n_case_figures", report.figures.get("n_drawn"))
         if drawn is not None:
-            console.print(Text(f"figures: {drawn} per-image diagrams and the dataset "
-                               f"histogram in {report.out_dir / 'figures'}"))
-    if not quiet:
-        console.print(Text(f"results in {report.out_dir}/"))
+            console.print(Text(printable(f"figures: {drawn} per-image diagrams and the dataset "
+                                         f"histogram in {report.out_dir / 'figures'}")))
+    if not quiet and results.stats:
+        console.print(Text(printable(f"results in {report.out_dir}/")))

@@ -82,6 +82,10 @@ def evaluate(
     = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, "
                                          "skipping finished cases.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the results of an earlier run in "
+                                            "--out (only calibviz's own files).")] = False,
+    name: Annotated[str | None, typer.Option(help="Model name for the terminal, figure "
+                                             "titles and reports.")] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when a case is skipped; unpaired files "
                                          "are errors.")] = False,
     figures: Annotated[bool, typer.Option(help="Draw reliability diagrams and dataset "
@@ -98,10 +102,11 @@ def evaluate(
     options = _eval_options(locals())
     report = run_with_progress(
         pred_dir, label_dir, out, options, quiet=quiet, workers=workers, resume=resume,
-        absent=str(absent), csv_style=str(csv_style), figures=figures,
+        overwrite=overwrite, name=name, absent=str(absent), csv_style=str(csv_style),
+        figures=figures,
         figure_format=str(format), max_case_figures=max_case_figures,
     )
-    if not report.results.stats or strict and report.n_skipped:
+    if not report.results.stats or strict and (report.n_skipped or report.results.errors):
         raise typer.Exit(1)
 
 

@@ -51,7 +51,8 @@ def evaluate_case(case: Case, options: EvalOptions | None = None) -> CaseResult:
         else:  # the kernel's message names the case; add the files
             text = ctx.message(text[len(f"case {case.case_id}: "):])
         file = getattr(err, "file", "") or case.prediction_name
-        ctx.problems.append(Problem(case.case_id, file, text))
+        severity = "usage" if getattr(err, "usage", False) else "error"
+        ctx.problems.append(Problem(case.case_id, file, text, severity))
         return CaseResult(case.case_id, None, ctx.problems)
     except Exception as err:  # a reader bug or an exotic file: still one clear line
         ctx.problems.append(Problem(case.case_id, case.prediction_name, ctx.message(
@@ -228,7 +229,8 @@ class _ChannelWatch:
         self.can_bin = inputs.label_error is None and not self.unscaled_int
         shape = inputs.shape
         self.running_sum = (np.zeros(shape, dtype=np.float32, order="F")
-                            if inputs.resolved.softmax else None)
+                            if inputs.resolved.softmax or inputs.resolved.regions_assumed
+                            else None)
         nnunet = options.self_check and case.format.startswith("nnunet")
         if nnunet and inputs.segmentation is None:
             ctx.warn("no segmentation written next to the npz; nnU-Net self-check skipped")
@@ -297,6 +299,10 @@ class _ChannelWatch:
         running, ctx = self.running_sum, self.ctx
         if running is None or self.unscaled_int:
             return
+        if self.inputs.resolved.regions_assumed:
+            self._refuse_softmax_as_regions(running)
+            self.running_sum = None
+            return
         zero = running == 0
         n_zero = int(np.count_nonzero(zero))
         running -= 1
@@ -312,6 +318,19 @@ class _ChannelWatch:
             ctx.warn(f"{n_zero / total:.2%} of voxels have every channel 0 (nnU-Net 2.0/2.1 "
                      "writes zeros outside the crop box); they are scored as probability 0")
         self.running_sum = None
+
+    def _refuse_softmax_as_regions(self, sums: np.ndarray) -> None:
+        """Channels taken as regions must not be a softmax (sums ≈ 1 everywhere): nested
+        regions (WT ⊇ TC ⊇ ET) would then score the background channel as a region."""
+        near_one = np.count_nonzero(np.abs(sums - 1) <= SUM_TOLERANCE)
+        if sums.size and near_one >= 0.99 * sums.size:
+            names = ", ".join(self.inputs.resolved.channel_names)
+            raise self.ctx.fail(
+                f"the {self.inputs.source.n_channels} channels sum to 1 in "
+                f"{near_one / sums.size:.1%} of voxels: they are a softmax over classes, not "
+                f"the probabilities of the regions {names}; name the label of each channel "
+                "with --classes (e.g. background=0,...) and each region's probability is "
+                "then the sum of its member classes", usage=True)
 
     def refuse_unscaled_integers(self) -> None:
         """An integer map without a scale: a hard mask ({0, 1}) or a missing scale."""

@@ -27,8 +27,8 @@ class CaseContext:
         return (f"case {case.case_id}: {text} "
                 f"(prediction {case.prediction_name}, label {case.label})")
 
-    def fail(self, text: str, file: str | None = None) -> InputError:
-        return InputError(self.message(text), file or self.case.prediction_name)
+    def fail(self, text: str, file: str | None = None, *, usage: bool = False) -> InputError:
+        return InputError(self.message(text), file or self.case.prediction_name, usage=usage)
 
     def warn(self, text: str, file: str | None = None) -> None:
         self.problems.append(Problem(self.case.case_id, file or self.case.prediction_name,

@@ -35,6 +35,8 @@ class Resolved:
     channel_values : per channel, the label values it predicts (one value = a class).
     softmax : channels are a softmax over every label (background included): sums ≈ 1.
     declared : label values allowed in the label map.
+    regions_assumed : nothing said what the channels are, and their number equals the
+        regions asked for, so each channel is taken to be one region's probability.
     """
 
     channel_names: tuple[str, ...]
@@ -43,6 +45,7 @@ class Resolved:
     targets: tuple[Target, ...]
     declared: tuple[int, ...]
     ignore_label: int | None
+    regions_assumed: bool = False  # channels taken to be the user's regions, one each
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -230,4 +233,7 @@ def resolve(
         targets=tuple(targets),
         declared=tuple(sorted(declared)),
         ignore_label=None if ignore is None else int(ignore),
+        regions_assumed=(model is None and class_files is None and classes is None
+                         and regions is not None and n_channels == len(regions)
+                         and n_channels > 1),
     )

@@ -152,6 +152,9 @@ class _PredictionFolder:
 
 def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _PredictionFolder:
     fmt = detect_format(pred_dir, options)
+    if options.npz_key and fmt != "npy":
+        raise ValueError(f"--npz-key applies to generic .npy/.npz arrays (input format npy), "
+                         f"but {pred_dir} is read as {fmt}, whose array name is fixed")
     folder = _PredictionFolder(fmt)
     if fmt == "nnunet-v2":
         dataset_json = pred_dir / "dataset.json"

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 
 from ..stats import BinStats
 
-SEVERITIES = ("error", "warning")
+SEVERITIES = ("error", "warning", "usage")
 
 
 class InputError(ValueError):
-    """A problem with one case's input; ``file`` names the file concerned."""
+    """A problem with one case's input; ``file`` names the file concerned. ``usage``: the
+    options do not fit the data (the run stops with a usage error instead of skipping)."""
 
-    def __init__(self, message: str, file: str = "") -> None:
+    def __init__(self, message: str, file: str = "", *, usage: bool = False) -> None:
         super().__init__(message)
         self.file = file
+        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Problem:
     """One thing found wrong (or suspicious) with a case or a file.
 
     case : case id ("" for folder-level problems); file : the file concerned (or the folder);
-    message : one line that names the case and the files; severity : "error" or "warning".
+    message : one line that names the case and the files; severity : "error" (the case is
+    skipped), "warning", or "usage" (the options do not fit the data: the run stops).
     """
 
     case: str
@@ -37,7 +40,7 @@ class Problem:
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be 'error' or 'warning', got {self.severity!r}")
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.message}"

@@ -1,0 +1,305 @@
+"""Runs you can trust: each fault of the attack battery on the run itself (mixed inputs,
+reused output folders, stale resumes, exit statuses, usage errors, process faults).
+
+Each test builds the faulty folder in a temporary directory and asserts the exit status, no
+traceback, one line naming what is wrong, and that untouched cases equal a clean run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from calibviz import load_results
+from calibviz.cli import app
+from calibviz.synthetic import make_case, write_label, write_nifti
+
+runner = CliRunner()
+SHAPE = (10, 9, 6)
+
+
+def evaluate(*args, **kwargs):
+    return runner.invoke(app, ["evaluate", *map(str, args)], **kwargs)
+
+
+def write_float_folder(root: Path, dtypes=("float32",) * 4, n_classes=3) -> tuple[Path, Path]:
+    """A NIfTI folder ``root/pred`` (4-D (i, j, k, C)) and ``root/labels``; case ``i`` stored
+    as ``dtypes[i]`` (``"uint8-slope"``: uint8 with scl_slope 1/255)."""
+    pred, labels = root / "pred", root / "labels"
+    for i, dtype in enumerate(dtypes):
+        label, probs = make_case(SHAPE, n_classes, seed=i)
+        write_label(labels / f"case{i}.nii.gz", label)
+        data = np.moveaxis(probs, 0, -1)
+        if dtype.endswith("-slope"):
+            top = np.iinfo(dtype[:-6]).max
+            write_nifti(pred / f"case{i}.nii.gz", np.rint(data * top), dtype=dtype[:-6],
+                        slope=1 / top)
+        else:
+            write_nifti(pred / f"case{i}.nii.gz", data, dtype=np.dtype(dtype))
+    return pred, labels
+
+
+def assert_clean(result, code):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+
+
+def rows(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "per_image.csv").set_index(["case", "class"]).sort_index()
+
+
+# ------------------------------------------------------------ one run's results
+def test_mixed_input_dtypes_evaluate_and_resume(tmp_path):
+    pred, labels = write_float_folder(tmp_path,
+                                      ("float32", "float64", "uint16-slope", "uint8-slope"))
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures")
+    assert_clean(result, 0)
+    assert load_results(out).cases == ("case0", "case1", "case2", "case3")
+    again = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", "--resume")
+    assert_clean(again, 0)
+
+
+def test_a_case_with_other_channels_is_that_cases_error(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    label, probs = make_case(SHAPE, 4, seed=9)
+    write_nifti(pred / "case1.nii.gz", np.moveaxis(probs, 0, -1))
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures")
+    assert_clean(result, 0)
+    assert load_results(out).cases == ("case0", "case2", "case3")
+    problems = pd.read_csv(out / "problems.csv")
+    assert problems["case"].tolist() == ["case1"] and "case1" in problems["message"][0]
+
+
+def test_out_folder_holds_exactly_one_run(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--max-case-figures",
+                          2), 0)
+    (out / "notes.txt").write_text("mine")
+    second = evaluate(pred, labels, "--out", out, "--workers", 1)
+    assert_clean(second, 2)
+    assert "--overwrite" in second.output and "--resume" in second.output
+    assert len([line for line in second.output.splitlines() if line.strip()]) == 1
+    before = sorted(p.name for p in (out / "figures" / "cases").iterdir())
+    third = evaluate(pred, labels, "--out", out, "--workers", 1, "--overwrite", "--no-figures")
+    assert_clean(third, 0)
+    assert before and not (out / "figures").exists()  # the earlier run's figures are gone
+    assert (out / "notes.txt").read_text() == "mine"  # other files are never touched
+    assert json.loads((out / "run.json").read_text())["figures"] is None
+
+
+def test_resume_recomputes_cases_whose_inputs_changed(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
+    # an interrupted run leaves its partial store; simulate one by keeping it
+    first = rows(out)
+    _interrupted_copy(out)
+    label, probs = make_case(SHAPE, 3, seed=42)
+    write_nifti(pred / "case2.nii.gz", np.moveaxis(probs, 0, -1))
+    resumed = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", "--resume")
+    assert_clean(resumed, 0)
+    assert "case2" in resumed.output and "changed" in resumed.output
+    again = rows(out)
+    assert not np.allclose(again.loc["case2", "ace"], first.loc["case2", "ace"])
+    pd.testing.assert_frame_equal(again.drop(index="case2"), first.drop(index="case2"),
+                                  check_dtype=False)
+
+
+def _interrupted_copy(out: Path) -> None:
+    """Turn a finished run folder into an interrupted one: partial store back, reports gone."""
+    from calibviz.store import PARTIAL_DIR
+
+    saved = out / "saved-partial"
+    assert saved.exists(), "the test run keeps a copy of its partial store"
+    saved.rename(out / PARTIAL_DIR)
+    for name in ("per_image.csv", "summary.csv", "stats.npz", "run.json"):
+        (out / name).unlink()
+
+
+@pytest.fixture(autouse=True)
+def _keep_partial(monkeypatch, request):
+    """For the resume tests: copy the partial store aside before a run removes it."""
+    if "resume" not in request.node.name:
+        return
+    import shutil
+
+    from calibviz import store
+
+    original = store.PartialStore.finish
+
+    def finish(self):
+        if any(self.folder.glob("*.npz")):
+            shutil.copytree(self.folder, self.folder.parent / "saved-partial",
+                            dirs_exist_ok=True)
+        original(self)
+
+    monkeypatch.setattr(store.PartialStore, "finish", finish)
+
+
+def test_damaged_partial_records_are_recomputed_with_one_line(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
+    first = rows(out)
+    partial = out / ".partial"
+    partial.mkdir()
+    (partial / "options.json").write_text("{not json")
+    (partial / "case0.npz").write_bytes(b"garbage")
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", "--resume")
+    assert_clean(result, 0)
+    pd.testing.assert_frame_equal(rows(out), first)
+
+
+def test_finished_run_leaves_no_partial_store_and_resume_claims_nothing(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
+    assert not (out / ".partial").exists()
+    again = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", "--resume")
+    assert_clean(again, 0)
+    assert "taken from the interrupted run" not in again.output
+
+
+def test_report_files_follow_the_umask(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1,
+                              "--max-case-figures", 1), 0)
+    finally:
+        os.umask(old)
+    for name in ("per_image.csv", "summary.csv", "stats.npz", "run.json", "problems.csv"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+# ------------------------------------------------------------ exit statuses
+@pytest.mark.parametrize("fault", ["missing_prediction", "missing_label", "missing_mask"])
+def test_strict_exits_1_for_anything_unpaired(tmp_path, fault):
+    pred, labels = write_float_folder(tmp_path)
+    masks = tmp_path / "masks"
+    for i in range(4):
+        write_label(masks / f"case{i}.nii.gz", np.ones(SHAPE, dtype=np.uint8))
+    {"missing_prediction": pred / "case1.nii.gz", "missing_label": labels / "case1.nii.gz",
+     "missing_mask": masks / "case1.nii.gz"}[fault].unlink()
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", "--strict",
+                      "--mask-dir", masks)
+    assert_clean(result, 1)
+    run = json.loads((out / "run.json").read_text())
+    assert run["cases_skipped"] == 1 and run["cases_ok"] == 3
+    lenient = evaluate(pred, labels, "--out", tmp_path / "o2", "--workers", 1, "--no-figures",
+                       "--mask-dir", masks)
+    assert_clean(lenient, 0)
+
+
+def test_nothing_evaluated_does_not_point_at_results(tmp_path):
+    pred, labels = write_float_folder(tmp_path, ("float32",))
+    write_nifti(pred / "case0.nii.gz", np.full((*SHAPE, 3), 7.0, dtype=np.float32))
+    result = evaluate(pred, labels, "--out", tmp_path / "out", "--workers", 1)
+    assert_clean(result, 1)
+    assert "results in" not in result.output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--classes", "liver,tumour"], "classes"),
+    (["--regions", "WT=1,2;;TC"], "regions"),
+    (["--region-preset", "brats2021"], "softmax"),
+    (["--npz-key", "probs"], "npz-key"),
+    (["--bins", "10000"], "--no-figures"),
+    (["--pattern", "/etc/*"], "pattern"),
+    (["--scale", "1/0"], "scale"),
+])
+def test_usage_errors_exit_2_once_before_any_case(tmp_path, args, expected):
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, *args)
+    assert_clean(result, 2)
+    assert expected in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not (out / "per_image.csv").exists()
+
+
+def test_scale_fraction_and_version(tmp_path):
+    assert runner.invoke(app, ["--version"]).exit_code == 0
+    assert runner.invoke(app, ["--version"]).output.strip()
+
+
+# ------------------------------------------------------------ output folders
+def test_out_below_a_file_or_read_only_is_one_line(tmp_path):
+    pred, labels = write_float_folder(tmp_path)
+    (tmp_path / "file").write_text("x")
+    result = evaluate(pred, labels, "--out", tmp_path / "file" / "out", "--workers", 1)
+    assert_clean(result, 2)
+    assert "file" in result.output
+
+
+def test_read_only_out_as_unprivileged_user(tmp_path):
+    if os.geteuid() != 0 and not hasattr(os, "setuid"):
+        pytest.skip("cannot switch user on this platform")
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "ro"
+    out.mkdir()
+    for path in (tmp_path, pred, labels, *pred.iterdir(), *labels.iterdir()):
+        path.chmod(path.stat().st_mode | 0o755 if path.is_dir() else 0o644)
+    out.chmod(0o555)
+    code = ("import sys; from calibviz.cli import app; sys.argv=['calibviz','evaluate',"
+            f"{str(pred)!r},{str(labels)!r},'--out',{str(out)!r},'--workers','1']; app()")
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                user=65534 if os.geteuid() == 0 else None, timeout=300,
+                                env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "nc"),
+                                     "HOME": str(tmp_path)})
+    except PermissionError:
+        pytest.skip("cannot run as an unprivileged user here")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and str(out) in result.stderr
+
+
+# ------------------------------------------------------------ process faults
+def _cli(*args, env=None):
+    return [sys.executable, "-m", "calibviz", *map(str, args)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_parent_then_resume_equals_clean_run(tmp_path, workers):
+    pred, labels = write_float_folder(tmp_path, ("float32",) * 6)
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    subprocess.run(_cli("evaluate", pred, labels, "--out", clean, "--workers", 1,
+                        "--no-figures", "--quiet"), check=True, timeout=300)
+    process = subprocess.Popen(_cli("evaluate", pred, labels, "--out", out, "--workers",
+                                    workers, "--no-figures", "--quiet"),
+                               start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / ".partial").glob("*.npz")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # every child of the killed parent exits by itself
+    deadline = time.time() + 20
+    while time.time() < deadline and _session_alive(process.pid):
+        time.sleep(0.2)
+    assert not _session_alive(process.pid), "workers outlived their parent"
+    subprocess.run(_cli("evaluate", pred, labels, "--out", out, "--workers", workers,
+                        "--no-figures", "--quiet", "--resume"), check=True, timeout=300)
+    pd.testing.assert_frame_equal(rows(out), rows(clean))
+
+
+def _session_alive(session: int) -> bool:
+    result = subprocess.run(["ps", "-eo", "sid=,stat="], capture_output=True, text=True)
+    return any(int(sid) == session and not stat_.startswith("Z")
+               for sid, stat_ in (line.split() for line in result.stdout.splitlines()))
