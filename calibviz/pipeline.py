@@ -317,7 +317,7 @@ def _write_problems(report: RunReport) -> Path:
 
 def _draw_figures(results: Results, folder: Path, *, fmt: str, max_cases: int, absent: str,
                   workers: int) -> dict:
-    from .figures import render_figures
+    from .viz.render import render_figures
 
     return render_figures(
         results, folder, kind="both", fmt=fmt, max_cases=max_cases, absent=absent,
