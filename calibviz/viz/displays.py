@@ -35,8 +35,8 @@ from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatt
 from ..aggregate import reliability_histogram
 from ..metrics import ace, ece, gap_metrics, mce
 from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_per_column
-from .figures import figure_legend, get_preset, make_norm, single_panel
-from .presets import Preset
+from .figures import figure_legend, make_norm, single_panel
+from .presets import Preset, get_preset
 
 XLABEL = "predicted foreground probability"
 YLABEL = "empirical foreground frequency"
@@ -86,7 +86,6 @@ def _finish_axes(ax, hist_ax, *, xlabel: str, ylabel: str, title: str | None) ->
         hist_ax.set_box_aspect(0.25)
     if title:
         ax.set_title(title)
-
 
 
 # ---------------------------------------------------------------- reliability diagram
