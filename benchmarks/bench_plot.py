@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from calibviz import bin_image, reliability_histogram
-from calibviz.figures import render_case_figure, render_dataset_figure
+from calibviz.viz import render_case_figure, render_dataset_figure
 
 
 def synthetic(n_images: int, seed: int = 0):

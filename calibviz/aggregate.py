@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .metrics import CALIBRATION_METRICS, METRICS
+from .metrics import CALIBRATION_METRICS, METRICS, gap_metrics
 from .options import ABSENT_POLICIES, check_choice
 from .stats import BinStats, ReliabilityHistogram
 
@@ -106,17 +106,8 @@ def micro_metrics(
         pooled = pool(stats, absent=absent)
         return {name: function(pooled) for name, function in METRICS.items()}
     conf, freq, count = reference_pooled_curve(stats, absent=absent)
-    gaps = np.abs(conf - freq)
-    nonempty = np.isfinite(gaps)
-    weights = np.where(nonempty, count, 0.0)
-    gaps0 = np.where(nonempty, gaps, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = {
-            "ece": (weights * gaps0).sum(axis=1) / weights.sum(axis=1),
-            "ace": gaps0.sum(axis=1) / nonempty.sum(axis=1),
-            "mce": np.where(nonempty.any(axis=1), np.where(nonempty, gaps, -np.inf).max(1), np.nan),
-        }
-    return out
+    values = gap_metrics(conf, freq, count, np.isfinite(conf - freq))
+    return dict(zip(("ece", "ace", "mce"), values, strict=True))
 
 
 def per_image_metrics(
@@ -136,6 +127,17 @@ def per_image_metrics(
         for name in CALIBRATION_METRICS:
             out[name] = np.where(drop, np.nan, out[name])
     return out
+
+
+def mean_over_classes(
+    stats: Sequence[BinStats], metric: str = "ace", *, absent: str = "include"
+) -> np.ndarray:
+    """float64 ``[n_images]``: each image's ``metric`` averaged over its classes (NaN classes
+    skipped; absent classes skipped when ``absent="exclude"``); NaN when no class has a value.
+    Used to pick the worst cases."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    return class_mean(per_image_metrics(stats, absent=absent)[metric])
 
 
 def summarize(values: np.ndarray) -> dict[str, np.ndarray]:

@@ -30,31 +30,48 @@ def _bin_weights(stats: BinStats) -> np.ndarray:
     return np.where(stats.nonempty, stats.count, 0).astype(np.float64)
 
 
+def gap_metrics(mean_confidence, frequency, count, nonempty
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ECE, ACE and MCE from per-bin arrays (bins on the last axis), each float64 of the
+    leading shape (a scalar array for one class); NaN where no bin holds data.
+
+    ``mean_confidence``, ``frequency``: float ``[..., B]``; ``count``: voxels (soft weights)
+    per bin; ``nonempty``: bool ``[..., B]`` bins that hold data (others are left out).
+
+    >>> [float(v) for v in gap_metrics([0.1, 0.5], [0.3, 0.5], [2, 2], [True, True])]
+    [0.1, 0.1, 0.2]
+    """
+    nonempty = np.asarray(nonempty, dtype=bool)
+    gaps = np.where(nonempty, np.abs(np.asarray(mean_confidence) - np.asarray(frequency)), 0.0)
+    weights = np.where(nonempty, count, 0).astype(np.float64)
+    total = weights.sum(axis=-1)
+    n_nonempty = nonempty.sum(axis=-1)
+    ece_ = np.full(total.shape, np.nan)
+    np.divide((weights * gaps).sum(axis=-1), total, out=ece_, where=total > 0)
+    ace_ = np.full(total.shape, np.nan)
+    np.divide(gaps.sum(axis=-1), n_nonempty, out=ace_, where=n_nonempty > 0)
+    mce_ = np.asarray(np.where(nonempty, gaps, -np.inf).max(axis=-1), dtype=np.float64)
+    mce_[~np.isfinite(mce_)] = np.nan
+    return ece_, ace_, mce_
+
+
+def _gap_metrics(stats: BinStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return gap_metrics(stats.mean_confidence, stats.frequency, stats.count, stats.nonempty)
+
+
 def ece(stats: BinStats) -> np.ndarray:
     """Expected calibration error ``Σ n_k d_k / Σ n_k`` per class; NaN without voxels."""
-    gaps = np.nan_to_num(calibration_gaps(stats))
-    weights = _bin_weights(stats)
-    total = weights.sum(axis=1)
-    out = np.full(stats.n_classes, np.nan)
-    np.divide((weights * gaps).sum(axis=1), total, out=out, where=total > 0)
-    return out
+    return _gap_metrics(stats)[0]
 
 
 def ace(stats: BinStats) -> np.ndarray:
     """Average calibration error: mean gap over non-empty bins (the paper's headline metric)."""
-    gaps = calibration_gaps(stats)
-    n_nonempty = stats.nonempty.sum(axis=1)
-    out = np.full(stats.n_classes, np.nan)
-    np.divide(np.nansum(gaps, axis=1), n_nonempty, out=out, where=n_nonempty > 0)
-    return out
+    return _gap_metrics(stats)[1]
 
 
 def mce(stats: BinStats) -> np.ndarray:
     """Maximum calibration error: largest gap over non-empty bins."""
-    gaps = np.where(stats.nonempty, calibration_gaps(stats), -np.inf)
-    out = gaps.max(axis=1)
-    out[~np.isfinite(out)] = np.nan
-    return out
+    return _gap_metrics(stats)[2]
 
 
 def brier(stats: BinStats) -> np.ndarray:

@@ -190,6 +190,9 @@ class _Collector:
             result = self.finished.get(case.case_id) or self.failed.get(case.case_id)
             if result is not None:
                 problems.extend(result.problems)
+        labels = next((r.class_labels for r in self.finished.values() if r.class_labels), None)
+        if labels:
+            self.options["class_labels"] = labels
         skipped = [c.case_id for c in self.cases if c.case_id in self.failed]
         skipped += [p.case for p in self.discovery_problems if p.severity == "error" and p.case]
         return Results(
@@ -285,7 +288,7 @@ def run_evaluation(
         result = collector.accept(result)
         if result.ok:  # saved before anything else can interrupt
             store.save(result.case_id, result.stats, result.problems, _fingerprint(
-                next(c for c in cases if c.case_id == result.case_id)))
+                next(c for c in cases if c.case_id == result.case_id)), result.class_labels)
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
@@ -363,8 +366,7 @@ def _take_stored(store: PartialStore, cases: list[Case], collector: _Collector,
         if isinstance(stored, str):
             notices.append(f"case {case.case_id}: {stored}; evaluating it again")
         elif stored is not None:
-            collector.finished[case.case_id] = CaseResult(case.case_id, stored[0],
-                                                          list(stored[1]))
+            collector.finished[case.case_id] = CaseResult(case.case_id, *stored)
     return len(collector.finished)
 
 
@@ -381,7 +383,7 @@ def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_
     problems = list(results.problems)
     if figures and results.stats:
         try:
-            from .figures import render_figures
+            from .viz import render_figures
 
             report.figures = render_figures(
                 results, report.out_dir / "figures", kind="both", fmt=figure_format,

@@ -206,6 +206,12 @@ class BinStats:
                 f"unknown class {name_or_index!r}; known: {', '.join(self.class_names)}"
             ) from None
 
+    def sum_classes(self, name: str = "all classes") -> BinStats:
+        """One class named ``name`` whose sums are those of all classes added (the bins of
+        every class pooled)."""
+        fields = {n: getattr(self, n).sum(axis=0, keepdims=True) for n in SUM_FIELDS}
+        return self.replace(**fields, class_names=(name,))
+
     def mask_classes(self, keep: np.ndarray) -> BinStats:
         """Zero the sums of classes where ``keep`` (bool ``[C]``) is False."""
         keep = np.asarray(keep, dtype=bool)
@@ -275,6 +281,22 @@ class BinStats:
         )
 
 
+def column_normalised(counts: np.ndarray) -> np.ndarray:
+    """float64 grid(s) ``[..., B_freq, B_conf]`` with each column summed to 1; empty columns
+    are NaN (drawn blank), without 0/0 warnings."""
+    grid = np.asarray(counts)
+    totals = grid.sum(axis=-2, keepdims=True)
+    out = np.full(grid.shape, np.nan)
+    np.divide(grid, totals, out=out, where=np.broadcast_to(totals > 0, grid.shape))
+    return out
+
+
+def images_per_column(counts: np.ndarray) -> np.ndarray:
+    """``[..., B_conf]`` images with data in each confidence bin of histogram grid(s)
+    ``[..., B_freq, B_conf]`` (each image adds at most one count per column)."""
+    return np.asarray(counts).sum(axis=-2)
+
+
 @dataclass(frozen=True, eq=False)
 class ReliabilityHistogram:
     """Dataset reliability histogram (spec §7).
@@ -312,7 +334,7 @@ class ReliabilityHistogram:
     @property
     def images_per_column(self) -> np.ndarray:
         """int64 ``[C, B_conf]`` images that have data in each confidence bin."""
-        return self.counts.sum(axis=1)
+        return images_per_column(self.counts)
 
     @property
     def all_classes(self) -> np.ndarray:
@@ -321,11 +343,7 @@ class ReliabilityHistogram:
 
     def column_normalised(self, counts: np.ndarray | None = None) -> np.ndarray:
         """float64 grid(s) with each column summed to 1; empty columns are NaN (blank)."""
-        grid = self.counts if counts is None else np.asarray(counts)
-        totals = grid.sum(axis=-2, keepdims=True)
-        out = np.full(grid.shape, np.nan)
-        np.divide(grid, totals, out=out, where=np.broadcast_to(totals > 0, grid.shape))
-        return out
+        return column_normalised(self.counts if counts is None else counts)
 
     def __add__(self, other: ReliabilityHistogram) -> ReliabilityHistogram:
         if not isinstance(other, ReliabilityHistogram):

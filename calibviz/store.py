@@ -212,14 +212,17 @@ class PartialStore:
         write_atomic(stored_path, json.dumps(wanted, indent=2))
         return [], notice
 
-    def save(self, case_id: str, stats: BinStats, problems, inputs: dict) -> None:
-        """Store one finished case (its BinStats, warnings and input fingerprint)."""
+    def save(self, case_id: str, stats: BinStats, problems, inputs: dict,
+             class_labels: dict | None = None) -> None:
+        """Store one finished case (its BinStats, warnings, input fingerprint and the label
+        values of its classes)."""
         write_atomic(self._case_file(case_id), _pack(Results(
-            (case_id,), (stats,), {"inputs": inputs}, problems=tuple(problems))))
+            (case_id,), (stats,), {"inputs": inputs, "class_labels": class_labels},
+            problems=tuple(problems))))
 
-    def load(self, case_id: str, inputs: dict) -> tuple[BinStats, tuple] | str | None:
-        """A stored case's ``(stats, problems)``; None when absent; a reason (str) when it
-        must be evaluated again (damaged, or its input files changed since)."""
+    def load(self, case_id: str, inputs: dict) -> tuple[BinStats, list, dict | None] | str | None:
+        """A stored case's ``(stats, problems, class_labels)``; None when absent; a reason
+        (str) when it must be evaluated again (damaged, or its input files changed since)."""
         path = self._case_file(case_id)
         if not path.exists():
             return None
@@ -231,7 +234,7 @@ class PartialStore:
             return "its stored result is damaged"
         if stored.options.get("inputs") != inputs:
             return "its input files changed since the interrupted run"
-        return stored.stats[0], stored.problems
+        return stored.stats[0], list(stored.problems), stored.options.get("class_labels")
 
     def finish(self) -> None:
         """Remove the store (the run is complete, or a new one starts)."""

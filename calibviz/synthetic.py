@@ -21,6 +21,8 @@ __all__ = [
     "liver_phantom",
     "sample_labels",
     "sharpen",
+    "gaussian_smooth",
+    "make_calibrated_case",
     "make_case",
     "make_region_case",
     "region_segmentation",
@@ -61,6 +63,35 @@ def make_case(
     return labels, probs.astype(np.float32)
 
 
+def make_calibrated_case(
+    shape: Sequence[int] = (96, 96),
+    n_classes: int = 3,
+    *,
+    sharpen: float = 2.0,
+    seed: int | np.random.Generator = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A label map and a model's probabilities ``(C, *shape)`` float32 with a known
+    calibration error.
+
+    A "true" probability map ``q`` (a softmax of smooth noise, class 0 the most common) is
+    perfectly calibrated: the labels are sampled from it. The model predicts ``q**sharpen``
+    renormalised: ``sharpen > 1`` is over-confident, ``< 1`` under-confident, ``1``
+    calibrated. ``seed``: an int or a ``Generator`` to draw from (successive calls then
+    give different cases).
+    """
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in shape)
+    logits = np.stack([gaussian_smooth(rng.normal(size=shape), 5) * 45
+                       for _ in range(n_classes)])
+    logits[0] += 2.0  # background is the most common class
+    q = np.exp(logits - logits.max(axis=0))
+    q /= q.sum(axis=0)
+    labels = (rng.random(shape)[None] > np.cumsum(q, axis=0)).sum(axis=0)  # sampled from q
+    p = q**sharpen
+    p /= p.sum(axis=0)
+    return labels, p.astype(np.float32)
+
+
 def make_region_case(
     shape: Sequence[int] = (32, 32, 16),
     regions: Sequence[Sequence[int]] = ((1, 2, 4), (1, 4), (4,)),
@@ -93,6 +124,22 @@ def smooth(a: np.ndarray, passes: int) -> np.ndarray:
         for axis in range(1, a.ndim) if a.ndim == 4 else range(a.ndim):
             a = (a + np.roll(a, 1, axis) + np.roll(a, -1, axis)) / 3
     return a
+
+
+def gaussian_smooth(a: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Gaussian smoothing along every axis, edges mirrored (as
+    ``scipy.ndimage.gaussian_filter`` does by default), float64."""
+    radius = int(truncate * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    out = np.asarray(a, dtype=np.float64)
+    for axis in range(out.ndim):
+        width = [(radius, radius) if i == axis else (0, 0) for i in range(out.ndim)]
+        padded = np.pad(out, width, mode="symmetric")
+        size = out.shape[axis]
+        out = sum(w * np.take(padded, np.arange(j, j + size), axis=axis)
+                  for j, w in enumerate(taps))
+    return out
 
 
 # --------------------------------------------------------------------------- NIfTI

@@ -4,12 +4,15 @@ Shows how the display objects compose: draw each into your own axes, then add on
 bar for both. Run ``python gallery/two_models.py``; it writes ``two_models.png``.
 """
 
+import os
+from pathlib import Path
+
 import matplotlib
 import numpy as np
-from _synthetic import CLASS_NAMES, output_dir, synthetic_case
 
 from calibviz import bin_image
-from calibviz.plot import (
+from calibviz.synthetic import make_calibrated_case
+from calibviz.viz import (
     DatasetReliabilityHistogramDisplay,
     get_preset,
     make_norm,
@@ -17,14 +20,18 @@ from calibviz.plot import (
     save_figure,
 )
 
+CLASS_NAMES = ("background", "liver", "tumour")
+# where the image goes: $CALIBVIZ_GALLERY_OUT if set (the tests use a temporary folder)
+OUT = Path(os.environ.get("CALIBVIZ_GALLERY_OUT", Path(__file__).resolve().parent))
+
 models = {"model A (over-confident)": 2.5, "model B (calibrated)": 1.0}
 stats = {name: [] for name in models}
 rng = np.random.default_rng(3)
 for _ in range(40):
     for name, sharpen in models.items():  # same seed per image: same ground truth
         seed = int(rng.integers(1 << 31))
-        case = synthetic_case(np.random.default_rng(seed), sharpen=sharpen)
-        stats[name].append(bin_image(*case, n_bins=20, class_names=CLASS_NAMES))
+        labels, probs = make_calibrated_case(sharpen=sharpen, seed=seed)
+        stats[name].append(bin_image(probs, labels, n_bins=20, class_names=CLASS_NAMES))
 
 preset = get_preset("double")
 norm = make_norm("power", gamma=0.35)  # one norm object: one colour scale for both panels
@@ -37,4 +44,4 @@ with matplotlib.rc_context(preset.rc()):  # fonts of the preset, global state un
             title=f"{name}, liver")
     colorbar = figure.colorbar(display.mesh_, ax=axes, shrink=0.7)
     colorbar.set_label("fraction of the column's images")
-save_figure(figure, output_dir(__file__) / "two_models.png", preset=preset)
+save_figure(figure, OUT / "two_models.png", preset=preset)

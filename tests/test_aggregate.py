@@ -16,7 +16,8 @@ from calibviz import (
     reliability_histogram,
     summarize,
 )
-from calibviz.aggregate import reference_pooled_curve
+from calibviz.aggregate import mean_over_classes, reference_pooled_curve
+from calibviz.stats import column_normalised, images_per_column
 
 from . import naive
 from .conftest import load_reference
@@ -171,3 +172,21 @@ def test_incompatible_stats_refuse_to_pool():
     assert pool([a, c]).count.tolist() == [[0, 2, 0, 0, 0]]
     with pytest.raises(ValueError, match="empty"):
         pool([])
+
+
+def test_column_normalised_sum_classes_and_mean_over_classes():
+    rng = np.random.default_rng(4)
+    stats = [bin_image(rng.dirichlet(np.ones(3), size=200).T, rng.integers(0, 3, 200),
+                       n_bins=8) for _ in range(4)]
+    hist = reliability_histogram(stats)
+    np.testing.assert_array_equal(column_normalised(hist.counts), hist.column_normalised())
+    np.testing.assert_array_equal(images_per_column(hist.counts), hist.images_per_column)
+    with np.errstate(all="raise"):  # an empty column stays blank, without 0/0 warnings
+        assert np.isnan(column_normalised(np.zeros((3, 2), dtype=int))).all()
+    merged = hist.pooled.sum_classes("all")
+    assert merged.class_names == ("all",)
+    np.testing.assert_array_equal(merged.count[0], hist.pooled.count.sum(axis=0))
+    expected = [np.nanmean(ace(s)) for s in stats]
+    np.testing.assert_allclose(mean_over_classes(stats, "ace"), expected)
+    with pytest.raises(ValueError, match="unknown metric"):
+        mean_over_classes(stats, "auc")

@@ -241,12 +241,12 @@ def test_automatic_workers_stay_in_process_for_small_folders(demo, tmp_path):
 
 
 def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch):
-    import calibviz.figures
+    import calibviz.viz.render
 
     def broken(*args, **kwargs):
         raise RuntimeError("no display fonts")
 
-    monkeypatch.setattr(calibviz.figures, "render_figures", broken)
+    monkeypatch.setattr(calibviz.viz.render, "render_figures", broken)
     out = tmp_path / "run"
     result = evaluate(demo.nnunet, demo.labels, "--out", out, "--workers", 1)
     assert result.exit_code == 0, result.output

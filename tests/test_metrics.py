@@ -7,6 +7,7 @@ import pytest
 
 from calibviz import METRICS, ace, bin_image, brier, brier_decomposition, dice, ece, mce, pool
 from calibviz.aggregate import macro_summary
+from calibviz.metrics import gap_metrics
 
 from . import naive
 from .conftest import load_reference
@@ -223,3 +224,18 @@ def test_peer_T16_zero_probabilities_kept():
     probs = np.array([[1, 0], [.9, .1], [.2, .8], [.6, .4]]).T
     stats = bin_image(probs, np.array([0, 0, 1, 1]), n_bins=10)
     assert ece(stats)[1] == pytest.approx(0.225)
+
+
+def test_gap_metrics_of_plain_arrays_equals_the_binstats_metrics():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(3), size=500).T
+    stats = bin_image(probs, rng.integers(0, 3, 500), n_bins=15)
+    values = gap_metrics(stats.mean_confidence, stats.frequency, stats.count, stats.nonempty)
+    for got, function in zip(values, (ece, ace, mce), strict=True):
+        np.testing.assert_array_equal(got, function(stats))
+    one = gap_metrics(stats.mean_confidence[1], stats.frequency[1], stats.count[1],
+                      stats.nonempty[1])
+    assert [float(v) for v in one] == [float(ece(stats)[1]), float(ace(stats)[1]),
+                                       float(mce(stats)[1])]
+    empty = gap_metrics([np.nan], [np.nan], [0], [False])
+    assert all(np.isnan(v) for v in empty)

@@ -55,8 +55,8 @@ def test_partial_store_saves_loads_and_refuses_other_options(tmp_path):
     warning = Problem("a b/c", "f", "case a b/c: w", "warning")
     inputs = {"f": [10, 123]}
     store.save("a b/c", image, [warning], inputs)
-    stats, problems = store.load("a b/c", inputs)
-    assert stats.equals(image) and problems == (warning,)
+    stats, problems, labels = store.load("a b/c", inputs)
+    assert stats.equals(image) and problems == [warning] and labels is None
     assert store.load("missing", inputs) is None
     assert "changed" in store.load("a b/c", {"f": [10, 124]})  # stale: evaluate again
     assert store.open({"n_bins": 10}, resume=True)[0]  # differences listed

@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from ..cli_plot import plot
 from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
+from .plot import plot
 
 app = typer.Typer(
     name="calibviz",

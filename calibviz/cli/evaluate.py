@@ -15,16 +15,16 @@ from ..options import (
     INPUT_FORMATS,
     REGION_PRESETS,
 )
+from ..viz.presets import FORMATS
 from .common import choices, fail
 
-FIGURE_FORMATS = ("png", "pdf", "svg")  # what matplotlib writes for us; checked by viz too
 Closure = choices("Closure", CLOSURES)
 Binning = choices("Binning", BINNINGS)
 InputFormat = choices("InputFormat", INPUT_FORMATS)
 Absent = choices("Absent", ABSENT_POLICIES)
 CsvStyle = choices("CsvStyle", CSV_STYLES)
 RegionPreset = choices("RegionPreset", tuple(REGION_PRESETS))
-FigureFormat = choices("FigureFormat", FIGURE_FORMATS)
+FigureFormat = choices("FigureFormat", tuple(FORMATS))
 
 EVALUATE_EXAMPLE = """
 Example: calibviz evaluate preds/ labels/ --bins 20 --out results/

@@ -43,7 +43,7 @@ def evaluate_case(case: Case, options: EvalOptions | None = None) -> CaseResult:
     options = options or EvalOptions()
     ctx = CaseContext(case)
     try:
-        stats = _evaluate(case, options, ctx)
+        stats, class_labels = _evaluate(case, options, ctx)
     except (InputError, ValueError, OSError, EOFError, MemoryError) as err:
         text = str(err)
         if not text.startswith(f"case {case.case_id}:"):
@@ -58,7 +58,7 @@ def evaluate_case(case: Case, options: EvalOptions | None = None) -> CaseResult:
         ctx.problems.append(Problem(case.case_id, case.prediction_name, ctx.message(
             f"cannot evaluate: {type(err).__name__}: {err}")))
         return CaseResult(case.case_id, None, ctx.problems)
-    return CaseResult(case.case_id, stats, ctx.problems)
+    return CaseResult(case.case_id, stats, ctx.problems, class_labels)
 
 
 @dataclass
@@ -76,7 +76,7 @@ class CaseInputs:
     shape: tuple[int, ...]
 
 
-def _evaluate(case: Case, options: EvalOptions, ctx: CaseContext) -> BinStats:
+def _evaluate(case: Case, options: EvalOptions, ctx: CaseContext) -> tuple[BinStats, dict]:
     label_img = load_nifti(case.label)
     label_shape = squeeze_trailing(tuple(label_img.shape))
     if len(label_shape) != 3:
@@ -86,7 +86,8 @@ def _evaluate(case: Case, options: EvalOptions, ctx: CaseContext) -> BinStats:
     source = open_source(case, options, label_affine)
     try:
         inputs = _open_inputs(case, options, ctx, source, label_img, label_shape, label_affine)
-        return _stream(inputs, ctx)
+        labels = {t.name: list(t.members) for t in inputs.resolved.targets}
+        return _stream(inputs, ctx), labels
     finally:
         source.close()
 

@@ -94,11 +94,13 @@ class Case:
 
 @dataclass(frozen=True)
 class CaseResult:
-    """Result of one case: its statistics (None when a check failed) and the problems found."""
+    """Result of one case: its statistics (None when a check failed), the problems found
+    and, per scored class or region, the label values that make its truth."""
 
     case_id: str
     stats: BinStats | None
     problems: list[Problem] = field(default_factory=list)
+    class_labels: dict[str, list[int]] | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,57 +1,20 @@
-"""Display objects and figure helpers: assertions on the data and artists they draw."""
-
-import subprocess
-import sys
+"""Display objects: assertions on the data and artists they draw."""
 
 import matplotlib
 import numpy as np
 import pytest
 from matplotlib.colors import LogNorm, Normalize, PowerNorm
 
-from calibviz import BinStats, bin_image, reliability_histogram
-from calibviz.plot import (
+from calibviz import reliability_histogram
+from calibviz.viz import (
     ALL_CLASSES,
-    PRESETS,
     DatasetReliabilityHistogramDisplay,
     ReliabilityDiagramDisplay,
     format_value,
-    get_preset,
     make_norm,
-    plot_case,
-    plot_dataset,
-    save_figure,
 )
 
-EDGES5 = np.linspace(0, 1, 6)
-
-
-def hand_stats() -> BinStats:
-    """Two classes, five bins; bin 2 of class 0 and bins 3–4 of class 1 are empty."""
-    count = np.array([[10, 4, 0, 2, 1000], [5, 5, 5, 0, 0]])
-    conf = np.array([[0.05, 0.3, 0.0, 0.7, 0.95], [0.1, 0.3, 0.5, 0.0, 0.0]])
-    freq = np.array([[0.1, 0.25, 0.0, 0.5, 0.9], [0.0, 0.4, 0.2, 0.0, 0.0]])
-    zeros = np.zeros(2, dtype=np.int64)
-    return BinStats(
-        count=count, sum_p=conf * count, sum_y=freq * count, sum_p2=conf**2 * count,
-        sum_py=conf * freq * count, tp=np.array([5, 3]), fp=zeros, fn=zeros,
-        tn=np.array([1011, 12]), edges=EDGES5, class_names=("liver", "tumour"),
-    )
-
-
-def naive_metrics(conf, freq, count):
-    keep = count > 0
-    gaps = np.abs(conf - freq)[keep]
-    return (count[keep] * gaps).sum() / count[keep].sum(), gaps.mean(), gaps.max()
-
-
-def synthetic_dataset(n_images=6, n_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_images):
-        probs = rng.dirichlet(np.ones(n_classes), size=300).T  # float64 [C, 300]
-        labels = np.array([rng.choice(n_classes, p=p ** 2 / (p ** 2).sum()) for p in probs.T])
-        out.append(bin_image(probs, labels, n_bins=10))
-    return out
+from .viz_data import EDGES5, hand_stats, naive_metrics, synthetic_dataset
 
 
 # ------------------------------------------------------------------ reliability diagram
@@ -129,10 +92,11 @@ def test_all_empty_class_draws_nothing_and_says_nan():
     assert "ECE n/a" in display.text_.txt.get_text()
 
 
-def test_constructor_checks_shapes_and_computes_metrics():
+def test_from_bins_checks_shapes_and_derives_metrics():
     with pytest.raises(ValueError, match="shape"):
-        ReliabilityDiagramDisplay([0.1], [0.2, 0.3], [1, 1], EDGES5[:3])
-    display = ReliabilityDiagramDisplay([0.1, np.nan], [0.3, np.nan], [2, 0], [0, 0.5, 1])
+        ReliabilityDiagramDisplay.from_bins([0.1], [0.2, 0.3], [1, 1], EDGES5[:3])
+    display = ReliabilityDiagramDisplay.from_bins([0.1, np.nan], [0.3, np.nan], [2, 0],
+                                                  [0, 0.5, 1])
     assert display.ece == pytest.approx(0.2) and display.mce == pytest.approx(0.2)
 
 
@@ -205,69 +169,3 @@ def test_all_classes_panel_sums_the_class_grids():
                                pooled.sum_p.sum(0) / pooled.count.sum(0))
 
 
-# ------------------------------------------------------------------- figure helpers
-@pytest.mark.parametrize("n_classes", [1, 3, 21])
-def test_dataset_figure_has_one_shared_colour_bar_for_any_class_count(n_classes):
-    stats = synthetic_dataset(2, n_classes, seed=n_classes)
-    figure, displays, colorbar = plot_dataset(stats, histogram=n_classes < 21,
-                                              show_counts=n_classes < 21)
-    expected_panels = n_classes + (1 if n_classes > 1 else 0)
-    assert len(displays) == expected_panels
-    assert displays[-1].class_name == (ALL_CLASSES if n_classes > 1 else "class0")
-    assert colorbar is not None and colorbar.ax in figure.axes
-    norms = {id(d.mesh_.norm) for d in displays}
-    assert len(norms) == 1  # one shared colour scale
-    assert all(d.colorbar_ is None for d in displays)
-    figure.canvas.draw()  # the layout engine places everything without error
-    bar = colorbar.ax.get_position()
-    for display in displays:  # the colour bar does not sit over any panel
-        assert display.ax_.get_position().x1 <= bar.x0 + 1e-9
-
-
-def test_case_figure_one_panel_per_class_and_selection():
-    stats = hand_stats()
-    figure, displays = plot_case(stats, title="case 7")
-    assert [d.class_name for d in displays] == ["liver", "tumour"]
-    assert figure.legends and figure.legends[0].get_title().get_text() == "case 7"
-    figure, displays = plot_case(stats, classes=["tumour"], histogram=False)
-    assert len(displays) == 1 and displays[0].hist_ax_ is None
-    with pytest.raises(ValueError, match="unknown class"):
-        plot_case(stats, classes=["spleen"])
-
-
-def test_presets_and_overrides():
-    assert get_preset("single").width == 3.5 and get_preset("double").width == 7.16
-    assert get_preset(None) is PRESETS["screen"]
-    assert get_preset("single", font_size=6).font_size == 6
-    with pytest.raises(ValueError, match="unknown preset"):
-        get_preset("poster")
-    figure, _, _ = plot_dataset(synthetic_dataset(2), preset="single")
-    assert figure.get_size_inches()[0] == pytest.approx(3.5)
-    figure, _ = plot_case(hand_stats(), preset="double")
-    assert figure.get_size_inches()[0] == pytest.approx(7.16)
-
-
-def test_plotting_and_saving_leave_rcparams_unchanged(tmp_path):
-    before = dict(matplotlib.rcParams)
-    figure, _ = plot_case(hand_stats(), preset="single")
-    save_figure(figure, tmp_path / "case.pdf", preset="single")
-    figure, _, _ = plot_dataset(synthetic_dataset(2), preset="double", norm="log")
-    save_figure(figure, tmp_path / "dataset.svg", preset="double")
-    ReliabilityDiagramDisplay.from_stats(hand_stats()).plot(preset="single")
-    assert dict(matplotlib.rcParams) == before
-
-
-@pytest.mark.parametrize(("suffix", "magic"),
-                         [("png", b"\x89PNG"), ("pdf", b"%PDF"), ("svg", b"<?xml")])
-def test_save_formats(tmp_path, suffix, magic):
-    display = ReliabilityDiagramDisplay.from_stats(hand_stats()).plot()
-    path = save_figure(display.figure_, tmp_path / f"diagram.{suffix}", dpi=50)
-    assert path.read_bytes()[: len(magic)] == magic
-    with pytest.raises(ValueError, match="unknown figure format"):
-        save_figure(display.figure_, tmp_path / "diagram.gif")
-
-
-def test_plot_module_does_not_import_pyplot():
-    code = ("import sys, calibviz, calibviz.plot, calibviz.figures, calibviz.cli_plot; "
-            "assert 'matplotlib.pyplot' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)

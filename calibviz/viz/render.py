@@ -18,19 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .aggregate import included, reliability_histogram
-from .metrics import ace
-from .plot import (
-    FORMATS,
-    Preset,
-    get_preset,
-    make_norm,
-    plot_case,
-    plot_dataset,
-    save_figure,
-)
-from .results import Results
-from .stats import BinStats
+from ..aggregate import included, mean_over_classes, reliability_histogram
+from ..results import Results
+from ..stats import BinStats
+from .figures import check_format, make_norm, save_figure
+from .layouts import plot_case, plot_dataset, resolve_classes
+from .presets import Preset, get_preset
 
 KINDS = ("both", "dataset", "case")
 DATASET_FIGURE = "dataset_reliability_histogram"
@@ -43,10 +36,6 @@ def safe_name(case_id: str) -> str:
     return name
 
 
-def _close(figure) -> None:
-    figure.clear()
-
-
 def render_case_figure(case_id: str, stats: BinStats, path: str | Path, *,
                        classes: Sequence[int | str] | None = None,
                        preset: str | Preset | None = None, dpi: int | None = None,
@@ -55,10 +44,7 @@ def render_case_figure(case_id: str, stats: BinStats, path: str | Path, *,
     to ``path`` (format from the suffix). Pure inputs, so it runs in a worker process."""
     figure, _ = plot_case(stats, classes=classes, title=str(case_id), histogram=histogram,
                           preset=preset, **style)
-    try:
-        return save_figure(figure, path, dpi=dpi, preset=preset)
-    finally:
-        _close(figure)
+    return save_figure(figure, path, dpi=dpi, preset=preset)
 
 
 def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
@@ -69,21 +55,7 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
     all-classes panel and write it to ``path``."""
     figure, _, _ = plot_dataset(reliability_histogram(stats, absent=absent), classes=classes,
                                 title=title, preset=preset, **style)
-    try:
-        return save_figure(figure, path, dpi=dpi, preset=preset)
-    finally:
-        _close(figure)
-
-
-def mean_ace(stats: Sequence[BinStats], *, absent: str = "include") -> np.ndarray:
-    """float64 ``[n_cases]``: each case's ACE averaged over classes (NaN classes skipped;
-    absent classes skipped when ``absent="exclude"``); NaN when no class has a value."""
-    out = np.full(len(stats), np.nan)
-    for index, image in enumerate(stats):
-        values = np.where(included(image, absent), ace(image), np.nan)
-        if np.isfinite(values).any():
-            out[index] = np.nanmean(values)
-    return out
+    return save_figure(figure, path, dpi=dpi, preset=preset)
 
 
 def select_cases(results: Results, cases=None, *, max_cases: int = 50,
@@ -119,7 +91,7 @@ def select_cases(results: Results, cases=None, *, max_cases: int = 50,
 
 def _worst(results: Results, count: int, absent: str) -> list[int]:
     """Indices of the ``count`` cases with the highest mean ACE (NaN last, stable order)."""
-    scores = mean_ace(results.stats, absent=absent)
+    scores = mean_over_classes(results.stats, "ace", absent=absent)
     order = sorted(range(len(scores)),
                    key=lambda i: (math.isnan(scores[i]), -np.nan_to_num(scores[i])))
     return order[:count]
@@ -143,9 +115,7 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    fmt = str(fmt).lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    fmt = check_format(fmt)
     if len(results) == 0:
         raise ValueError("these results hold no cases; nothing to draw")
     preset = get_preset(preset)
@@ -177,20 +147,6 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
 
 _DATASET_STYLE = ("cmap", "norm", "gamma", "show_curve", "show_counts", "all_classes",
                   "curve_color", "title")
-
-
-def resolve_classes(stats: BinStats, classes: Sequence[int | str]) -> list[int]:
-    """Class indices of names or indices (an integer string is an index unless it is also a
-    class name); ``ValueError`` naming the known classes otherwise."""
-    out = []
-    for value in classes:
-        if isinstance(value, str) and value not in stats.class_names:
-            text = value.strip()
-            value = int(text) if text.lstrip("-").isdigit() else text
-        out.append(stats.class_index(value))
-    if not out:
-        raise ValueError("no classes selected")
-    return out
 
 
 def _check_unique(paths: list[Path]) -> None:

@@ -1,0 +1,440 @@
+"""Single-Axes display objects for calibration figures, in the manner of scikit-learn's
+``CalibrationDisplay``: ``__init__`` only stores the data, the ``from_...`` constructors
+take calibviz objects (metrics come from :mod:`calibviz.metrics`, column normalisation from
+:mod:`calibviz.stats`; nothing is computed here), and ``plot(ax=None, **style)`` draws into
+the given axes (or a new figure sized by a preset), stores its artists and returns ``self``.
+
+* :class:`ReliabilityDiagramDisplay`: one class of one image (or pooled images): gap bars
+  between mean confidence and frequency, frequency markers, the diagonal, ECE / ACE / MCE,
+  an arrow to the MCE bin and an optional voxel-count histogram below.
+* :class:`DatasetReliabilityHistogramDisplay`: one class over a dataset: the
+  column-normalised reliability histogram, images per column, the micro (pooled) curve and
+  an optional voxel-count histogram below.
+
+>>> import numpy as np
+>>> from calibviz import bin_image
+>>> rng = np.random.default_rng(0)
+>>> p = rng.random(1000)
+>>> stats = bin_image(p, (rng.random(1000) < p**2).astype(int), classes=[1], n_bins=10)
+>>> display = ReliabilityDiagramDisplay.from_stats(stats).plot()
+>>> len(display.bars_) == int(stats.nonempty.sum())
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.offsetbox import AnchoredText
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from ..aggregate import reliability_histogram
+from ..metrics import ace, ece, gap_metrics, mce
+from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_per_column
+from .figures import figure_legend, make_norm, single_panel
+from .presets import Preset, get_preset
+
+XLABEL = "predicted foreground probability"
+YLABEL = "empirical foreground frequency"
+ALL_CLASSES = "all classes"
+#: Counts histograms switch to a log axis above this max/min ratio of non-zero counts.
+LOG_COUNT_RATIO = 100
+#: Labels of the reliability diagram's legend, in the order of ``legend_handles()``.
+DIAGRAM_LABELS = ("gap", "frequency", "perfect calibration")
+
+
+def format_value(value: float) -> str:
+    """Metric value as printed on figures: 3 significant digits, ``n/a`` for NaN."""
+    value = float(value)
+    return "n/a" if not math.isfinite(value) else f"{value:.3g}"
+
+
+def _count_histogram(ax, edges: np.ndarray, count: np.ndarray, *, color="0.55",
+                     ylabel="voxels"):
+    """Bars of per-bin voxel counts (non-empty bins only); log axis when the max/min
+    ratio of non-zero counts exceeds :data:`LOG_COUNT_RATIO`. Returns the BarContainer."""
+    count = np.asarray(count, dtype=np.float64)
+    keep = count > 0
+    widths = np.diff(edges)
+    bars = ax.bar(edges[:-1][keep], count[keep], width=widths[keep], align="edge",
+                  color=color, edgecolor="white", linewidth=0.3)
+    if keep.any() and count[keep].max() / count[keep].min() > LOG_COUNT_RATIO:
+        ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.yaxis.set_major_formatter(EngFormatter(sep="", places=None))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(MaxNLocator(3) if ax.get_yscale() == "linear"
+                               else LogLocator(numticks=3))
+    return bars
+
+
+def _finish_axes(ax, hist_ax, *, xlabel: str, ylabel: str, title: str | None) -> None:
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_box_aspect(1)
+    ax.set_ylabel(ylabel)
+    if hist_ax is None:
+        ax.set_xlabel(xlabel)
+    else:
+        ax.tick_params(axis="x", labelbottom=False)
+        hist_ax.set_xlabel(xlabel)
+        hist_ax.set_box_aspect(0.25)
+    if title:
+        ax.set_title(title)
+
+
+# ---------------------------------------------------------------- reliability diagram
+class ReliabilityDiagramDisplay:
+    """Reliability diagram of one class of one image.
+
+    Parameters
+    ----------
+    mean_confidence, frequency : float ``[B]`` per-bin mean probability and observed
+        foreground frequency (NaN for empty bins)
+    count : ``[B]`` voxels (soft weights) per bin
+    edges : float ``[B + 1]`` bin edges in [0, 1]
+    nonempty : bool ``[B]`` bins that hold data
+    ece, ace, mce : metric values written on the diagram
+    class_name : panel title
+
+    ``__init__`` stores its arguments as given (NumPy arrays); :meth:`from_stats` (a class
+    of a :class:`BinStats`) and :meth:`from_bins` (plain per-bin arrays, metrics derived
+    with :func:`calibviz.metrics.gap_metrics`) check and fill them in.
+
+    Attributes set by :meth:`plot`: ``ax_``, ``hist_ax_``, ``figure_``, ``bars_`` (gap
+    bars, one per non-empty bin), ``markers_`` (frequency markers), ``diagonal_``,
+    ``text_`` (the metrics box), ``mce_arrow_`` (or ``None``), ``hist_bars_``, ``legend_``.
+    """
+
+    def __init__(self, mean_confidence, frequency, count, edges, *, nonempty, ece: float,
+                 ace: float, mce: float, class_name: str | None = None):
+        self.mean_confidence = mean_confidence
+        self.frequency = frequency
+        self.count = count
+        self.edges = edges
+        self.nonempty = nonempty
+        self.ece = ece
+        self.ace = ace
+        self.mce = mce
+        self.class_name = class_name
+
+    @classmethod
+    def from_stats(cls, stats: BinStats, class_: int | str = 0) -> ReliabilityDiagramDisplay:
+        """The diagram of one class (index or name) of a :class:`BinStats`."""
+        c = stats.class_index(class_)
+        return cls(
+            stats.mean_confidence[c], stats.frequency[c], stats.count[c], stats.edges,
+            nonempty=stats.nonempty[c], ece=float(ece(stats)[c]), ace=float(ace(stats)[c]),
+            mce=float(mce(stats)[c]), class_name=stats.class_names[c],
+        )
+
+    @classmethod
+    def from_bins(cls, mean_confidence, frequency, count, edges, *, nonempty=None,
+                  ece: float | None = None, ace: float | None = None, mce: float | None = None,
+                  class_name: str | None = None) -> ReliabilityDiagramDisplay:
+        """The diagram of plain per-bin arrays (shapes checked against ``edges``); bins
+        with ``count > 0`` (or ``nonempty``) and finite values are drawn, and metrics not
+        given are derived from the bins."""
+        mean_confidence = np.asarray(mean_confidence, dtype=np.float64)
+        frequency = np.asarray(frequency, dtype=np.float64)
+        count = np.asarray(count)
+        edges = np.asarray(edges, dtype=np.float64)
+        n_bins = edges.size - 1
+        for name, value in (("mean_confidence", mean_confidence), ("frequency", frequency),
+                            ("count", count)):
+            if value.shape != (n_bins,):
+                raise ValueError(f"{name} must have shape ({n_bins},) to match "
+                                 f"{n_bins + 1} edges, got {value.shape}")
+        nonempty = (count > 0) if nonempty is None else np.asarray(nonempty, dtype=bool)
+        nonempty = nonempty & np.isfinite(mean_confidence) & np.isfinite(frequency)
+        derived = gap_metrics(mean_confidence, frequency, count, nonempty)
+        given = (ece, ace, mce)
+        values = [float(d if g is None else g) for g, d in zip(given, derived, strict=True)]
+        return cls(mean_confidence, frequency, count, edges, nonempty=nonempty,
+                   ece=values[0], ace=values[1], mce=values[2], class_name=class_name)
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """float ``[B]`` ``|mean confidence − frequency|``; NaN for empty bins."""
+        return np.where(self.nonempty, np.abs(self.mean_confidence - self.frequency), np.nan)
+
+    def plot(self, ax=None, *, hist_ax=None, histogram: bool = True, title: str | None = None,
+             bar_color="tab:red", bar_alpha: float = 0.35, marker: str = "o",
+             marker_color="black", marker_size: float | None = None, diagonal_color="0.45",
+             show_metrics: bool = True, show_mce: bool = True, legend: bool | None = None,
+             xlabel: str = XLABEL, ylabel: str = YLABEL,
+             preset: str | Preset | None = None) -> ReliabilityDiagramDisplay:
+        """Draw into ``ax`` (a new figure sized by ``preset`` when ``None``; with
+        ``histogram`` it gets a count row below). ``hist_ax``: axes for the voxel-count
+        histogram when ``ax`` is given. ``legend``: ``None`` puts one legend under a figure
+        made here and none into given axes; ``True`` adds one to the axes (lower right)."""
+        kwargs = {k: v for k, v in locals().items() if k not in ("self", "ax", "preset")}
+        if ax is None:
+            preset = get_preset(preset)
+            with matplotlib.rc_context(preset.rc()):
+                self.figure_, ax, kwargs["hist_ax"] = single_panel(histogram, preset)
+                self._draw(ax, **kwargs)
+                if legend is None:
+                    self.legend_ = figure_legend(self.figure_, self.legend_handles(),
+                                                 DIAGRAM_LABELS)
+            return self
+        self.figure_ = ax.figure
+        return self._draw(ax, **kwargs)
+
+    def legend_handles(self) -> list:
+        """The drawn gap bars, frequency markers and diagonal (labels: DIAGRAM_LABELS)."""
+        return [self.bars_, self.markers_, self.diagonal_]
+
+    def _draw(self, ax, *, hist_ax, histogram, title, bar_color, bar_alpha, marker,
+              marker_color, marker_size, diagonal_color, show_metrics, show_mce, legend,
+              xlabel, ylabel) -> ReliabilityDiagramDisplay:
+        self.ax_, self.hist_ax_ = ax, hist_ax
+        keep = self.nonempty
+        lo = np.minimum(self.mean_confidence, self.frequency)[keep]
+        left = self.edges[:-1][keep]
+        widths = np.diff(self.edges)[keep]
+
+        self.diagonal_ = ax.plot([0, 1], [0, 1], linestyle="--", color=diagonal_color,
+                                 linewidth=0.8, label="perfect calibration", zorder=1)[0]
+        self.bars_ = ax.bar(left, self.gaps[keep], bottom=lo, width=widths, align="edge",
+                            color=bar_color, alpha=bar_alpha, edgecolor=bar_color,
+                            linewidth=0.4, label="gap", zorder=2)
+        self.markers_ = ax.plot(self.mean_confidence[keep], self.frequency[keep],
+                                linestyle="none", marker=marker,
+                                markersize=marker_size or 0.32 * matplotlib.rcParams["font.size"],
+                                color=marker_color, label="frequency", zorder=3)[0]
+        self.text_ = None
+        if show_metrics:
+            lines = [f"ECE {format_value(self.ece)}", f"ACE {format_value(self.ace)}",
+                     f"MCE {format_value(self.mce)}"]
+            self.text_ = AnchoredText("\n".join(lines), loc="upper left", frameon=True,
+                                      borderpad=0.4, pad=0.3,
+                                      prop={"size": matplotlib.rcParams["legend.fontsize"]})
+            self.text_.patch.set(alpha=0.85, edgecolor="0.7", linewidth=0.5)
+            self.text_.set_zorder(5)
+            ax.add_artist(self.text_)
+        self._has_metrics = show_metrics
+        self.mce_arrow_ = self._mce_arrow(ax) if show_mce else None
+        self.hist_bars_ = None
+        if hist_ax is not None and histogram:
+            self.hist_bars_ = _count_histogram(hist_ax, self.edges, self.count)
+        _finish_axes(ax, hist_ax if histogram else None, xlabel=xlabel, ylabel=ylabel,
+                     title=self.class_name if title is None else title)
+        self.legend_ = ax.legend(loc="lower right") if legend else None
+        return self
+
+    def _mce_arrow(self, ax):
+        """Annotate the bin of the MCE with an arrow, the label placed off the diagonal
+        and away from the metrics box (upper left) and the panel edges."""
+        gaps = self.gaps
+        if not np.isfinite(gaps).any():
+            return None
+        k = int(np.nanargmax(gaps))
+        x = 0.5 * (self.edges[k] + self.edges[k + 1])
+        y = 0.5 * (self.mean_confidence[k] + self.frequency[k])
+        below = self.frequency[k] < self.mean_confidence[k]  # over-confident bin
+        # Sizes in axes fractions, from the font size and the panel size before layout
+        # (the layout engine shrinks panels a little, hence 0.85).
+        size = matplotlib.rcParams["legend.fontsize"]
+        size = size if isinstance(size, (int, float)) else matplotlib.rcParams["font.size"]
+        position = ax.get_position()
+        inches = self.figure_.get_size_inches()
+        side = max(min(position.width * inches[0], position.height * inches[1]) * 72 * 0.85,
+                   1.0)
+        box_w, box_h = (7.5 * size + 4) / side, (5.2 * size + 4) / side
+        half_w, half_h = 1.3 * size / side, 0.65 * size / side
+        d = max(2.2 * size / side, 0.1)
+        if below:
+            candidates = [(d, -d), (0.5 * d, -1.6 * d), (0.0, -1.6 * d), (-d, -d)]
+        else:
+            candidates = [(-d, d), (-0.5 * d, 1.6 * d), (0.0, 1.6 * d), (d, d)]
+        candidates += [(d, -d), (-d, d), (1.4 * d, 0.0), (-1.4 * d, 0.0), (d, d), (-d, -d)]
+
+        def fits(tx, ty):
+            in_panel = half_w + 0.02 <= tx <= 1 - half_w - 0.02 and (
+                half_h + 0.02 <= ty <= 1 - half_h - 0.02)
+            clear_of_box = (tx - half_w > box_w + 0.01) or (ty + half_h < 1 - box_h - 0.01)
+            return in_panel and (clear_of_box or not self._has_metrics)
+
+        tx, ty = next(((x + dx, y + dy) for dx, dy in candidates if fits(x + dx, y + dy)),
+                      (min(max(x, 0.5), 0.85), 0.1))
+        return ax.annotate(
+            "MCE", xy=(x, y), xytext=(tx, ty), ha="center", va="center",
+            fontsize=matplotlib.rcParams["legend.fontsize"], zorder=6,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+                  "alpha": 0.8},
+            arrowprops={"arrowstyle": "->", "color": "0.15", "linewidth": 0.7,
+                        "shrinkA": 1, "shrinkB": 1},
+        )
+
+
+# --------------------------------------------------------- dataset reliability histogram
+class DatasetReliabilityHistogramDisplay:
+    """Dataset reliability histogram of one class (or all classes together).
+
+    Parameters
+    ----------
+    counts : int ``[B_freq, B_conf]`` images per (frequency bin, confidence bin); row 0 is
+        the lowest frequency
+    edges : float ``[B + 1]``
+    pooled_confidence, pooled_frequency : float ``[B]`` the micro (pooled) curve (NaN empty)
+    pooled_count : ``[B]`` pooled voxels per confidence bin (for the count histogram)
+    class_name : panel title; n_images : images in the dataset (for the title)
+
+    ``__init__`` stores its arguments as given (NumPy arrays; the curve may be ``None``);
+    :meth:`from_histogram` and :meth:`from_stats` take calibviz objects.
+
+    Attributes set by :meth:`plot`: ``ax_``, ``hist_ax_``, ``figure_``, ``mesh_`` (the
+    heatmap; ``mesh_.get_array()`` is the column-normalised grid, empty columns masked),
+    ``norm_``, ``colorbar_``, ``curve_``, ``diagonal_``, ``count_axis_`` (images per
+    column, on top), ``hist_bars_``.
+    """
+
+    def __init__(self, counts, edges, *, pooled_confidence=None, pooled_frequency=None,
+                 pooled_count=None, class_name: str | None = None,
+                 n_images: int | None = None):
+        self.counts = counts
+        self.edges = edges
+        self.pooled_confidence = pooled_confidence
+        self.pooled_frequency = pooled_frequency
+        self.pooled_count = pooled_count
+        self.class_name = class_name
+        self.n_images = n_images
+
+    @classmethod
+    def from_histogram(cls, histogram: ReliabilityHistogram,
+                       class_: int | str = 0) -> DatasetReliabilityHistogramDisplay:
+        """One class (index or name) of a :class:`ReliabilityHistogram`, or
+        ``class_="all classes"`` for the sum of all class grids (its curve pools the bins of
+        every class)."""
+        if isinstance(class_, str) and class_ == ALL_CLASSES:
+            counts, pooled, c = histogram.all_classes, histogram.pooled.sum_classes(), 0
+        else:
+            c = histogram.pooled.class_index(class_)
+            counts, pooled = histogram.counts[c], histogram.pooled
+        return cls(counts, histogram.edges, pooled_confidence=pooled.mean_confidence[c],
+                   pooled_frequency=pooled.frequency[c], pooled_count=pooled.count[c],
+                   class_name=pooled.class_names[c], n_images=histogram.n_images)
+
+    @classmethod
+    def from_stats(cls, stats: Sequence[BinStats], class_: int | str = 0, *,
+                   absent: str = "include") -> DatasetReliabilityHistogramDisplay:
+        """From the per-image :class:`BinStats` of a dataset."""
+        return cls.from_histogram(reliability_histogram(stats, absent=absent), class_)
+
+    @property
+    def images_per_column(self) -> np.ndarray:
+        """int ``[B_conf]`` images with data in each confidence bin."""
+        return images_per_column(self.counts)
+
+    @property
+    def normalised(self) -> np.ndarray:
+        """float ``[B_freq, B_conf]`` each column summed to 1; NaN for empty columns."""
+        return column_normalised(self.counts)
+
+    def _check(self) -> None:
+        n_bins = np.size(self.edges) - 1
+        shape = np.shape(self.counts)
+        if len(shape) != 2 or shape[1] != n_bins:
+            raise ValueError(f"counts must have shape (B_freq, {n_bins}) to match "
+                             f"{n_bins + 1} edges, got {shape}")
+
+    def plot(self, ax=None, *, hist_ax=None, histogram: bool = True, cmap="YlOrRd",
+             norm: str | Normalize = "power", gamma: float = 0.35, colorbar: bool = True,
+             show_curve: bool = True, show_counts: bool = True, curve_color="tab:blue",
+             count_fontsize: float | None = None, title: str | None = None,
+             xlabel: str = XLABEL, ylabel: str = YLABEL,
+             preset: str | Preset | None = None) -> DatasetReliabilityHistogramDisplay:
+        """Draw into ``ax`` (a new figure sized by ``preset`` when ``None``). ``norm``:
+        ``"power"`` (γ = ``gamma``), ``"log"``, ``"linear"`` or a ``Normalize``;
+        ``colorbar`` adds this panel's own colour bar (placed by the layout engine);
+        ``show_counts`` writes the images per column along the top."""
+        kwargs = {k: v for k, v in locals().items() if k not in ("self", "ax", "preset")}
+        self._check()
+        if ax is None:
+            preset = get_preset(preset)
+            with matplotlib.rc_context(preset.rc()):
+                self.figure_, ax, kwargs["hist_ax"] = single_panel(histogram, preset, colorbar)
+                return self._draw(ax, **kwargs)
+        self.figure_ = ax.figure
+        return self._draw(ax, **kwargs)
+
+    def _draw(self, ax, *, hist_ax, histogram, cmap, norm, gamma, colorbar, show_curve,
+              show_counts, curve_color, count_fontsize, title, xlabel,
+              ylabel) -> DatasetReliabilityHistogramDisplay:
+        self.ax_, self.hist_ax_ = ax, hist_ax
+        self.norm_ = make_norm(norm, gamma=gamma)
+        colours = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+        colours = colours.with_extremes(bad=(0, 0, 0, 0))
+        grid = np.ma.masked_invalid(self.normalised)
+        edges = np.asarray(self.edges, dtype=np.float64)
+        self.mesh_ = ax.pcolormesh(edges, edges, grid, cmap=colours, norm=self.norm_,
+                                   shading="flat", rasterized=True, zorder=0)
+        self.diagonal_ = ax.plot([0, 1], [0, 1], linestyle="--", color="0.35", linewidth=0.8,
+                                 zorder=2)[0]
+        self.curve_ = None
+        if show_curve:
+            x, y = self._curve()
+            self.curve_ = ax.plot(x, y,
+                                  marker="o", markersize=2.5, linewidth=1.0, color=curve_color,
+                                  label="micro (pooled)", zorder=3)[0]
+        self.count_axis_ = None
+        if show_counts:
+            self.count_axis_ = self._count_axis(ax, count_fontsize)
+        self.hist_bars_ = None
+        if hist_ax is not None and histogram:
+            count = (self.pooled_count if self.pooled_count is not None
+                     else self.images_per_column)
+            label = "voxels" if self.pooled_count is not None else "images"
+            self.hist_bars_ = _count_histogram(hist_ax, self.edges, count, ylabel=label)
+        if title is None:
+            title = self.class_name or ""
+            if self.n_images is not None:
+                title = f"{title} ({self.n_images} images)" if title else f"{self.n_images} images"
+        _finish_axes(ax, hist_ax if histogram else None, xlabel=xlabel, ylabel=ylabel,
+                     title=title)
+        self.colorbar_ = None
+        if colorbar:
+            self.colorbar_ = self.figure_.colorbar(self.mesh_, ax=ax, shrink=0.9, pad=0.02,
+                                                   fraction=0.06)
+            style_colorbar(self.colorbar_)
+        return self
+
+    def _curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pooled curve's points (bins with finite confidence and frequency)."""
+        if self.pooled_confidence is None or self.pooled_frequency is None:
+            return np.empty(0), np.empty(0)
+        x = np.asarray(self.pooled_confidence, dtype=np.float64)
+        y = np.asarray(self.pooled_frequency, dtype=np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        return x[ok], y[ok]
+
+    def _count_axis(self, ax, fontsize: float | None):
+        """Images per column written along the top (every k-th when the labels would
+        collide: ``fontsize`` is the size the layout allows, default 70 % of the font)."""
+        axis = ax.secondary_xaxis("top")
+        centres = 0.5 * (self.edges[:-1] + self.edges[1:])
+        n_bins = centres.size
+        base = matplotlib.rcParams["font.size"] * 0.7
+        size = base if fontsize is None else max(min(base, fontsize), 4.0)
+        step = 1 if fontsize is None else max(1, math.ceil(size / max(fontsize, 1e-9) - 0.05))
+        labels = [str(n) if i % step == 0 else "" for i, n in
+                  enumerate(self.images_per_column.tolist())]
+        axis.set_xticks(centres, labels=labels)
+        axis.tick_params(axis="x", length=1.5, pad=1, labelsize=size,
+                         labelrotation=90 if n_bins > 10 else 0)
+        axis.set_xlabel("images per column", fontsize=base, labelpad=2)
+        return axis
+
+
+def style_colorbar(colorbar) -> None:
+    """The label and thin lines of a reliability histogram's colour bar."""
+    colorbar.set_label("fraction of the column's images")
+    colorbar.outline.set_linewidth(0.5)
+    colorbar.ax.tick_params(width=0.5, length=2)
+

@@ -1,0 +1,141 @@
+"""Multi-panel figures: every class of one image (:func:`plot_case`) and every class of a
+dataset plus the all-classes panel (:func:`plot_dataset`), with one legend or one shared
+colour scale and colour bar, sized by a :class:`~calibviz.viz.presets.Preset`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+from matplotlib.colors import Normalize
+
+from ..aggregate import reliability_histogram
+from ..stats import BinStats, ReliabilityHistogram
+from .displays import (
+    ALL_CLASSES,
+    DIAGRAM_LABELS,
+    DatasetReliabilityHistogramDisplay,
+    ReliabilityDiagramDisplay,
+    style_colorbar,
+)
+from .figures import figure_legend, make_norm, outer_labels, panel_grid
+from .presets import Preset, get_preset
+
+
+def resolve_classes(stats: BinStats, classes: Sequence[int | str] | None, *,
+                    class_labels: Mapping[str, Sequence[int] | int] | None = None) -> list[int]:
+    """Class indices of ``classes`` (``None``: all).
+
+    Python integers are 0-based indices; strings are class names, else (with
+    ``class_labels``, the run's ``{name: [label values]}``) the label value of a
+    single-value class. ``ValueError`` listing the class names (and label values when
+    known) for anything else.
+
+    >>> stats = BinStats.zeros(2, [0.0, 0.5, 1.0], class_names=("liver", "tumour"))
+    >>> resolve_classes(stats, ["tumour", 0]), resolve_classes(stats, ["1"],
+    ...                                                        class_labels={"liver": [1]})
+    ([1, 0], [0])
+    """
+    if classes is None:
+        return list(range(stats.n_classes))
+    by_value = _label_values(stats, class_labels)
+    out = []
+    for value in classes:
+        if isinstance(value, str) and value not in stats.class_names:
+            text = value.strip()
+            value = text if text in stats.class_names else by_value.get(text)
+            if value is None:
+                raise ValueError(_unknown_class(text, stats, class_labels))
+        out.append(stats.class_index(value))
+    if not out:
+        raise ValueError("no classes selected")
+    return out
+
+
+def _label_values(stats: BinStats, class_labels) -> dict[str, str]:
+    """``{label value as text: class name}`` of the classes that have one label value."""
+    out = {}
+    for name, values in (class_labels or {}).items():
+        values = list(values) if isinstance(values, list | tuple) else [values]
+        if len(values) == 1 and name in stats.class_names:
+            out.setdefault(str(values[0]), name)
+    return out
+
+
+def _unknown_class(value, stats: BinStats, class_labels) -> str:
+    known = ", ".join(stats.class_names)
+    if class_labels:
+        labelled = ", ".join(f"{name}={v}" for v, name in
+                             _label_values(stats, class_labels).items())
+        return f"unknown class {value!r}; known: {known} (label values: {labelled})"
+    if str(value).strip().lstrip("-").isdigit():
+        return (f"unknown class {value!r}: not a class name, and these results record no "
+                f"label values; known: {known}")
+    return f"unknown class {value!r}; known: {known}"
+
+
+def plot_case(stats: BinStats, *, classes: Sequence[int | str] | None = None,
+              title: str | None = None, histogram: bool = True,
+              preset: str | Preset | None = None, **style):
+    """Reliability diagrams of every class (or ``classes``, names or indices) of one image
+    in one figure. ``style`` goes to :meth:`ReliabilityDiagramDisplay.plot`.
+    Returns ``(figure, displays)``."""
+    preset = get_preset(preset)
+    picked = resolve_classes(stats, classes)
+    with matplotlib.rc_context(preset.rc()):
+        figure, panels, _ = panel_grid(len(picked), preset, histogram)
+        displays = []
+        for (ax, hist_ax), c in zip(panels, picked, strict=True):
+            display = ReliabilityDiagramDisplay.from_stats(stats, c)
+            displays.append(display.plot(ax, hist_ax=hist_ax, histogram=histogram,
+                                         legend=False, **style))
+        figure_legend(figure, displays[0].legend_handles(), DIAGRAM_LABELS, title)
+        outer_labels(figure, panels, preset.columns(len(picked)))
+    return figure, displays
+
+
+def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
+                 classes: Sequence[int | str] | None = None, all_classes: bool | None = None,
+                 absent: str = "include", title: str | None = None, histogram: bool = True,
+                 preset: str | Preset | None = None, cmap="YlOrRd",
+                 norm: str | Normalize = "power", gamma: float = 0.35, **style):
+    """Dataset reliability histograms of every class (or ``classes``) plus, when there is
+    more than one class (or ``all_classes=True``), the all-classes panel, with one shared
+    colour scale and one colour bar. ``data``: a :class:`ReliabilityHistogram` or the
+    per-image :class:`BinStats` list. Returns ``(figure, displays, colorbar)``."""
+    histogram_data = (data if isinstance(data, ReliabilityHistogram)
+                      else reliability_histogram(data, absent=absent))
+    preset = get_preset(preset)
+    picked = resolve_classes(histogram_data.pooled, classes)
+    if all_classes is None:
+        all_classes = len(picked) > 1
+    if all_classes and len(picked) != histogram_data.pooled.n_classes:
+        histogram_data = _select_histogram(histogram_data, picked)
+        picked = list(range(len(picked)))
+    keys: list[int | str] = [*picked, ALL_CLASSES] if all_classes else list(picked)
+    shared = make_norm(norm, gamma=gamma)
+    with matplotlib.rc_context(preset.rc()):
+        figure, panels, side = panel_grid(len(keys), preset, histogram, colorbar=True,
+                                          top_labels=style.get("show_counts", True))
+        style.setdefault("count_fontsize", 0.9 * side * 72 / histogram_data.pooled.n_bins)
+        displays = []
+        for (ax, hist_ax), key in zip(panels, keys, strict=True):
+            display = DatasetReliabilityHistogramDisplay.from_histogram(histogram_data, key)
+            display.n_images = None  # said once, in the figure title
+            displays.append(display.plot(ax, hist_ax=hist_ax, histogram=histogram, cmap=cmap,
+                                         norm=shared, colorbar=False, **style))
+        outer_labels(figure, panels, preset.columns(len(keys)))
+        axes = [a for pair in panels for a in pair if a is not None]
+        colorbar = figure.colorbar(displays[0].mesh_, ax=axes,
+                                   shrink=min(0.6, 3 / len(axes) + 0.3), aspect=30, pad=0.02)
+        style_colorbar(colorbar)
+        suffix = f"{histogram_data.n_images} images"
+        figure.suptitle(f"{title} ({suffix})" if title else suffix)
+    return figure, displays, colorbar
+
+
+def _select_histogram(histogram: ReliabilityHistogram, picked: list[int]) -> ReliabilityHistogram:
+    return ReliabilityHistogram(
+        counts=histogram.counts[picked], voxel_counts=histogram.voxel_counts[picked],
+        pooled=histogram.pooled.select(picked), n_images=histogram.n_images,
+    )

@@ -1,0 +1,105 @@
+"""`calibviz plot`: options, output lines, and one clear line with exit status 2 on bad
+input."""
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from calibviz import Results, save_results
+from calibviz.cli.plot import plot
+
+from .viz_data import make_results
+
+
+@pytest.fixture(scope="module")
+def results():
+    return make_results()
+
+
+@pytest.fixture()
+def app():
+    application = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+    application.command("plot")(plot)
+
+    @application.callback()
+    def main():  # a group, as in the real app
+        """calibviz"""
+
+    return application
+
+
+@pytest.fixture()
+def run_dir(results, tmp_path):
+    save_results(tmp_path / "run" / "stats.npz", results)
+    return tmp_path / "run"
+
+
+def test_cli_plot_writes_and_reports(app, run_dir):
+    result = CliRunner().invoke(app, ["plot", str(run_dir), "--max-cases", "2", "--dpi", "30"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 4  # two cases, the dataset figure, the summary
+    assert lines[-1].startswith("drew 2 of 5 case figures (worst 2 by ACE)")
+    assert (run_dir / "figures" / "dataset_reliability_histogram.png").exists()
+    assert len(list((run_dir / "figures" / "cases").glob("*.png"))) == 2
+
+
+def test_cli_plot_options(app, run_dir, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "plot", str(run_dir / "stats.npz"), "--kind", "case", "--cases", "case/001",
+        "--classes", "liver", "--format", "pdf", "--size-preset", "single", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "cases" / "case_001.pdf").exists()
+    assert "drew 1 of 5 case figures (selected cases)" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--kind", "x"], "unknown kind"), (["--cases", "nope"], "unknown case id"),
+    (["--classes", "spleen"], "unknown class"), (["--cmap", "nocmap"], "unknown colour map"),
+    (["--classes", "2"], "record no label values"), (["--font-size", "1e5"], "--font-size"),
+    (["--font-size", "0"], "--font-size"), (["--dpi", "2400", "--width", "100"], "--dpi"),
+    (["--dpi", "5"], "--dpi"), (["--dpi", "1200", "--width", "100"], "pixels wide"),
+    (["--width", "-1"], "--width"),
+])
+def test_cli_plot_bad_input_is_one_line_and_exit_2(app, run_dir, args, message):
+    result = CliRunner().invoke(app, ["plot", str(run_dir), *args])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "choices"), [
+    (["--format", "gif"], "'png', 'pdf', 'svg'"), (["--norm", "sqrt"], "'power', 'log', 'linear'"),
+    (["--size-preset", "poster"], "'screen', 'single', 'double'"),
+])
+def test_cli_plot_bad_choice_lists_the_library_choices_and_exit_2(app, run_dir, args, choices):
+    result = CliRunner().invoke(app, ["plot", str(run_dir), *args])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{args[0]}'" in result.output and choices in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_plot_classes_by_label_value(app, tmp_path):
+    results = make_results(2)
+    labelled = Results(results.cases, results.stats,
+                       {**results.options, "class_labels": {"background": [0], "liver": [1],
+                                                            "tumour": [2]}})
+    save_results(tmp_path / "run" / "stats.npz", labelled)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "run"), "--kind", "case",
+                                      "--classes", "2,liver", "--dpi", "30", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "cases").glob("*.png"))) == 2
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "run"), "--classes", "7"])
+    assert result.exit_code == 2
+    assert "unknown class '7'; known: background, liver, tumour (label values: background=0, "\
+        "liver=1, tumour=2)" in result.output
+
+
+def test_cli_plot_missing_results(app, tmp_path):
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "no statistics file" in result.output
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "bad.npz")])
+    assert result.exit_code == 2 and "Traceback" not in result.output

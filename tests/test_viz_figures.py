@@ -1,0 +1,219 @@
+"""Figure-level layouts, presets and saving; rendering a run's figures to files; image
+regression of the two main figures against committed baselines (regenerate with
+CALIBVIZ_UPDATE_BASELINES=1)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.testing.compare import compare_images
+
+from calibviz.aggregate import mean_over_classes
+from calibviz.viz import (
+    ALL_CLASSES,
+    SIZE_PRESETS,
+    ReliabilityDiagramDisplay,
+    get_preset,
+    plot_case,
+    plot_dataset,
+    render_case_figure,
+    render_dataset_figure,
+    render_figures,
+    resolve_classes,
+    safe_name,
+    save_figure,
+    select_cases,
+)
+
+from .viz_data import hand_stats, make_results, synthetic_dataset
+
+BASELINE = Path(__file__).parent / "baseline"
+@pytest.fixture(scope="module")
+def results():
+    return make_results()
+
+
+def naive_mean_ace(stats):
+    out = []
+    for s in stats:
+        values = []
+        for c in range(s.n_classes):
+            gaps = [abs(s.sum_p[c, k] / s.count[c, k] - s.sum_y[c, k] / s.count[c, k])
+                    for k in range(s.n_bins) if s.count[c, k] > 0]
+            values.append(sum(gaps) / len(gaps))
+        out.append(sum(values) / len(values))
+    return np.array(out)
+
+
+def test_mean_ace_and_worst_selection(results):
+    expected = naive_mean_ace(results.stats)
+    np.testing.assert_allclose(mean_over_classes(results.stats, "ace"), expected)
+    worst, phrase = select_cases(results, "worst 2")
+    assert worst == list(np.argsort(-expected)[:2]) and phrase == "worst 2 by ACE"
+    assert select_cases(results, "Worst 3 by ACE")[0] == list(np.argsort(-expected)[:3])
+    assert select_cases(results, None, max_cases=10) == ([0, 1, 2, 3, 4], "all cases")
+    capped, phrase = select_cases(results, None, max_cases=2)
+    assert capped == worst and phrase == "worst 2 by ACE"
+    assert select_cases(results, ["case/003", "case/001"])[0] == [3, 1]
+    assert select_cases(results, "case/003, case/001")[0] == [3, 1]
+    with pytest.raises(ValueError, match="unknown case id.*nope"):
+        select_cases(results, ["nope"])
+
+
+def test_render_figures_writes_files_and_counts(results, tmp_path):
+    summary = render_figures(results, tmp_path, max_cases=3, dpi=40)
+    assert summary["n_drawn"] == 3 and summary["n_skipped"] == 2 and summary["n_cases"] == 5
+    assert summary["dataset"] == tmp_path / "dataset_reliability_histogram.png"
+    assert summary["dataset"].read_bytes()[:4] == b"\x89PNG"
+    assert len(summary["cases"]) == 3
+    worst = select_cases(results, "worst 3")[0]
+    assert [p.name for p in summary["cases"]] == [
+        f"{safe_name(results.cases[i])}.png" for i in worst]
+    assert all(p.parent == tmp_path / "cases" and p.exists() for p in summary["cases"])
+
+
+def test_render_figures_kinds_formats_and_classes(results, tmp_path):
+    summary = render_figures(results, tmp_path, kind="dataset", fmt="pdf",
+                             classes=["tumour", 1], norm="log")
+    assert summary["cases"] == [] and summary["n_drawn"] == 0
+    assert summary["dataset"].read_bytes()[:4] == b"%PDF"
+    summary = render_figures(results, tmp_path, kind="case", cases=["case/002"], fmt="svg")
+    assert summary["dataset"] is None and summary["n_drawn"] == 1
+    assert summary["cases"][0] == tmp_path / "cases" / "case_002.svg"
+    for bad, match in [({"kind": "all"}, "unknown kind"), ({"fmt": "gif"}, "format"),
+                       ({"classes": ["spleen"]}, "unknown class"),
+                       ({"norm": "sqrt"}, "unknown norm"), ({"absent": "drop"}, "absent")]:
+        with pytest.raises(ValueError, match=match):
+            render_figures(results, tmp_path, **bad)
+
+
+def test_render_case_figure_in_worker_processes(results, tmp_path):
+    summary = render_figures(results, tmp_path, kind="case", cases="worst 2", workers=2,
+                             dpi=30)
+    assert len(summary["cases"]) == 2 and all(p.exists() for p in summary["cases"])
+
+
+# ------------------------------------------------------------------- layouts, presets
+@pytest.mark.parametrize("n_classes", [1, 3, 21])
+def test_dataset_figure_has_one_shared_colour_bar_for_any_class_count(n_classes):
+    stats = synthetic_dataset(2, n_classes, seed=n_classes)
+    figure, displays, colorbar = plot_dataset(stats, histogram=n_classes < 21,
+                                              show_counts=n_classes < 21)
+    expected_panels = n_classes + (1 if n_classes > 1 else 0)
+    assert len(displays) == expected_panels
+    assert displays[-1].class_name == (ALL_CLASSES if n_classes > 1 else "class0")
+    assert colorbar is not None and colorbar.ax in figure.axes
+    norms = {id(d.mesh_.norm) for d in displays}
+    assert len(norms) == 1  # one shared colour scale
+    assert all(d.colorbar_ is None for d in displays)
+    figure.canvas.draw()  # the layout engine places everything without error
+    bar = colorbar.ax.get_position()
+    for display in displays:  # the colour bar does not sit over any panel
+        assert display.ax_.get_position().x1 <= bar.x0 + 1e-9
+
+
+def test_case_figure_one_panel_per_class_and_selection():
+    stats = hand_stats()
+    figure, displays = plot_case(stats, title="case 7")
+    assert [d.class_name for d in displays] == ["liver", "tumour"]
+    assert figure.legends and figure.legends[0].get_title().get_text() == "case 7"
+    figure, displays = plot_case(stats, classes=["tumour"], histogram=False)
+    assert len(displays) == 1 and displays[0].hist_ax_ is None
+    with pytest.raises(ValueError, match="unknown class"):
+        plot_case(stats, classes=["spleen"])
+
+
+def test_presets_and_overrides():
+    assert get_preset("single").width == 3.5 and get_preset("double").width == 7.16
+    assert get_preset(None) is SIZE_PRESETS["screen"]
+    assert get_preset("single", font_size=6).font_size == 6
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("poster")
+    figure, _, _ = plot_dataset(synthetic_dataset(2), preset="single")
+    assert figure.get_size_inches()[0] == pytest.approx(3.5)
+    figure, _ = plot_case(hand_stats(), preset="double")
+    assert figure.get_size_inches()[0] == pytest.approx(7.16)
+
+
+def test_plotting_and_saving_leave_rcparams_unchanged(tmp_path):
+    before = dict(matplotlib.rcParams)
+    figure, _ = plot_case(hand_stats(), preset="single")
+    save_figure(figure, tmp_path / "case.pdf", preset="single")
+    figure, _, _ = plot_dataset(synthetic_dataset(2), preset="double", norm="log")
+    save_figure(figure, tmp_path / "dataset.svg", preset="double")
+    ReliabilityDiagramDisplay.from_stats(hand_stats()).plot(preset="single")
+    assert dict(matplotlib.rcParams) == before
+
+
+@pytest.mark.parametrize(("suffix", "magic"),
+                         [("png", b"\x89PNG"), ("pdf", b"%PDF"), ("svg", b"<?xml")])
+def test_save_formats(tmp_path, suffix, magic):
+    display = ReliabilityDiagramDisplay.from_stats(hand_stats()).plot()
+    path = save_figure(display.figure_, tmp_path / f"diagram.{suffix}", dpi=50)
+    assert path.read_bytes()[: len(magic)] == magic
+    with pytest.raises(ValueError, match="unknown figure format"):
+        save_figure(display.figure_, tmp_path / "diagram.gif")
+
+
+def test_viz_does_not_import_pyplot():
+    code = ("import sys, calibviz, calibviz.viz.displays, calibviz.viz.layouts, "
+            "calibviz.viz.render, calibviz.cli.plot; "
+            "assert 'matplotlib.pyplot' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_resolve_classes_names_indices_and_label_values():
+    stats = hand_stats()  # liver, tumour
+    assert resolve_classes(stats, None) == [0, 1]
+    assert resolve_classes(stats, ["tumour", 0, " liver"]) == [1, 0, 0]
+    labels = {"liver": [1], "tumour": [2], "whole": [1, 2]}
+    assert resolve_classes(stats, ["2", "liver"], class_labels=labels) == [1, 0]
+    with pytest.raises(ValueError, match=r"unknown class '7'; known: liver, tumour "
+                                         r"\(label values: liver=1, tumour=2\)"):
+        resolve_classes(stats, ["7"], class_labels=labels)
+    with pytest.raises(ValueError, match="record no label values; known: liver, tumour"):
+        resolve_classes(stats, ["1"])
+    with pytest.raises(ValueError, match="unknown class 'spleen'; known: liver, tumour"):
+        resolve_classes(stats, ["spleen"])
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_classes(stats, [2])
+    with pytest.raises(ValueError, match="no classes selected"):
+        resolve_classes(stats, [])
+
+
+def test_save_figure_writes_atomically_with_the_usual_permissions(tmp_path):
+    display = ReliabilityDiagramDisplay.from_stats(hand_stats()).plot()
+    path = save_figure(display.figure_, tmp_path / "sub" / "diagram.png", dpi=30)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert [p.name for p in path.parent.iterdir()] == ["diagram.png"]
+
+
+# ------------------------------------------------------------- image regression
+def _regression(name: str, render, tmp_path):
+    actual = render(tmp_path / name)
+    expected = BASELINE / name
+    if os.environ.get("CALIBVIZ_UPDATE_BASELINES") or not expected.exists():
+        if not os.environ.get("CALIBVIZ_UPDATE_BASELINES"):
+            pytest.fail(f"no baseline {expected}; run with CALIBVIZ_UPDATE_BASELINES=1")
+        BASELINE.mkdir(exist_ok=True)
+        shutil.copy(actual, expected)
+    failure = compare_images(str(expected), str(actual), tol=6)
+    assert failure is None, failure
+
+
+def test_image_regression_case_figure(results, tmp_path):
+    _regression("case_figure.png", lambda path: render_case_figure(
+        "case 004", results.stats[4], path, dpi=60), tmp_path)
+
+
+def test_image_regression_dataset_figure(results, tmp_path):
+    _regression("dataset_figure.png", lambda path: render_dataset_figure(
+        results.stats, path, dpi=60, title="regression"), tmp_path)
