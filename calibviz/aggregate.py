@@ -68,23 +68,30 @@ def reference_pooled_curve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reference implementation's micro pooling, for reproducing its numbers only.
 
-    Returns ``(mean_confidence, frequency, count)`` ``[C, B]`` where confidence and frequency
-    are *unweighted* means over images of the per-image bin means (images without data in a
-    bin skipped) and count is the summed voxel count. calibviz's own micro values use
-    :func:`pool` (count-weighted) instead.
+    Returns ``(mean_confidence, frequency, count)`` ``[C, B]``, per class and bin:
+
+    * confidence: the *unweighted* mean over images of each image's bin confidence ``p̄``
+      (images without data in the bin skipped);
+    * frequency: the *count-weighted* mean ``Σ ȳ·n / Σ n = Σ Σy / Σ n`` over the images with
+      data in the bin;
+    * count: the summed voxel count (soft weight) of those images.
+
+    Bins without data in any image are NaN (count 0). Image–class pairs left out by the
+    absent policy take no part. calibviz's own micro values use :func:`pool` instead, where
+    confidence is count-weighted too.
     """
     stats = _as_list(stats)
     _check_policy(absent)
     conf = np.stack([s.mean_confidence for s in stats])
-    freq = np.stack([s.frequency for s in stats])
-    count = np.stack([s.count for s in stats]).astype(np.float64)
-    if absent == "exclude":
-        drop = np.stack([~included(s, absent) for s in stats])[:, :, None]
-        conf = np.where(drop, np.nan, conf)
-        freq = np.where(drop, np.nan, freq)
-        count = np.where(drop, 0.0, count)
+    keep = np.stack([s.nonempty & included(s, absent)[:, None] for s in stats])
+    conf = np.where(keep, conf, np.nan)
+    count = np.where(keep, np.stack([s.count for s in stats]), 0).astype(np.float64)
+    sum_y = np.where(keep, np.stack([s.sum_y for s in stats]), 0.0)
+    total = count.sum(axis=0)
+    freq = np.full(total.shape, np.nan)
+    np.divide(sum_y.sum(axis=0), total, out=freq, where=keep.any(axis=0))
     with np.errstate(invalid="ignore"), _quiet_nanmean():
-        return np.nanmean(conf, axis=0), np.nanmean(freq, axis=0), count.sum(axis=0)
+        return np.nanmean(conf, axis=0), freq, total
 
 
 @contextmanager
@@ -101,7 +108,9 @@ def micro_metrics(
     """Metrics of the pooled bins, ``{name: float64 [C]}``.
 
     ``pooling="sum"`` (default) adds the sufficient statistics; ``"reference"`` reproduces the
-    reference implementation's unweighted-confidence pooling (ECE, ACE, MCE only).
+    reference implementation's pooling (ECE, ACE, MCE only): unweighted mean confidence over
+    images, count-weighted frequency, ECE weighted by the summed counts
+    (:func:`reference_pooled_curve`).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")

@@ -153,24 +153,59 @@ def test_summarize_ignores_nan():
     assert np.isnan(out["mean"][1])
 
 
-def test_micro_metrics_and_reference_pooling():
-    a = bin_image(np.array([0.62, 0.64, 0.9]), np.array([1, 1, 0]), n_bins=5)
-    b = bin_image(np.array([0.78]), np.array([0]), n_bins=5)
+def reference_toy():
+    """Two images, one class, 5 bins (right-closed: bin 0 = [0, 0.2], bin 3 = (0.6, 0.8])."""
+    a = bin_image(np.array([0.7, 0.7, 0.7, 0.1]), np.array([1, 1, 1, 0]), n_bins=5)
+    b = bin_image(np.array([0.62]), np.array([0]), n_bins=5)  # class absent from b's truth
+    return a, b
+
+
+def test_sum_pooling_is_count_weighted():
+    a, b = reference_toy()
     micro = micro_metrics([a, b])
     assert micro["ece"][0] == pytest.approx(ece(pool([a, b]))[0])
-    conf, freq, count = reference_pooled_curve([a, b])
-    # bin 3 (0.6, 0.8]: image a mean 0.63 (2 voxels), image b 0.78 → unweighted 0.705
-    assert conf[0, 3] == pytest.approx((0.63 + 0.78) / 2)
-    assert freq[0, 3] == pytest.approx((1.0 + 0.0) / 2)
-    assert count[0, 3] == 3
-    pooled_conf = pool([a, b]).mean_confidence[0, 3]
-    assert pooled_conf == pytest.approx((0.62 + 0.64 + 0.78) / 3)
-    ref = micro_metrics([a, b], pooling="reference")
-    gaps = np.abs(conf[0] - freq[0])
-    assert ref["ace"][0] == pytest.approx(np.nanmean(gaps))
-    assert ace(pool([a, b]))[0] != pytest.approx(ref["ace"][0])
+    # bin 3: (0.7·3 + 0.62) / 4 = 0.68 confidence, 3/4 frequency
+    assert pool([a, b]).mean_confidence[0, 3] == pytest.approx(0.68)
+    assert pool([a, b]).frequency[0, 3] == pytest.approx(0.75)
     with pytest.raises(ValueError, match="pooling must be one of"):
         micro_metrics([a, b], pooling="median")
+
+
+def test_reference_pooling_by_hand():
+    # Reference rule, per bin: confidence = unweighted NaN-skipping mean over images of p̄;
+    # frequency = count-weighted Σ ȳ·n / Σ n; ECE weights = summed counts.
+    #   image a: bin 0 p̄ 0.1, ȳ 0, n 1;   bin 3 p̄ 0.7,  ȳ 1, n 3
+    #   image b:                          bin 3 p̄ 0.62, ȳ 0, n 1
+    #   bin 0: conf 0.1 (b skipped), freq 0/1 = 0,            n 1, gap 0.1
+    #   bin 3: conf (0.7 + 0.62)/2 = 0.66, freq (1·3 + 0·1)/4 = 0.75, n 4, gap 0.09
+    #   ECE = (1·0.1 + 4·0.09) / 5 = 0.092, ACE = (0.1 + 0.09)/2 = 0.095, MCE = 0.1
+    # (all-unweighted averaging would give bin-3 frequency 0.5, gap 0.16, ACE 0.13; sum
+    # pooling gives bin-3 gap |0.68 − 0.75| = 0.07)
+    a, b = reference_toy()
+    conf, freq, count = reference_pooled_curve([a, b])
+    assert conf[0, 3] == pytest.approx(0.66)
+    assert freq[0, 3] == pytest.approx(0.75)
+    assert count[0, 3] == 4
+    assert conf[0, 0] == pytest.approx(0.1) and freq[0, 0] == 0 and count[0, 0] == 1
+    assert np.isnan(conf[0, [1, 2, 4]]).all() and np.isnan(freq[0, [1, 2, 4]]).all()
+    ref = micro_metrics([a, b], pooling="reference")
+    assert ref["ece"][0] == pytest.approx(0.092)
+    assert ref["ace"][0] == pytest.approx(0.095)
+    assert ref["mce"][0] == pytest.approx(0.1)
+    assert ace(pool([a, b]))[0] == pytest.approx((0.1 + 0.07) / 2)
+
+
+def test_reference_pooling_with_absent_classes_excluded():
+    # absent="exclude" drops image b (its class is absent from the truth):
+    #   bin 0: gap 0.1, n 1;  bin 3: conf 0.7, freq 1, n 3, gap 0.3
+    #   ECE = (0.1 + 3·0.3)/4 = 0.25, ACE = 0.2, MCE = 0.3
+    a, b = reference_toy()
+    ref = micro_metrics([a, b], pooling="reference", absent="exclude")
+    assert ref["ece"][0] == pytest.approx(0.25)
+    assert ref["ace"][0] == pytest.approx(0.2)
+    assert ref["mce"][0] == pytest.approx(0.3)
+    _, _, count = reference_pooled_curve([a, b], absent="exclude")
+    assert count[0, 3] == 3
 
 
 def test_incompatible_stats_refuse_to_pool():
