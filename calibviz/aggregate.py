@@ -188,11 +188,50 @@ def macro_summary(
     return out
 
 
-def _frequency_rows(frequency: np.ndarray, edges: np.ndarray, closure: str) -> np.ndarray:
-    """Frequency bin (row) of each value with the same closure rule as the confidence bins."""
-    inner = edges[1:-1]
-    side = "left" if closure == "right" else "right"
-    return np.searchsorted(inner, frequency, side=side)
+_INT64_SAFE = 2**62
+
+
+def _frequency_rows(
+    sum_y: np.ndarray, count: np.ndarray, n_bins: int, closure: str
+) -> np.ndarray:
+    """int64 frequency bin (row) of each ``f = sum_y / count`` (same shape), placed exactly.
+
+    Row ``r`` holds ``r/B < f <= (r+1)/B`` with ``f = 0`` in row 0 (``closure="right"``), or
+    ``r/B <= f < (r+1)/B`` with ``f = 1`` in the last row (``"left"``).  When the counts are
+    integers and every ``sum_y`` is integer-valued (hard binning: 0/1 outcomes) ``f`` is a
+    ratio of integers and the row is computed with integer arithmetic:
+    right ``max(0, ceil(sum_y·B / n) − 1)``, left ``min(B − 1, floor(sum_y·B / n))`` (Python
+    integers when ``sum_y·B + n`` could overflow int64).  Otherwise (soft weights) ``f`` is
+    compared with float64 edges ``k/B``.  Entries with ``count <= 0`` get row 0.
+    """
+    sum_y = np.asarray(sum_y, dtype=np.float64)
+    count = np.asarray(count)
+    valid = count > 0
+    integral = (
+        count.dtype.kind in "iu"
+        and bool(np.isfinite(sum_y).all())
+        and bool(np.all(sum_y == np.floor(sum_y)))
+    )
+    if not integral:
+        frequency = np.zeros(sum_y.shape)
+        np.divide(sum_y, count, out=frequency, where=valid)
+        inner = np.arange(1, n_bins) / n_bins
+        side = "left" if closure == "right" else "right"
+        rows = np.searchsorted(inner, frequency, side=side)
+        return np.where(valid, rows, 0).astype(np.int64)
+    n = np.where(valid, count, 1)
+    y = np.where(valid, sum_y, 0.0)
+    if y.size and (np.abs(y).max() * n_bins + n.max() >= _INT64_SAFE):
+        # Python integers: exact at any size (float64 sums are integers up to 2**1024)
+        n = n.astype(object)
+        y = np.array([int(v) for v in y.ravel()], dtype=object).reshape(y.shape)
+    else:
+        n = n.astype(np.int64)
+        y = y.astype(np.int64)
+    # right: ceil(y·B / n) − 1; left: floor(y·B / n)
+    rows = (y * n_bins + n - 1) // n - 1 if closure == "right" else (y * n_bins) // n
+    rows = np.clip(rows, 0, n_bins - 1).astype(np.int64)
+    return np.where(valid, rows, 0)
 
 
 def reliability_histogram(
@@ -214,8 +253,7 @@ def reliability_histogram(
     columns = np.arange(first.n_bins)[None, :]
     for image in stats:
         keep = image.nonempty & included(image, absent)[:, None]
-        freq = np.where(keep, image.frequency, 0.0)
-        rows = _frequency_rows(freq, first.edges, first.closure)
+        rows = _frequency_rows(image.sum_y, image.count, first.n_bins, first.closure)
         np.add.at(counts, (classes, rows, columns), keep.astype(np.int64))
         np.add.at(voxels, (classes, rows, columns), np.where(keep, image.count, 0))
     return ReliabilityHistogram(

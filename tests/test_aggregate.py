@@ -218,3 +218,78 @@ def test_incompatible_stats_refuse_to_pool():
         pool([a, c])
     with pytest.raises(ValueError, match="empty"):
         pool([])
+
+
+def exact_fraction_images(n_bins, closure, dtype=np.float32, multiple=1):
+    """One image per k = 0..B: B·multiple voxels at p = 0.001 (confidence bin 0), k·multiple
+    of them foreground, so the image's frequency there is exactly k/B."""
+    images = []
+    n = n_bins * multiple
+    for k in range(n_bins + 1):
+        truth = np.zeros(n, dtype=int)
+        truth[: k * multiple] = 1
+        images.append(
+            bin_image(np.full(n, 0.001, dtype=dtype), truth, n_bins=n_bins, closure=closure)
+        )
+    return images
+
+
+@pytest.mark.parametrize("closure", ["right", "left"])
+@pytest.mark.parametrize("dtype,n_bins", [
+    (np.float32, 7), (np.float32, 10), (np.float32, 20), (np.float32, 100),
+    (np.float64, 20), (np.float64, 100), (np.float16, 20),
+])
+def test_histogram_rows_of_exact_fractions(n_bins, closure, dtype):
+    multiple = 3 if n_bins < 100 else 1
+    images = exact_fraction_images(n_bins, closure, dtype, multiple)
+    hist = reliability_histogram(images)
+    column = hist.counts[0, :, 0]
+    expected = np.zeros(n_bins, dtype=np.int64)
+    for k in range(n_bins + 1):
+        assert images[k].frequency[0, 0] == k / n_bins
+        row = naive.naive_frequency_row(k * multiple, n_bins * multiple, n_bins, closure)
+        if closure == "right":
+            assert row == max(k - 1, 0)
+        else:
+            assert row == min(k, n_bins - 1)
+        expected[row] += 1
+    np.testing.assert_array_equal(column, expected)
+    assert hist.counts[0, :, 1:].sum() == 0
+
+
+def test_histogram_rows_match_fractions_for_random_counts():
+    from calibviz.aggregate import _frequency_rows
+
+    rng = np.random.default_rng(3)
+    for n_bins in (1, 2, 3, 7, 20, 64, 100):
+        count = rng.integers(1, 400, size=(4, 50))
+        count[0, :10] = n_bins * rng.integers(1, 5, size=10)
+        sum_y = np.floor(rng.random(count.shape) * (count + 1)).astype(np.float64)
+        sum_y[0, :10] = count[0, :10] // n_bins * rng.integers(0, n_bins + 1, size=10)
+        sum_y[1, :5] = count[1, :5]
+        for closure in ("right", "left"):
+            rows = _frequency_rows(sum_y, count, n_bins, closure)
+            expected = [[naive.naive_frequency_row(s, n, n_bins, closure)
+                         for s, n in zip(srow, nrow)] for srow, nrow in zip(sum_y, count)]
+            np.testing.assert_array_equal(rows, expected)
+
+
+def test_histogram_rows_of_huge_counts_stay_exact():
+    from calibviz.aggregate import _frequency_rows
+
+    n = np.array([[2**61 - 1, 10**18, 3 * 2**40]], dtype=np.int64)
+    # sum_y values exactly representable in float64
+    s = np.array([[2.0**60, 10.0**17, float(2**40)]])
+    rows = _frequency_rows(s, n, 20, "right")
+    expected = [naive.naive_frequency_row(int(a), int(b), 20) for a, b in zip(s[0], n[0])]
+    np.testing.assert_array_equal(rows[0], expected)
+    assert rows[0, 2] == 6  # 1/3 = 6.67/20 → row 6
+
+
+def test_soft_binning_histogram_rows_use_float64_edges():
+    from calibviz.aggregate import _frequency_rows
+
+    count = np.array([[2.5, 4.0, 0.3]])
+    sum_y = np.array([[0.5, 1.4, 0.3]])  # f = 0.2, 0.35, 1.0
+    np.testing.assert_array_equal(_frequency_rows(sum_y, count, 20, "right"), [[3, 6, 19]])
+    np.testing.assert_array_equal(_frequency_rows(sum_y, count, 20, "left"), [[4, 7, 19]])
