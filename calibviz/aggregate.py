@@ -12,7 +12,11 @@ import numpy as np
 from .metrics import CALIBRATION_METRICS, METRICS, ace, ece, mce
 from .stats import BinStats, ReliabilityHistogram
 
-ABSENT_POLICIES = ("include", "exclude")
+#: ``include``: absent classes are scored (against an all-zero outcome), as the reference;
+#: ``exclude``: an image–class pair whose class is absent takes no part;
+#: ``drop-case``: an image missing any class takes no part at all (the paper's "cases with
+#: complete ground-truth classes" table).
+ABSENT_POLICIES = ("include", "exclude", "drop-case")
 POOLINGS = ("sum", "reference")
 SUMMARY_STATISTICS = ("mean", "median", "max", "min", "p90", "std", "notnans")
 
@@ -34,14 +38,25 @@ def _as_list(stats: Iterable[BinStats]) -> list[BinStats]:
 
 def included(stats: BinStats, absent: str = "include") -> np.ndarray:
     """bool ``[C]``: which classes of this image take part under the absent policy."""
-    if _check_policy(absent) == "exclude":
+    policy = _check_policy(absent)
+    if policy == "exclude":
         return ~stats.absent
+    if policy == "drop-case":
+        return np.full(stats.n_classes, not stats.absent.any())
     return np.ones(stats.n_classes, dtype=bool)
+
+
+def dropped_cases(stats: Iterable[BinStats], absent: str = "include") -> np.ndarray:
+    """bool ``[n_images]``: images left out entirely (only under ``"drop-case"``)."""
+    _check_policy(absent)
+    return np.array([absent == "drop-case" and bool(s.absent.any()) for s in stats],
+                    dtype=bool)
 
 
 def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
     """Micro pooling: the per-bin sums of all images added (classes absent from an image
-    are left out when ``absent="exclude"``).
+    are left out when ``absent="exclude"``, images missing any class when
+    ``absent="drop-case"``).
 
     >>> import numpy as np
     >>> from calibviz import bin_image, ece
@@ -57,7 +72,9 @@ def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
         closure=stats[0].closure, binning=stats[0].binning,
         empty_weight=stats[0].empty_weight,
     )
-    for image in stats:
+    for image, drop in zip(stats, dropped_cases(stats, absent)):
+        if drop:
+            continue
         keep = included(image, absent)
         total = total + (image if keep.all() else image.mask_classes(keep))
     return total
@@ -139,7 +156,8 @@ def per_image_metrics(
 
     With ``absent="exclude"`` the calibration metrics of classes absent from an image's
     ground truth are NaN (Dice keeps its own rule: NaN only when truth and prediction
-    are both empty).
+    are both empty).  With ``absent="drop-case"`` every metric of an image missing any
+    class is NaN (the whole row), so the image drops out of every summary.
     """
     stats = _as_list(stats)
     _check_policy(absent)
@@ -148,6 +166,9 @@ def per_image_metrics(
         drop = np.stack([s.absent for s in stats])
         for name in CALIBRATION_METRICS:
             out[name] = np.where(drop, np.nan, out[name])
+    elif absent == "drop-case":
+        rows = dropped_cases(stats, absent)[:, None]
+        out = {name: np.where(rows, np.nan, values) for name, values in out.items()}
     return out
 
 
@@ -258,7 +279,7 @@ def reliability_histogram(
         np.add.at(voxels, (classes, rows, columns), np.where(keep, image.count, 0))
     return ReliabilityHistogram(
         counts=counts, voxel_counts=voxels, pooled=pool(stats, absent=absent),
-        n_images=len(stats),
+        n_images=int((~dropped_cases(stats, absent)).sum()),
     )
 
 

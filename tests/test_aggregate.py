@@ -293,3 +293,26 @@ def test_soft_binning_histogram_rows_use_float64_edges():
     sum_y = np.array([[0.5, 1.4, 0.3]])  # f = 0.2, 0.35, 1.0
     np.testing.assert_array_equal(_frequency_rows(sum_y, count, 20, "right"), [[3, 6, 19]])
     np.testing.assert_array_equal(_frequency_rows(sum_y, count, 20, "left"), [[4, 7, 19]])
+
+
+def test_drop_case_leaves_out_images_missing_any_class():
+    images = make_images()
+    dropped = np.array([s.absent.any() for s in images])
+    assert dropped.any() and not dropped.all()
+    kept = [s for s, d in zip(images, dropped) if not d]
+    values = per_image_metrics(images, absent="drop-case")
+    for name, array in values.items():
+        assert np.isnan(array[dropped]).all(), name
+        np.testing.assert_array_equal(array[~dropped], per_image_metrics(kept)[name])
+    pooled = pool(images, absent="drop-case")
+    assert pooled.equals(pool(kept)) and pooled.n_images == len(kept)
+    for pooling in ("sum", "reference"):
+        got = micro_metrics(images, absent="drop-case", pooling=pooling)
+        expected = micro_metrics(kept, pooling=pooling)
+        for name in ("ece", "ace", "mce"):
+            np.testing.assert_array_equal(got[name], expected[name])
+    hist = reliability_histogram(images, absent="drop-case")
+    np.testing.assert_array_equal(hist.counts, reliability_histogram(kept).counts)
+    assert hist.n_images == len(kept)
+    summary = macro_summary(images, absent="drop-case")["ace"]
+    assert summary["notnans"].tolist() == [len(kept)] * 4
