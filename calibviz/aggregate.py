@@ -31,14 +31,25 @@ def _as_list(stats: Iterable[BinStats]) -> list[BinStats]:
 
 def included(stats: BinStats, absent: str = "include") -> np.ndarray:
     """bool ``[C]``: which classes of this image take part under the absent policy."""
-    if _check_policy(absent) == "exclude":
+    policy = _check_policy(absent)
+    if policy == "exclude":
         return ~stats.absent
+    if policy == "drop-case":
+        return np.full(stats.n_classes, not stats.absent.any())
     return np.ones(stats.n_classes, dtype=bool)
+
+
+def dropped_cases(stats: Iterable[BinStats], absent: str = "include") -> np.ndarray:
+    """bool ``[n_images]``: images left out entirely (only under ``"drop-case"``)."""
+    _check_policy(absent)
+    return np.array([absent == "drop-case" and bool(s.absent.any()) for s in stats],
+                    dtype=bool)
 
 
 def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
     """Micro pooling: the per-bin sums of all images added (classes absent from an image
-    are left out when ``absent="exclude"``).
+    are left out when ``absent="exclude"``, images missing any class when
+    ``absent="drop-case"``).
 
     >>> import numpy as np
     >>> from calibviz import bin_image, ece
@@ -54,7 +65,9 @@ def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
         closure=stats[0].closure, binning=stats[0].binning,
         empty_weight=stats[0].empty_weight,
     )
-    for image in stats:
+    for image, drop in zip(stats, dropped_cases(stats, absent)):
+        if drop:
+            continue
         keep = included(image, absent)
         total = total + (image if keep.all() else image.mask_classes(keep))
     return total
@@ -65,23 +78,30 @@ def reference_pooled_curve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reference implementation's micro pooling, for reproducing its numbers only.
 
-    Returns ``(mean_confidence, frequency, count)`` ``[C, B]`` where confidence and frequency
-    are *unweighted* means over images of the per-image bin means (images without data in a
-    bin skipped) and count is the summed voxel count. calibviz's own micro values use
-    :func:`pool` (count-weighted) instead.
+    Returns ``(mean_confidence, frequency, count)`` ``[C, B]``, per class and bin:
+
+    * confidence: the *unweighted* mean over images of each image's bin confidence ``p̄``
+      (images without data in the bin skipped);
+    * frequency: the *count-weighted* mean ``Σ ȳ·n / Σ n = Σ Σy / Σ n`` over the images with
+      data in the bin;
+    * count: the summed voxel count (soft weight) of those images.
+
+    Bins without data in any image are NaN (count 0). Image–class pairs left out by the
+    absent policy take no part. calibviz's own micro values use :func:`pool` instead, where
+    confidence is count-weighted too.
     """
     stats = _as_list(stats)
     _check_policy(absent)
     conf = np.stack([s.mean_confidence for s in stats])
-    freq = np.stack([s.frequency for s in stats])
-    count = np.stack([s.count for s in stats]).astype(np.float64)
-    if absent == "exclude":
-        drop = np.stack([~included(s, absent) for s in stats])[:, :, None]
-        conf = np.where(drop, np.nan, conf)
-        freq = np.where(drop, np.nan, freq)
-        count = np.where(drop, 0.0, count)
+    keep = np.stack([s.nonempty & included(s, absent)[:, None] for s in stats])
+    conf = np.where(keep, conf, np.nan)
+    count = np.where(keep, np.stack([s.count for s in stats]), 0).astype(np.float64)
+    sum_y = np.where(keep, np.stack([s.sum_y for s in stats]), 0.0)
+    total = count.sum(axis=0)
+    freq = np.full(total.shape, np.nan)
+    np.divide(sum_y.sum(axis=0), total, out=freq, where=keep.any(axis=0))
     with np.errstate(invalid="ignore"), _quiet_nanmean():
-        return np.nanmean(conf, axis=0), np.nanmean(freq, axis=0), count.sum(axis=0)
+        return np.nanmean(conf, axis=0), freq, total
 
 
 @contextmanager
@@ -98,7 +118,9 @@ def micro_metrics(
     """Metrics of the pooled bins, ``{name: float64 [C]}``.
 
     ``pooling="sum"`` (default) adds the sufficient statistics; ``"reference"`` reproduces the
-    reference implementation's unweighted-confidence pooling (ECE, ACE, MCE only).
+    reference implementation's pooling (ECE, ACE, MCE only): unweighted mean confidence over
+    images, count-weighted frequency, ECE weighted by the summed counts
+    (:func:`reference_pooled_curve`).
     """
     check_choice("pooling", pooling, POOLINGS)
     stats = _as_list(stats)
@@ -117,7 +139,8 @@ def per_image_metrics(
 
     With ``absent="exclude"`` the calibration metrics of classes absent from an image's
     ground truth are NaN (Dice keeps its own rule: NaN only when truth and prediction
-    are both empty).
+    are both empty).  With ``absent="drop-case"`` every metric of an image missing any
+    class is NaN (the whole row), so the image drops out of every summary.
     """
     stats = _as_list(stats)
     _check_policy(absent)
@@ -126,6 +149,9 @@ def per_image_metrics(
         drop = np.stack([s.absent for s in stats])
         for name in CALIBRATION_METRICS:
             out[name] = np.where(drop, np.nan, out[name])
+    elif absent == "drop-case":
+        rows = dropped_cases(stats, absent)[:, None]
+        out = {name: np.where(rows, np.nan, values) for name, values in out.items()}
     return out
 
 
@@ -177,11 +203,50 @@ def macro_summary(
     return out
 
 
-def _frequency_rows(frequency: np.ndarray, edges: np.ndarray, closure: str) -> np.ndarray:
-    """Frequency bin (row) of each value with the same closure rule as the confidence bins."""
-    inner = edges[1:-1]
-    side = "left" if closure == "right" else "right"
-    return np.searchsorted(inner, frequency, side=side)
+_INT64_SAFE = 2**62
+
+
+def _frequency_rows(
+    sum_y: np.ndarray, count: np.ndarray, n_bins: int, closure: str
+) -> np.ndarray:
+    """int64 frequency bin (row) of each ``f = sum_y / count`` (same shape), placed exactly.
+
+    Row ``r`` holds ``r/B < f <= (r+1)/B`` with ``f = 0`` in row 0 (``closure="right"``), or
+    ``r/B <= f < (r+1)/B`` with ``f = 1`` in the last row (``"left"``).  When the counts are
+    integers and every ``sum_y`` is integer-valued (hard binning: 0/1 outcomes) ``f`` is a
+    ratio of integers and the row is computed with integer arithmetic:
+    right ``max(0, ceil(sum_y·B / n) − 1)``, left ``min(B − 1, floor(sum_y·B / n))`` (Python
+    integers when ``sum_y·B + n`` could overflow int64).  Otherwise (soft weights) ``f`` is
+    compared with float64 edges ``k/B``.  Entries with ``count <= 0`` get row 0.
+    """
+    sum_y = np.asarray(sum_y, dtype=np.float64)
+    count = np.asarray(count)
+    valid = count > 0
+    integral = (
+        count.dtype.kind in "iu"
+        and bool(np.isfinite(sum_y).all())
+        and bool(np.all(sum_y == np.floor(sum_y)))
+    )
+    if not integral:
+        frequency = np.zeros(sum_y.shape)
+        np.divide(sum_y, count, out=frequency, where=valid)
+        inner = np.arange(1, n_bins) / n_bins
+        side = "left" if closure == "right" else "right"
+        rows = np.searchsorted(inner, frequency, side=side)
+        return np.where(valid, rows, 0).astype(np.int64)
+    n = np.where(valid, count, 1)
+    y = np.where(valid, sum_y, 0.0)
+    if y.size and (np.abs(y).max() * n_bins + n.max() >= _INT64_SAFE):
+        # Python integers: exact at any size (float64 sums are integers up to 2**1024)
+        n = n.astype(object)
+        y = np.array([int(v) for v in y.ravel()], dtype=object).reshape(y.shape)
+    else:
+        n = n.astype(np.int64)
+        y = y.astype(np.int64)
+    # right: ceil(y·B / n) − 1; left: floor(y·B / n)
+    rows = (y * n_bins + n - 1) // n - 1 if closure == "right" else (y * n_bins) // n
+    rows = np.clip(rows, 0, n_bins - 1).astype(np.int64)
+    return np.where(valid, rows, 0)
 
 
 def reliability_histogram(
@@ -203,11 +268,10 @@ def reliability_histogram(
     columns = np.arange(first.n_bins)[None, :]
     for image in stats:
         keep = image.nonempty & included(image, absent)[:, None]
-        freq = np.where(keep, image.frequency, 0.0)
-        rows = _frequency_rows(freq, first.edges, first.closure)
+        rows = _frequency_rows(image.sum_y, image.count, first.n_bins, first.closure)
         np.add.at(counts, (classes, rows, columns), keep.astype(np.int64))
         np.add.at(voxels, (classes, rows, columns), np.where(keep, image.count, 0))
     return ReliabilityHistogram(
         counts=counts, voxel_counts=voxels, pooled=pool(stats, absent=absent),
-        n_images=len(stats),
+        n_images=int((~dropped_cases(stats, absent)).sum()),
     )

@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
+#: Denominator of the ``mean`` reduction when empty (image, class) pairs are ignored.
+EMPTY_DENOMINATORS = ("nonempty", "all")
 _NUMPY_DTYPES = {
     torch.float16: np.float16,
     torch.float32: np.float32,
@@ -269,27 +271,42 @@ class _InputOptions(nn.Module):
 
 
 def _reduce(
-    per_pair: torch.Tensor, counted: torch.Tensor, class_weight, reduction: str
+    per_pair: torch.Tensor, counted: torch.Tensor, class_weight, reduction: str,
+    empty_denominator: str = "nonempty",
 ) -> torch.Tensor:
     """Reduce a ``(B, C)`` loss over counted pairs with optional ``(C,)`` class weights.
 
     ``none`` gives ``w_c · L_bc`` (0 where not counted); ``sum`` its sum; ``mean`` the
-    weighted mean ``Σ w_c L_bc / Σ w_c`` over the counted pairs (0 when none is counted).
+    weighted mean ``Σ w_c L_bc / Σ w_c`` over the counted pairs (0 when none is counted),
+    or with ``empty_denominator="all"`` ``Σ_counted w_c L_bc / Σ_all w_c`` (the reference's
+    mean: pairs not counted are zeros that stay in the denominator).
     """
     weight = counted.to(per_pair.dtype)
+    every = torch.ones_like(weight)
     if class_weight is not None:
         if class_weight.numel() != per_pair.shape[1]:
             raise ValueError(
                 f"weight has {class_weight.numel()} entries for {per_pair.shape[1]} scored "
                 "classes (without the background channel when include_background=False)"
             )
-        weight = weight * class_weight.to(per_pair.device, per_pair.dtype)
+        class_weight = class_weight.to(per_pair.device, per_pair.dtype)
+        weight = weight * class_weight
+        every = every * class_weight
     weighted = per_pair * weight
     if reduction == "none":
         return weighted
     if reduction == "sum":
         return weighted.sum()
-    return weighted.sum() / weight.sum().clamp(min=torch.finfo(per_pair.dtype).tiny)
+    denominator = every if empty_denominator == "all" else weight
+    return weighted.sum() / denominator.sum().clamp(min=torch.finfo(per_pair.dtype).tiny)
+
+
+def _check_empty_denominator(value: str) -> str:
+    if value not in EMPTY_DENOMINATORS:
+        raise ValueError(
+            f"empty_denominator must be one of {EMPTY_DENOMINATORS}, got {value!r}"
+        )
+    return value
 
 
 # --------------------------------------------------------------------------- losses
@@ -303,7 +320,8 @@ class _L1ACELoss(_InputOptions):
         softmax: bool = False,
         sigmoid: bool = False,
         include_background: bool = True,
-        ignore_empty_classes: bool = False,
+        ignore_empty_classes: bool = True,
+        empty_denominator: str = "nonempty",
         weight: Sequence[float] | torch.Tensor | None = None,
         reduction: str = "mean",
         empty_weight: float = DEFAULT_EMPTY_WEIGHT,
@@ -317,6 +335,7 @@ class _L1ACELoss(_InputOptions):
         if not empty_weight >= 0:
             raise ValueError(f"empty_weight must be >= 0, got {empty_weight!r}")
         self.ignore_empty_classes = bool(ignore_empty_classes)
+        self.empty_denominator = _check_empty_denominator(empty_denominator)
         self.reduction = reduction
         self.empty_weight = float(empty_weight)
         self.accumulate_dtype = accumulate_dtype
@@ -342,13 +361,16 @@ class _L1ACELoss(_InputOptions):
         background), in ``accumulate_dtype``.
         """
         values, counted = self.per_pair(self._prepare(input, target))
-        return _reduce(values, counted, self.class_weight, self.reduction)
+        return _reduce(
+            values, counted, self.class_weight, self.reduction, self.empty_denominator
+        )
 
     def extra_repr(self) -> str:
         return (
             f"n_bins={self.n_bins}, softmax={self.softmax}, sigmoid={self.sigmoid}, "
             f"include_background={self.include_background}, "
-            f"ignore_empty_classes={self.ignore_empty_classes}, reduction={self.reduction!r}"
+            f"ignore_empty_classes={self.ignore_empty_classes}, "
+            f"empty_denominator={self.empty_denominator!r}, reduction={self.reduction!r}"
         )
 
 
@@ -369,7 +391,16 @@ class HardL1ACELoss(_L1ACELoss):
         probabilities.
     include_background : score channel 0 (default True).  Softmax always uses all channels.
     ignore_empty_classes : an (image, class) pair whose target is empty contributes zero
-        and is left out of the ``mean``.
+        (default True, as the paper's training configurations; False scores it against the
+        all-zero outcome, as calibviz's evaluation does by default, spec §5).
+    empty_denominator : the ``mean`` reduction's denominator when empty pairs are ignored.
+        ``"nonempty"`` (default): the mean over the counted (non-empty) pairs.  ``"all"``: the
+        reference implementation's rule — an empty pair is a zero that stays in the
+        denominator, ``Σ_counted w_c·ACE_bc / Σ_all w_c``.  calibviz's default keeps the loss
+        on the scale of one pair's ACE: with ``"all"`` a batch with many empty classes (small
+        structures, random crops) shrinks both the loss and its gradient by the fraction of
+        empty pairs, so the calibration term's effective weight against Dice and CE changes
+        from batch to batch.  Use ``"all"`` only to reproduce the reference's numbers.
     weight : optional class weights ``(C',)`` over the scored classes.
     reduction : ``"mean"`` (weighted mean over counted pairs), ``"sum"`` or ``"none"``
         (``(B, C')``, weights applied, zero for ignored pairs).
@@ -394,7 +425,8 @@ class HardL1ACELoss(_L1ACELoss):
         softmax: bool = False,
         sigmoid: bool = False,
         include_background: bool = True,
-        ignore_empty_classes: bool = False,
+        ignore_empty_classes: bool = True,
+        empty_denominator: str = "nonempty",
         weight: Sequence[float] | torch.Tensor | None = None,
         reduction: str = "mean",
         accumulate_dtype: torch.dtype = torch.float64,
@@ -402,7 +434,8 @@ class HardL1ACELoss(_L1ACELoss):
         super().__init__(
             n_bins=n_bins, softmax=softmax, sigmoid=sigmoid,
             include_background=include_background, ignore_empty_classes=ignore_empty_classes,
-            weight=weight, reduction=reduction, accumulate_dtype=accumulate_dtype,
+            empty_denominator=empty_denominator, weight=weight, reduction=reduction,
+            accumulate_dtype=accumulate_dtype,
         )
 
 
@@ -425,7 +458,8 @@ class SoftL1ACELoss(_L1ACELoss):
         softmax: bool = False,
         sigmoid: bool = False,
         include_background: bool = True,
-        ignore_empty_classes: bool = False,
+        ignore_empty_classes: bool = True,
+        empty_denominator: str = "nonempty",
         weight: Sequence[float] | torch.Tensor | None = None,
         reduction: str = "mean",
         empty_weight: float = DEFAULT_EMPTY_WEIGHT,
@@ -434,8 +468,8 @@ class SoftL1ACELoss(_L1ACELoss):
         super().__init__(
             n_bins=n_bins, softmax=softmax, sigmoid=sigmoid,
             include_background=include_background, ignore_empty_classes=ignore_empty_classes,
-            weight=weight, reduction=reduction, empty_weight=empty_weight,
-            accumulate_dtype=accumulate_dtype,
+            empty_denominator=empty_denominator, weight=weight, reduction=reduction,
+            empty_weight=empty_weight, accumulate_dtype=accumulate_dtype,
         )
 
 
@@ -510,7 +544,8 @@ class _L1ACEAndDiceCELoss(nn.Module):
         softmax: bool = False,
         sigmoid: bool = False,
         include_background: bool = True,
-        ignore_empty_classes: bool = False,
+        ignore_empty_classes: bool = True,
+        empty_denominator: str = "nonempty",
         weight: Sequence[float] | torch.Tensor | None = None,
         ace_weight: float = 1 / 3,
         dice_weight: float = 1 / 3,
@@ -526,8 +561,8 @@ class _L1ACEAndDiceCELoss(nn.Module):
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         self.ace = self.ace_class(
             n_bins, softmax=softmax, sigmoid=sigmoid, include_background=include_background,
-            ignore_empty_classes=ignore_empty_classes, weight=weight, reduction="mean",
-            accumulate_dtype=accumulate_dtype, **ace_options,
+            ignore_empty_classes=ignore_empty_classes, empty_denominator=empty_denominator,
+            weight=weight, reduction="mean", accumulate_dtype=accumulate_dtype, **ace_options,
         )
         self.dice = DiceLoss(
             softmax=softmax, sigmoid=sigmoid, include_background=include_background,
@@ -548,7 +583,9 @@ class _L1ACEAndDiceCELoss(nn.Module):
         if not self.ace.include_background and input.shape[1] > 1:
             prepared = _Prepared(full.probs[:, 1:], full.outcome[:, 1:], full.labels)
         ace_values, counted = self.ace.per_pair(prepared)
-        ace = _reduce(ace_values, counted, self.ace.class_weight, "mean")
+        ace = _reduce(
+            ace_values, counted, self.ace.class_weight, "mean", self.ace.empty_denominator
+        )
         dice = self.dice.from_prepared(prepared)
         ce = _cross_entropy(input, full, softmax=self.ace.softmax, sigmoid=self.ace.sigmoid)
         dtype = torch.promote_types(ace.dtype, torch.promote_types(dice.dtype, ce.dtype))

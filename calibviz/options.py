@@ -14,7 +14,11 @@ from fractions import Fraction
 
 CLOSURES = ("right", "left")
 BINNINGS = ("hard", "soft")
-ABSENT_POLICIES = ("include", "exclude")
+#: ``include``: absent classes are scored (against an all-zero outcome), as the reference;
+#: ``exclude``: an image–class pair whose class is absent takes no part;
+#: ``drop-case``: an image missing any class takes no part at all (the paper's "cases with
+#: complete ground-truth classes" table).
+ABSENT_POLICIES = ("include", "exclude", "drop-case")
 CSV_STYLES = ("tidy", "reference")
 INPUT_FORMATS = ("auto", "nnunet", "nifti", "npy", "per-class-files")
 DEFAULT_EMPTY_WEIGHT = 0.01

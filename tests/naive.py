@@ -161,3 +161,19 @@ def naive_reliability_histogram(frequencies, n_bins, closure="right"):
             row = hard_bin_index(np.array([f]), e, closure)[0]
             grid[row, col] += 1
     return grid
+
+
+def naive_frequency_row(sum_y, n, n_bins, closure="right"):
+    """Frequency bin (row) of ``f = sum_y / n`` with exact fractions and a plain loop:
+    right-closed ``r/B < f <= (r+1)/B`` (f = 0 in row 0), left ``r/B <= f < (r+1)/B``
+    (f = 1 in the last row)."""
+    from fractions import Fraction
+
+    f = Fraction(int(sum_y), int(n))
+    for r in range(n_bins):
+        low, high = Fraction(r, n_bins), Fraction(r + 1, n_bins)
+        if closure == "right" and (low < f <= high or (r == 0 and f == 0)):
+            return r
+        if closure == "left" and (low <= f < high or (r == n_bins - 1 and f == 1)):
+            return r
+    raise ValueError(f"frequency {f} outside [0, 1]")

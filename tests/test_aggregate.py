@@ -141,24 +141,59 @@ def test_summarize_ignores_nan():
     assert np.isnan(out["mean"][1])
 
 
-def test_micro_metrics_and_reference_pooling():
-    a = bin_image(np.array([0.62, 0.64, 0.9]), np.array([1, 1, 0]), n_bins=5)
-    b = bin_image(np.array([0.78]), np.array([0]), n_bins=5)
+def reference_toy():
+    """Two images, one class, 5 bins (right-closed: bin 0 = [0, 0.2], bin 3 = (0.6, 0.8])."""
+    a = bin_image(np.array([0.7, 0.7, 0.7, 0.1]), np.array([1, 1, 1, 0]), n_bins=5)
+    b = bin_image(np.array([0.62]), np.array([0]), n_bins=5)  # class absent from b's truth
+    return a, b
+
+
+def test_sum_pooling_is_count_weighted():
+    a, b = reference_toy()
     micro = micro_metrics([a, b])
     assert micro["ece"][0] == pytest.approx(ece(pool([a, b]))[0])
-    conf, freq, count = reference_pooled_curve([a, b])
-    # bin 3 (0.6, 0.8]: image a mean 0.63 (2 voxels), image b 0.78 → unweighted 0.705
-    assert conf[0, 3] == pytest.approx((0.63 + 0.78) / 2)
-    assert freq[0, 3] == pytest.approx((1.0 + 0.0) / 2)
-    assert count[0, 3] == 3
-    pooled_conf = pool([a, b]).mean_confidence[0, 3]
-    assert pooled_conf == pytest.approx((0.62 + 0.64 + 0.78) / 3)
-    ref = micro_metrics([a, b], pooling="reference")
-    gaps = np.abs(conf[0] - freq[0])
-    assert ref["ace"][0] == pytest.approx(np.nanmean(gaps))
-    assert ace(pool([a, b]))[0] != pytest.approx(ref["ace"][0])
+    # bin 3: (0.7·3 + 0.62) / 4 = 0.68 confidence, 3/4 frequency
+    assert pool([a, b]).mean_confidence[0, 3] == pytest.approx(0.68)
+    assert pool([a, b]).frequency[0, 3] == pytest.approx(0.75)
     with pytest.raises(ValueError, match="pooling must be one of"):
         micro_metrics([a, b], pooling="median")
+
+
+def test_reference_pooling_by_hand():
+    # Reference rule, per bin: confidence = unweighted NaN-skipping mean over images of p̄;
+    # frequency = count-weighted Σ ȳ·n / Σ n; ECE weights = summed counts.
+    #   image a: bin 0 p̄ 0.1, ȳ 0, n 1;   bin 3 p̄ 0.7,  ȳ 1, n 3
+    #   image b:                          bin 3 p̄ 0.62, ȳ 0, n 1
+    #   bin 0: conf 0.1 (b skipped), freq 0/1 = 0,            n 1, gap 0.1
+    #   bin 3: conf (0.7 + 0.62)/2 = 0.66, freq (1·3 + 0·1)/4 = 0.75, n 4, gap 0.09
+    #   ECE = (1·0.1 + 4·0.09) / 5 = 0.092, ACE = (0.1 + 0.09)/2 = 0.095, MCE = 0.1
+    # (all-unweighted averaging would give bin-3 frequency 0.5, gap 0.16, ACE 0.13; sum
+    # pooling gives bin-3 gap |0.68 − 0.75| = 0.07)
+    a, b = reference_toy()
+    conf, freq, count = reference_pooled_curve([a, b])
+    assert conf[0, 3] == pytest.approx(0.66)
+    assert freq[0, 3] == pytest.approx(0.75)
+    assert count[0, 3] == 4
+    assert conf[0, 0] == pytest.approx(0.1) and freq[0, 0] == 0 and count[0, 0] == 1
+    assert np.isnan(conf[0, [1, 2, 4]]).all() and np.isnan(freq[0, [1, 2, 4]]).all()
+    ref = micro_metrics([a, b], pooling="reference")
+    assert ref["ece"][0] == pytest.approx(0.092)
+    assert ref["ace"][0] == pytest.approx(0.095)
+    assert ref["mce"][0] == pytest.approx(0.1)
+    assert ace(pool([a, b]))[0] == pytest.approx((0.1 + 0.07) / 2)
+
+
+def test_reference_pooling_with_absent_classes_excluded():
+    # absent="exclude" drops image b (its class is absent from the truth):
+    #   bin 0: gap 0.1, n 1;  bin 3: conf 0.7, freq 1, n 3, gap 0.3
+    #   ECE = (0.1 + 3·0.3)/4 = 0.25, ACE = 0.2, MCE = 0.3
+    a, b = reference_toy()
+    ref = micro_metrics([a, b], pooling="reference", absent="exclude")
+    assert ref["ece"][0] == pytest.approx(0.25)
+    assert ref["ace"][0] == pytest.approx(0.2)
+    assert ref["mce"][0] == pytest.approx(0.3)
+    _, _, count = reference_pooled_curve([a, b], absent="exclude")
+    assert count[0, 3] == 3
 
 
 def test_incompatible_stats_refuse_to_pool():
@@ -190,3 +225,99 @@ def test_column_normalised_sum_classes_and_mean_over_classes():
     np.testing.assert_allclose(mean_over_classes(stats, "ace"), expected)
     with pytest.raises(ValueError, match="unknown metric"):
         mean_over_classes(stats, "auc")
+def exact_fraction_images(n_bins, closure, dtype=np.float32, multiple=1):
+    """One image per k = 0..B: B·multiple voxels at p = 0.001 (confidence bin 0), k·multiple
+    of them foreground, so the image's frequency there is exactly k/B."""
+    images = []
+    n = n_bins * multiple
+    for k in range(n_bins + 1):
+        truth = np.zeros(n, dtype=int)
+        truth[: k * multiple] = 1
+        images.append(
+            bin_image(np.full(n, 0.001, dtype=dtype), truth, n_bins=n_bins, closure=closure)
+        )
+    return images
+
+
+@pytest.mark.parametrize("closure", ["right", "left"])
+@pytest.mark.parametrize("dtype,n_bins", [
+    (np.float32, 7), (np.float32, 10), (np.float32, 20), (np.float32, 100),
+    (np.float64, 20), (np.float64, 100), (np.float16, 20),
+])
+def test_histogram_rows_of_exact_fractions(n_bins, closure, dtype):
+    multiple = 3 if n_bins < 100 else 1
+    images = exact_fraction_images(n_bins, closure, dtype, multiple)
+    hist = reliability_histogram(images)
+    column = hist.counts[0, :, 0]
+    expected = np.zeros(n_bins, dtype=np.int64)
+    for k in range(n_bins + 1):
+        assert images[k].frequency[0, 0] == k / n_bins
+        row = naive.naive_frequency_row(k * multiple, n_bins * multiple, n_bins, closure)
+        if closure == "right":
+            assert row == max(k - 1, 0)
+        else:
+            assert row == min(k, n_bins - 1)
+        expected[row] += 1
+    np.testing.assert_array_equal(column, expected)
+    assert hist.counts[0, :, 1:].sum() == 0
+
+
+def test_histogram_rows_match_fractions_for_random_counts():
+    from calibviz.aggregate import _frequency_rows
+
+    rng = np.random.default_rng(3)
+    for n_bins in (1, 2, 3, 7, 20, 64, 100):
+        count = rng.integers(1, 400, size=(4, 50))
+        count[0, :10] = n_bins * rng.integers(1, 5, size=10)
+        sum_y = np.floor(rng.random(count.shape) * (count + 1)).astype(np.float64)
+        sum_y[0, :10] = count[0, :10] // n_bins * rng.integers(0, n_bins + 1, size=10)
+        sum_y[1, :5] = count[1, :5]
+        for closure in ("right", "left"):
+            rows = _frequency_rows(sum_y, count, n_bins, closure)
+            expected = [[naive.naive_frequency_row(s, n, n_bins, closure)
+                         for s, n in zip(srow, nrow)] for srow, nrow in zip(sum_y, count)]
+            np.testing.assert_array_equal(rows, expected)
+
+
+def test_histogram_rows_of_huge_counts_stay_exact():
+    from calibviz.aggregate import _frequency_rows
+
+    n = np.array([[2**61 - 1, 10**18, 3 * 2**40]], dtype=np.int64)
+    # sum_y values exactly representable in float64
+    s = np.array([[2.0**60, 10.0**17, float(2**40)]])
+    rows = _frequency_rows(s, n, 20, "right")
+    expected = [naive.naive_frequency_row(int(a), int(b), 20) for a, b in zip(s[0], n[0])]
+    np.testing.assert_array_equal(rows[0], expected)
+    assert rows[0, 2] == 6  # 1/3 = 6.67/20 → row 6
+
+
+def test_soft_binning_histogram_rows_use_float64_edges():
+    from calibviz.aggregate import _frequency_rows
+
+    count = np.array([[2.5, 4.0, 0.3]])
+    sum_y = np.array([[0.5, 1.4, 0.3]])  # f = 0.2, 0.35, 1.0
+    np.testing.assert_array_equal(_frequency_rows(sum_y, count, 20, "right"), [[3, 6, 19]])
+    np.testing.assert_array_equal(_frequency_rows(sum_y, count, 20, "left"), [[4, 7, 19]])
+
+
+def test_drop_case_leaves_out_images_missing_any_class():
+    images = make_images()
+    dropped = np.array([s.absent.any() for s in images])
+    assert dropped.any() and not dropped.all()
+    kept = [s for s, d in zip(images, dropped) if not d]
+    values = per_image_metrics(images, absent="drop-case")
+    for name, array in values.items():
+        assert np.isnan(array[dropped]).all(), name
+        np.testing.assert_array_equal(array[~dropped], per_image_metrics(kept)[name])
+    pooled = pool(images, absent="drop-case")
+    assert pooled.equals(pool(kept)) and pooled.n_images == len(kept)
+    for pooling in ("sum", "reference"):
+        got = micro_metrics(images, absent="drop-case", pooling=pooling)
+        expected = micro_metrics(kept, pooling=pooling)
+        for name in ("ece", "ace", "mce"):
+            np.testing.assert_array_equal(got[name], expected[name])
+    hist = reliability_histogram(images, absent="drop-case")
+    np.testing.assert_array_equal(hist.counts, reliability_histogram(kept).counts)
+    assert hist.n_images == len(kept)
+    summary = macro_summary(images, absent="drop-case")["ace"]
+    assert summary["notnans"].tolist() == [len(kept)] * 4

@@ -196,8 +196,8 @@ def test_ignore_empty_classes(binning):
     labels[0][labels[0] == 2] = 1  # class 2 absent from image 0
     p = torch.from_numpy(probs).requires_grad_(True)
     y = torch.from_numpy(labels)
-    full = LOSSES[binning](reduction="none")(p, y)
-    assert full[0, 2] > 0  # scored against an all-zero outcome by default (spec §5)
+    full = LOSSES[binning](ignore_empty_classes=False, reduction="none")(p, y)
+    assert full[0, 2] > 0  # scored against an all-zero outcome when asked (spec §5)
     loss = LOSSES[binning](ignore_empty_classes=True, reduction="none")
     ignored = loss(p, y)
     assert ignored[0, 2] == 0
@@ -209,6 +209,58 @@ def test_ignore_empty_classes(binning):
     mean.backward()
     assert torch.isfinite(p.grad).all()
     assert torch.all(p.grad[0, 2] == 0)
+
+
+@pytest.mark.parametrize("binning", ["hard", "soft"])
+def test_empty_classes_are_ignored_by_default_as_in_the_paper(binning):
+    probs, labels = softmax_case(8, dtype=np.float64)
+    labels[0][labels[0] == 2] = 1  # class 2 absent from image 0
+    p, y = torch.from_numpy(probs), torch.from_numpy(labels)
+    assert LOSSES[binning]().ignore_empty_classes is True
+    assert LOSSES[binning]().empty_denominator == "nonempty"
+    assert LOSSES[binning](reduction="none")(p, y)[0, 2] == 0
+    expected = expected_ace(probs, labels, binning)
+    mean = LOSSES[binning]()(p, y)
+    assert mean.item() == pytest.approx(np.delete(expected.ravel(), 2).mean(), abs=1e-12)
+    combo = {"hard": HardL1ACEAndDiceCELoss, "soft": SoftL1ACEAndDiceCELoss}[binning]
+    assert combo().ace.ignore_empty_classes is True
+
+
+@pytest.mark.parametrize("binning", ["hard", "soft"])
+def test_reference_denominator_keeps_empty_pairs(binning):
+    """empty_denominator="all": Σ_b,c w_c·1[class c present in b]·ACE_bc / Σ_b,c w_c — the
+    reference multiplies an empty pair by 0 but keeps it in the mean's denominator."""
+    probs, labels = softmax_case(8, dtype=np.float64)
+    labels[0][labels[0] == 2] = 1  # class 2 absent from image 0
+    p, y = torch.from_numpy(probs), torch.from_numpy(labels)
+    expected = expected_ace(probs, labels, binning)  # [2, 3]
+    present = np.array([[True, True, False], [True, True, True]])
+    by_hand = (expected * present).sum() / 6  # 6 pairs, 5 of them present
+    got = LOSSES[binning](empty_denominator="all")(p, y)
+    assert got.item() == pytest.approx(by_hand, abs=1e-12)
+    default = LOSSES[binning]()(p, y)
+    assert default.item() == pytest.approx((expected * present).sum() / 5, abs=1e-12)
+    w = np.array([0.5, 1.0, 2.0])
+    weighted = LOSSES[binning](empty_denominator="all", weight=w.tolist())(p, y)
+    by_hand_w = (expected * present * w).sum() / (2 * w.sum())
+    assert weighted.item() == pytest.approx(by_hand_w, abs=1e-12)
+    # the options of reduction "none"/"sum" are unaffected
+    for reduction in ("none", "sum"):
+        torch.testing.assert_close(
+            LOSSES[binning](empty_denominator="all", reduction=reduction)(p, y),
+            LOSSES[binning](reduction=reduction)(p, y),
+        )
+    # with ignore_empty_classes=False nothing is empty: both denominators agree
+    torch.testing.assert_close(
+        LOSSES[binning](ignore_empty_classes=False, empty_denominator="all")(p, y),
+        LOSSES[binning](ignore_empty_classes=False)(p, y),
+    )
+    combo = {"hard": HardL1ACEAndDiceCELoss, "soft": SoftL1ACEAndDiceCELoss}[binning]
+    zero = {"dice_weight": 0.0, "ce_weight": 0.0, "ace_weight": 1.0}
+    got = combo(empty_denominator="all", **zero)(p, y)
+    assert got.item() == pytest.approx(by_hand, abs=1e-12)
+    with pytest.raises(ValueError, match="empty_denominator"):
+        LOSSES[binning](empty_denominator="some")
 
 
 def test_everything_ignored_gives_zero_with_a_gradient():
