@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     quick = args.quick
     runs = [
         ["bench_kernel.py", *(["--quick"] if quick else [])],
+        ["bench_decompress.py", *(["--small"] if quick else [])],
         ["bench_io.py", *(["--small"] if quick else [])],
         ["bench_evaluate.py", *(["--quick"] if quick else [])],
         ["bench_plot.py"],

@@ -35,35 +35,141 @@ _DIRECT, _TABLE, _AFFINE = 0, 1, 2
 _NONFINITE, _CLIPPED, _FAR_OUT, _UNDECLARED_N = 0, 1, 2, 3
 
 
+def _probe():  # pragma: no cover - never called: only its cache location is tried
+    return 0
+
+
+def _cache_setting() -> bool:
+    """Whether the compiled kernels can be cached on disk, choosing where if need be.
+
+    Numba caches next to this file, else in the user's cache folder (or ``NUMBA_CACHE_DIR``);
+    when none of these is writable (a read-only installation and home), a private temporary
+    folder is used; when even that fails, the kernels are compiled in memory only (no
+    traceback, only the first-run cost on every run).
+    """
+    import os
+    import tempfile
+
+    from numba.core.caching import FunctionCache
+
+    def works() -> bool:
+        try:
+            FunctionCache(_probe)
+        except (RuntimeError, OSError):
+            return False
+        return True
+
+    if works():
+        return True
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    numba.config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"calibviz-numba-{uid}")
+    if works():
+        return True
+    numba.config.CACHE_DIR = ""
+    return False
+
+
+_CACHE = _cache_setting()
+
 _COPIES = 4  # interleaved accumulator copies: break store-to-load chains on a busy bin
+_BLOCK = 2048  # voxels decoded and binned at a time inside a chunk (buffers stay in cache)
+_SKIP = -1  # bin index of a voxel that is not scored
+_MASKED = np.int64(-(2**62))  # label code of a voxel outside the mask
+
+# stored probability kinds (one typed view each; the others are 1×1 placeholders)
+_P_F32, _P_F64, _P_U8, _P_U16, _P_I16, _P_I32 = 0, 1, 2, 3, 4, 5
+# stored label kinds
+_L_U8, _L_U16, _L_I16, _L_I32, _L_I64 = 0, 1, 2, 3, 4
 
 
-@numba.njit(cache=True, nogil=True, inline="never")
+@numba.njit(cache=_CACHE, nogil=True, inline="never")
+def _decode_labels(kind, lu8, lu16, li16, li32, li64, row, offset, mask, use_mask, start, stop,
+                   codes):  # pragma: no cover - compiled
+    """``codes[i] = label[start + i] - offset`` (at least -1), ``_MASKED`` outside the mask."""
+    n = stop - start
+    if kind == _L_U8:
+        for i in range(n):
+            codes[i] = np.int64(lu8[row, start + i]) - offset
+    elif kind == _L_U16:
+        for i in range(n):
+            codes[i] = np.int64(lu16[row, start + i]) - offset
+    elif kind == _L_I16:
+        for i in range(n):
+            codes[i] = np.int64(li16[row, start + i]) - offset
+    elif kind == _L_I32:
+        for i in range(n):
+            codes[i] = np.int64(li32[row, start + i]) - offset
+    else:
+        for i in range(n):
+            lab = li64[row, start + i]
+            # far-out values: any code outside the table means the same
+            codes[i] = -1 if lab < offset - 1 else lab - offset
+    for i in range(n):
+        codes[i] = max(codes[i], -1)
+    if use_mask:
+        for i in range(n):
+            if not mask[start + i]:
+                codes[i] = _MASKED
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="never")
+def _decode_probs(kind, pf32, pf64, pu8, pu16, pi16, pi32, row, mode, table, slope, divisor,
+                  intercept, start, stop, out):  # pragma: no cover - compiled
+    """``out[i]``: probability of voxel ``start + i`` as float64 (table, affine or direct)."""
+    n = stop - start
+    if mode == _TABLE:
+        if kind == _P_U8:
+            for i in range(n):
+                out[i] = table[pu8[row, start + i]]
+        else:
+            for i in range(n):
+                out[i] = table[pu16[row, start + i]]
+    elif kind == _P_F32:
+        for i in range(n):
+            out[i] = np.float64(pf32[row, start + i])
+    elif kind == _P_F64:
+        for i in range(n):
+            out[i] = pf64[row, start + i]
+    elif kind == _P_I16:
+        for i in range(n):
+            out[i] = np.float64(pi16[row, start + i])
+    else:
+        for i in range(n):
+            out[i] = np.float64(pi32[row, start + i])
+    if mode == _AFFINE:
+        for i in range(n):
+            out[i] = out[i] * slope / divisor + intercept
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="never")
 def _bin_run(
-    acc, probs_row, mode, table, slope, divisor, intercept,
-    label_row, lut_row, lut_offset, strict_labels, count_undeclared, mask, use_mask,
-    edges, near_edge, right_closed, soft, tolerance, start, stop, counters, checks,
-    value_range,
+    acc, p_buf, codes, lut_row, strict_labels, count_undeclared, edges, near_edge,
+    right_closed, soft, tolerance, n, bins, y_buf, counters, checks, value_range,
 ):  # pragma: no cover - compiled
-    """Bin voxels ``start..stop`` of one class into ``acc`` ``[copies, B * 5]``.
+    """Bin the ``n`` decoded voxels of one block of one class into ``acc`` ``[copies, B * 5]``.
 
-    ``counters`` int64 ``[5]`` (scored, predicted positive, true positive, truth, clipped),
-    ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are updated in place.
-    ``near_edge``: how close (in bin widths) to an edge a value must be for the exact edge
-    comparison to be needed.
+    Voxel ``i`` of the block adds to copy ``i % copies`` (blocks start at multiples of the
+    copy count), in voxel order, so every sum sees the same additions in the same order
+    whatever the block size. ``counters`` int64 ``[5]`` (scored, predicted positive, true
+    positive, truth, clipped), ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are
+    updated in place. ``near_edge``: how close (in bin widths) to an edge a value must be for
+    the exact edge comparison to be needed.
     """
     n_bins = edges.shape[0] - 1
     n_lut = lut_row.shape[0]
+    last = n_bins - 1
     fb = np.float64(n_bins)
     n_scored = 0
     n_pos = 0
     n_pos_y = 0
     n_y = 0
     n_clip = 0
-    for v in range(start, stop):
-        if use_mask and not mask[v]:
+    # pass 1: outcome, checks and bin of every voxel (no accumulation)
+    for i in range(n):
+        code = codes[i]
+        bins[i] = _SKIP
+        if code == _MASKED:
             continue
-        code = np.int64(label_row[v]) - lut_offset
         if code < 0 or code >= n_lut:
             if strict_labels:
                 if count_undeclared:
@@ -76,12 +182,7 @@ def _bin_run(
             if outcome == _UNDECLARED and count_undeclared:
                 checks[_UNDECLARED_N] += 1
             continue
-        if mode == _TABLE:
-            p = table[np.int64(probs_row[v])]
-        elif mode == _AFFINE:
-            p = np.float64(probs_row[v]) * slope / divisor + intercept
-        else:
-            p = np.float64(probs_row[v])
+        p = p_buf[i]
         if not (p >= 0.0 and p <= 1.0):
             if not np.isfinite(p):
                 checks[_NONFINITE] += 1
@@ -94,103 +195,254 @@ def _bin_run(
             checks[_CLIPPED] += 1
             n_clip += 1
             p = min(max(p, 0.0), 1.0)
+            p_buf[i] = p
         y_int = np.int64(outcome)
         positive = np.int64(p > 0.5)
         n_scored += 1
         n_y += y_int
         n_pos += positive
         n_pos_y += positive * y_int
-        y = np.float64(y_int)
-        row = acc[v & (_COPIES - 1)]
+        y_buf[i] = np.float64(y_int)
         if soft:
-            # linear split between neighbouring bin centres (k + 1/2) / B
-            x = p * fb - 0.5
-            if x <= 0.0:
-                k, w_lo = 0, 1.0
-            elif x >= fb - 1.0:
-                k, w_lo = n_bins - 1, 1.0
+            bins[i] = 0
+            continue
+        # x = p·B: away from an integer (farther than the edge rounding allows), floor(x)
+        # is the bin under either closure; near one, apply the edge rule
+        x = p * fb
+        k = np.int64(x)
+        frac = x - k
+        if frac <= near_edge or frac >= 1.0 - near_edge:
+            k = min(k, last)
+            if right_closed:
+                while k > 0 and p <= edges[k]:
+                    k -= 1
+                while k < last and p > edges[k + 1]:
+                    k += 1
             else:
-                k = np.int64(x)
-                w_lo = 1.0 - (x - k)
-            for step in range(2):
-                w = w_lo if step == 0 else 1.0 - w_lo
-                if w == 0.0:
-                    continue
-                j = (k + step) * 5
-                row[j] += w
-                row[j + 1] += w * p
-                row[j + 2] += w * y
-                row[j + 3] += w * p * p
-                row[j + 4] += w * p * y
-        else:
-            # x = p·B: away from an integer (farther than the edge rounding allows),
-            # floor(x) is the bin under either closure; near one, apply the edge rule
-            x = p * fb
-            k = np.int64(x)
-            frac = x - k
-            if frac <= near_edge or frac >= 1.0 - near_edge:
-                k = min(k, n_bins - 1)
-                if right_closed:
-                    while k > 0 and p <= edges[k]:
-                        k -= 1
-                    while k < n_bins - 1 and p > edges[k + 1]:
-                        k += 1
-                else:
-                    while k > 0 and p < edges[k]:
-                        k -= 1
-                    while k < n_bins - 1 and p >= edges[k + 1]:
-                        k += 1
-            j = k * 5
-            row[j] += 1.0
-            row[j + 1] += p
-            row[j + 2] += y
-            row[j + 3] += p * p
-            row[j + 4] += p * y
+                while k > 0 and p < edges[k]:
+                    k -= 1
+                while k < last and p >= edges[k + 1]:
+                    k += 1
+        bins[i] = k
     counters[0] += n_scored
     counters[1] += n_pos
     counters[2] += n_pos_y
     counters[3] += n_y
     counters[4] += n_clip
+    if soft:
+        _soft_sums(acc, p_buf, y_buf, bins, n, n_bins)
+    else:
+        _hard_sums(acc, p_buf, y_buf, bins, n, last)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _bin_kernel(
-    probs, mode, table, slope, divisor, intercept,
-    labels, lut, lut_offset, strict_labels, mask, use_mask,
-    edges, near_edge, right_closed, soft, tolerance,
+@numba.njit(cache=_CACHE, nogil=True, inline="never")
+def _soft_sums(acc, p_buf, y_buf, bins, n, n_bins):  # pragma: no cover - compiled
+    """Soft binning: linear split between neighbouring bin centres (k + 1/2) / B."""
+    fb = np.float64(n_bins)
+    for i in range(n):
+        if bins[i] == _SKIP:
+            continue
+        p = p_buf[i]
+        y = y_buf[i]
+        row = acc[i & (_COPIES - 1)]
+        x = p * fb - 0.5
+        if x <= 0.0:
+            k, w_lo = 0, 1.0
+        elif x >= fb - 1.0:
+            k, w_lo = n_bins - 1, 1.0
+        else:
+            k = np.int64(x)
+            w_lo = 1.0 - (x - k)
+        for step in range(2):
+            w = w_lo if step == 0 else 1.0 - w_lo
+            if w == 0.0:
+                continue
+            j = (k + step) * 5
+            row[j] += w
+            row[j + 1] += w * p
+            row[j + 2] += w * y
+            row[j + 3] += w * p * p
+            row[j + 4] += w * p * y
+
+
+@numba.njit(inline="always")
+def _add(k, p, y, last, row, s0, s1, s2, t0, t1, t2):  # pragma: no cover - compiled
+    """One voxel: the end bins' Σp, Σp², Σp·y in registers (s: bin 0, t: bin B-1), any other
+    bin straight into ``row``; counts and Σy of the end bins are counted separately."""
+    if k == 0:
+        s0 += p
+        s1 += p * p
+        s2 += p * y
+    elif k == last:
+        t0 += p
+        t1 += p * p
+        t2 += p * y
+    elif k > 0:
+        j = k * 5
+        row[j] += 1.0
+        row[j + 1] += p
+        row[j + 2] += y
+        row[j + 3] += p * p
+        row[j + 4] += p * y
+    return s0, s1, s2, t0, t1, t2
+
+
+@numba.njit(cache=_CACHE, nogil=True, inline="never")
+def _hard_sums(acc, p_buf, y_buf, bins, n, last):  # pragma: no cover - compiled
+    """Add a block's binned voxels to ``acc`` ``[4 copies, B * 5]``, voxel ``i`` to copy
+    ``i % 4``. Most voxels of a softmax map fall in the first or last bin: those sums stay in
+    registers (four independent copies, loaded from ``acc`` and stored back, so every sum
+    gets exactly the additions, in the same order, that a plain scatter would make); the
+    counts and Σy there are integers, counted exactly."""
+    r0 = acc[0]
+    r1 = acc[1]
+    r2 = acc[2]
+    r3 = acc[3]
+    e = last * 5
+    a0, a1, a2 = r0[1], r0[3], r0[4]
+    b0, b1, b2 = r1[1], r1[3], r1[4]
+    c0, c1, c2 = r2[1], r2[3], r2[4]
+    d0, d1, d2 = r3[1], r3[3], r3[4]
+    f0, f1, f2 = r0[e + 1], r0[e + 3], r0[e + 4]
+    g0, g1, g2 = r1[e + 1], r1[e + 3], r1[e + 4]
+    h0, h1, h2 = r2[e + 1], r2[e + 3], r2[e + 4]
+    q0, q1, q2 = r3[e + 1], r3[e + 3], r3[e + 4]
+    n_lo = np.zeros(_COPIES, dtype=np.int64)
+    y_lo = np.zeros(_COPIES, dtype=np.int64)
+    n_hi = np.zeros(_COPIES, dtype=np.int64)
+    y_hi = np.zeros(_COPIES, dtype=np.int64)
+    if last == 0:  # one bin: the "last" registers stay unused
+        f0 = g0 = h0 = q0 = f1 = g1 = h1 = q1 = f2 = g2 = h2 = q2 = 0.0
+    stop4 = n - n % 4
+    for i in range(0, stop4, 4):
+        k = bins[i]
+        a0, a1, a2, f0, f1, f2 = _add(k, p_buf[i], y_buf[i], last, r0,
+                                      a0, a1, a2, f0, f1, f2)
+        k = bins[i + 1]
+        b0, b1, b2, g0, g1, g2 = _add(k, p_buf[i + 1], y_buf[i + 1], last, r1,
+                                      b0, b1, b2, g0, g1, g2)
+        k = bins[i + 2]
+        c0, c1, c2, h0, h1, h2 = _add(k, p_buf[i + 2], y_buf[i + 2], last, r2,
+                                      c0, c1, c2, h0, h1, h2)
+        k = bins[i + 3]
+        d0, d1, d2, q0, q1, q2 = _add(k, p_buf[i + 3], y_buf[i + 3], last, r3,
+                                      d0, d1, d2, q0, q1, q2)
+    for i in range(n):
+        k = bins[i]
+        if k == 0:
+            n_lo[i & 3] += 1
+            y_lo[i & 3] += np.int64(y_buf[i])
+        elif k == last and k > 0:
+            n_hi[i & 3] += 1
+            y_hi[i & 3] += np.int64(y_buf[i])
+    r0[1], r0[3], r0[4] = a0, a1, a2
+    r1[1], r1[3], r1[4] = b0, b1, b2
+    r2[1], r2[3], r2[4] = c0, c1, c2
+    r3[1], r3[3], r3[4] = d0, d1, d2
+    if last > 0:
+        r0[e + 1], r0[e + 3], r0[e + 4] = f0, f1, f2
+        r1[e + 1], r1[e + 3], r1[e + 4] = g0, g1, g2
+        r2[e + 1], r2[e + 3], r2[e + 4] = h0, h1, h2
+        r3[e + 1], r3[e + 3], r3[e + 4] = q0, q1, q2
+    for i in range(stop4, n):  # the tail, straight into memory
+        k = bins[i]
+        if k < 0:
+            continue
+        row = acc[i & 3]
+        p = p_buf[i]
+        y = y_buf[i]
+        j = k * 5
+        if k != 0 and k != last:
+            row[j] += 1.0
+            row[j + 2] += y
+        row[j + 1] += p
+        row[j + 3] += p * p
+        row[j + 4] += p * y
+    # integer counts and Σy of the end bins (exact: any order gives the same float64)
+    for copy in range(_COPIES):
+        acc[copy, 0] += np.float64(n_lo[copy])
+        acc[copy, 2] += np.float64(y_lo[copy])
+        if last > 0:
+            acc[copy, e] += np.float64(n_hi[copy])
+            acc[copy, e + 2] += np.float64(y_hi[copy])
+
+
+@numba.njit(cache=_CACHE, nogil=True)
+def _bin_slots(
+    slot_lo, slot_hi, sums, counters, checks, value_range,
+    pkind, pf32, pf64, pu8, pu16, pi16, pi32, mode, table, slope, divisor, intercept,
+    lkind, lu8, lu16, li16, li32, li64, lut, lut_offset, strict_labels, mask, use_mask,
+    edges, near_edge, right_closed, soft, tolerance, n_classes, n_vox, n_label_rows,
 ):  # pragma: no cover - compiled
-    """probs ``[C, N]`` (any numeric dtype), labels ``[1 or C, N]`` ints, lut uint8 ``[C, L]``.
+    """Bin every chunk of slots ``slot_lo .. slot_hi - 1`` into their rows of the outputs.
 
-    Returns per-slot sums float64 ``[S, C, copies, B * 5]`` (interleaved n or W, Σp, Σy, Σp²,
-    Σp·y per bin), counters int64 ``[S, C, 5]`` (scored, predicted positive, true positive,
-    truth, clipped), checks int64 ``[S, 4]`` and the out-of-range value span ``[S, 2]``.
+    Probabilities ``[C, N]`` are in the typed view ``pkind`` selects, labels ``[1 or C, N]``
+    in the view ``lkind`` selects (one signature for every input dtype), lut uint8 ``[C, L]``.
+    Outputs: sums float64 ``[S, C, copies, B * 5]`` (interleaved n or W, Σp, Σy, Σp², Σp·y
+    per bin), counters int64 ``[S, C, 5]`` (scored, predicted positive, true positive, truth,
+    clipped), checks int64 ``[S, 4]`` and the out-of-range value span ``[S, 2]``.
+    Chunk ``i`` always belongs to slot ``i % N_SLOTS``: the result does not depend on how the
+    slots are shared out between threads.
     """
-    n_classes, n_vox = probs.shape
-    n_bins = edges.shape[0] - 1
-    per_class_labels = labels.shape[0] > 1
+    per_class_labels = n_label_rows > 1
+    n_chunks = (n_vox + CHUNK - 1) // CHUNK
+    codes = np.empty(_BLOCK, dtype=np.int64)
+    p_buf = np.empty(_BLOCK, dtype=np.float64)
+    y_buf = np.empty(_BLOCK, dtype=np.float64)
+    bins = np.empty(_BLOCK, dtype=np.int64)
+    for slot in range(slot_lo, slot_hi):
+        for chunk in range(slot, n_chunks, N_SLOTS):
+            chunk_stop = min((chunk + 1) * CHUNK, n_vox)
+            for start in range(chunk * CHUNK, chunk_stop, _BLOCK):
+                stop = min(start + _BLOCK, chunk_stop)
+                if not per_class_labels:
+                    _decode_labels(lkind, lu8, lu16, li16, li32, li64, 0, lut_offset, mask,
+                                   use_mask, start, stop, codes)
+                for c in range(n_classes):
+                    if per_class_labels:
+                        _decode_labels(lkind, lu8, lu16, li16, li32, li64, c, lut_offset,
+                                       mask, use_mask, start, stop, codes)
+                    _decode_probs(pkind, pf32, pf64, pu8, pu16, pi16, pi32, c, mode, table,
+                                  slope, divisor, intercept, start, stop, p_buf)
+                    _bin_run(
+                        sums[slot, c], p_buf, codes, lut[c], strict_labels, c == 0, edges,
+                        near_edge, right_closed, soft, tolerance, stop - start, bins, y_buf,
+                        counters[slot, c], checks[slot], value_range[slot],
+                    )
+
+
+def _bin_kernel(*args, n_classes: int, n_vox: int, n_bins: int):
+    """Run :func:`_bin_slots` over all slots on ``numba.get_num_threads()`` threads (the
+    compiled code releases the GIL); returns (sums, counters, checks, value_range)."""
     sums = np.zeros((N_SLOTS, n_classes, _COPIES, n_bins * 5), dtype=np.float64)
     counters = np.zeros((N_SLOTS, n_classes, 5), dtype=np.int64)
     checks = np.zeros((N_SLOTS, 4), dtype=np.int64)
     value_range = np.empty((N_SLOTS, 2), dtype=np.float64)
     value_range[:, 0] = np.inf
     value_range[:, 1] = -np.inf
-    n_chunks = (n_vox + CHUNK - 1) // CHUNK
-    for slot in numba.prange(N_SLOTS):
-        for chunk in range(slot, n_chunks, N_SLOTS):
-            start = chunk * CHUNK
-            stop = min(start + CHUNK, n_vox)
-            for c in range(n_classes):
-                lrow = c if per_class_labels else 0
-                _bin_run(
-                    sums[slot, c], probs[c], mode, table, slope, divisor, intercept,
-                    labels[lrow], lut[c], lut_offset, strict_labels, c == 0, mask, use_mask,
-                    edges, near_edge, right_closed, soft, tolerance, start, stop,
-                    counters[slot, c], checks[slot], value_range[slot],
-                )
-    return sums, counters, checks, value_range
+    outputs = (sums, counters, checks, value_range)
+    n_chunks = -(-n_vox // CHUNK)
+    used = min(N_SLOTS, n_chunks)  # slots past the chunk count stay empty
+    threads = max(1, min(numba.get_num_threads(), used))
+    if threads == 1:
+        _bin_slots(0, used, *outputs, *args)
+        return outputs
+    bounds = np.linspace(0, used, threads + 1).round().astype(int)
+    with _pool(threads) as pool:
+        futures = [pool.submit(_bin_slots, int(lo), int(hi), *outputs, *args)
+                   for lo, hi in zip(bounds[:-1], bounds[1:])]
+        for future in futures:
+            future.result()
+    return outputs
 
 
-@numba.njit(cache=True)
+def _pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, thread_name_prefix="calibviz-bin")
+
+
+@numba.njit(cache=_CACHE)
 def _reduce_slots(sums):  # pragma: no cover - compiled
     """float64 ``[C, B * 5]``: slots and copies added in one fixed order for every class."""
     out = np.zeros(sums.shape[1:2] + sums.shape[3:])
@@ -578,24 +830,77 @@ def _slope_divisor(scale) -> tuple[float, float]:
     return scale, 1.0
 
 
+# one compiled signature for every input: each dtype the kernel reads has its own argument
+_P_TYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.uint16, np.int16,
+                                       np.int32))
+_L_TYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.int32, np.int64))
+_PLACEHOLDERS = {t: np.zeros((1, 1), dtype=t) for t in {*_P_TYPES, *_L_TYPES, np.dtype(bool)}}
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """C-contiguous, writable (read-only arrays would need a second compiled signature)."""
+    if not array.flags.c_contiguous or not array.flags.writeable:
+        return np.array(array, order="C")
+    return array
+
+
+def _kernel_probs(probs: np.ndarray) -> np.ndarray:
+    """``probs`` ``[C, N]`` in one of the kernel's dtypes with unchanged decoded values:
+    float16 as its bits (decoded by table), int8 widened, 32/64-bit integers as float64 (the
+    kernel's own conversion), other byte orders swapped."""
+    dtype = probs.dtype
+    if not dtype.isnative:
+        probs = probs.astype(dtype.newbyteorder("="))
+        dtype = probs.dtype
+    if dtype == np.float16:
+        probs = probs.view(np.uint16)
+    elif dtype == np.int8:
+        probs = probs.astype(np.int16)
+    elif dtype.kind in "iu" and dtype not in _P_TYPES:
+        probs = probs.astype(np.float64)
+    return _writable(probs)
+
+
+def _kernel_labels(labels: np.ndarray, offset: int, n_lut: int) -> np.ndarray:
+    """``labels`` ``[1 or C, N]`` in one of the kernel's label dtypes; values outside the
+    table stay outside it (others are clipped just past its ends)."""
+    dtype = labels.dtype
+    if not dtype.isnative:
+        labels = labels.astype(dtype.newbyteorder("="))
+        dtype = labels.dtype
+    if dtype == np.int8:
+        labels = labels.astype(np.int16)
+    elif dtype not in _L_TYPES:
+        low, high = offset - 1, offset + n_lut
+        labels = np.clip(labels, max(low, np.iinfo(dtype).min), high).astype(np.int64)
+    return _writable(labels)
+
+
 def _run_kernel(
     probs, labels, lut, offset, strict, mask, acc: BinAccumulator, scale, intercept, names
 ):
     """Call the kernel on ``probs`` ``[C, N]`` and turn its slots into class sums."""
     where = acc.where
     mode, table, slope, divisor, inter = _decoder(probs.dtype, scale, intercept, where)
-    if probs.dtype == np.float16:
-        probs = probs.view(np.uint16)
-    if not probs.flags.c_contiguous:
-        probs = np.ascontiguousarray(probs)
-    if not labels.flags.c_contiguous:
-        labels = np.ascontiguousarray(labels)
+    probs = _kernel_probs(probs)
+    labels = _kernel_labels(labels, offset, lut.shape[1])
+    p_views = [_PLACEHOLDERS[t] for t in _P_TYPES]
+    pkind = _P_TYPES.index(probs.dtype)
+    p_views[pkind] = probs
+    l_views = [_PLACEHOLDERS[t] for t in _L_TYPES]
+    lkind = _L_TYPES.index(labels.dtype)
+    l_views[lkind] = labels
     use_mask = mask is not None  # shape checked by _checked_mask
+    if use_mask and not mask.flags.c_contiguous:
+        mask = np.ascontiguousarray(mask)
     sums, counters, checks, value_range = _bin_kernel(
-        probs, mode, table, slope, divisor, inter, labels, lut, np.int64(offset), strict,
-        mask if use_mask else np.zeros(1, dtype=np.bool_), use_mask,
-        acc.edges, _near_edge(acc.edges), acc.closure == "right", acc.binning == "soft",
-        CLIP_TOLERANCE,
+        pkind, *p_views, mode, table, float(slope), float(divisor), float(inter),
+        lkind, *l_views, lut, np.int64(offset), bool(strict),
+        mask if use_mask else _PLACEHOLDERS[np.dtype(np.bool_)][0], use_mask,
+        acc.edges, float(_near_edge(acc.edges)), acc.closure == "right",
+        acc.binning == "soft", float(CLIP_TOLERANCE), probs.shape[0], probs.shape[1],
+        labels.shape[0], n_classes=probs.shape[0], n_vox=probs.shape[1],
+        n_bins=len(acc.edges) - 1,
     )
     checks = checks.sum(axis=0)
     low, high = value_range[:, 0].min(), value_range[:, 1].max()

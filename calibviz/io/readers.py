@@ -14,6 +14,8 @@ Nothing is ever unpickled (``allow_pickle=False`` everywhere).
 
 from __future__ import annotations
 
+import functools
+import io as _io
 import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -61,36 +63,107 @@ class Source(ABC):
 
 # --------------------------------------------------------------------------- NIfTI
 def load_nifti(path: str):
-    """``nibabel.load`` with a clear error for missing or unreadable files."""
+    """``nibabel.load`` with a clear error for missing or unreadable files.
+
+    A ``.nii.gz`` NIfTI-1/2 file is opened here instead: its header is decoded with the fast
+    deflate decoder (:mod:`calibviz.io.inflate`) and its data array reads the file the same
+    way, never through ``indexed_gzip``.
+    """
     import nibabel as nib
 
+    path = str(path)
     try:
-        return nib.load(str(path))
+        if path.endswith(".gz"):
+            img = _load_nifti_gz(path)
+            if img is not None:
+                return img
+        return nib.load(path)
     except FileNotFoundError:
-        raise InputError(f"file {path} does not exist", str(path)) from None
+        raise InputError(f"file {path} does not exist", path) from None
+    except InputError:
+        raise
     except Exception as err:  # nibabel raises many kinds for broken headers
-        raise InputError(f"cannot read {path}: {err}", str(path)) from None
+        raise InputError(f"cannot read {path}: {err}", path) from None
+
+
+def _read_nifti_header(stream, path: str):
+    """(image class, header) of the NIfTI-1/2 file on ``stream`` (at its start), or None for
+    other formats; the stream is left at the end of the header and extensions."""
+    import nibabel as nib
+
+    prefix = stream.read(540)
+    size_le = int.from_bytes(prefix[:4], "little")
+    size_be = int.from_bytes(prefix[:4], "big")
+    sizes = {size_le, size_be}
+    if 348 in sizes and prefix[344:347] == b"n+1":
+        klass = nib.Nifti1Image
+    elif 540 in sizes and prefix[4:7] == b"n+2":
+        klass = nib.Nifti2Image
+    else:
+        return None
+    header_size = 348 if klass is nib.Nifti1Image else 540
+    base = klass.header_class.from_fileobj(_io.BytesIO(prefix[:header_size]), check=False)
+    offset = int(base.get_data_offset())
+    if offset > len(prefix):
+        prefix += stream.read(offset - len(prefix))
+    header = klass.header_class.from_fileobj(_io.BytesIO(prefix), check=True)
+    return klass, header
+
+
+def _load_nifti_gz(path: str):
+    from . import inflate
+
+    with inflate.open_gzip(path) as stream:
+        found = _read_nifti_header(stream, path)
+    if found is None:
+        return None
+    klass, header = found
+    proxy = _inflate_proxy_class()(path, header.copy())
+    img = klass(proxy, None, header, file_map=klass.filespec_to_file_map(path))
+    img._affine = header.get_best_affine()
+    return img
+
+
+@functools.cache
+def _inflate_proxy_class():
+    from contextlib import contextmanager
+
+    from nibabel.arrayproxy import ArrayProxy
+
+    from . import inflate
+
+    class InflateProxy(ArrayProxy):
+        """nibabel ``ArrayProxy`` whose reads decode the ``.gz`` file with
+        :func:`calibviz.io.inflate.open_gzip` (a fresh sequential stream per read)."""
+
+        def __init__(self, path, header):
+            super().__init__(path, header, mmap=False, keep_file_open=False)
+
+        @contextmanager
+        def _get_fileobj(self):
+            with inflate.open_gzip(self.file_like) as stream:
+                yield stream
+
+    return InflateProxy
 
 
 class NiftiSource(Source):
-    """A NIfTI probability map, one channel at a time via ``img.dataobj[..., c]``."""
+    """A NIfTI probability map, one channel at a time.
+
+    A single-file NIfTI-1/2 (``.nii`` or ``.nii.gz``) is read sequentially: channel ``c`` is one
+    contiguous block of the file (the channel is the slowest axis), decoded straight into its
+    array (``.nii.gz`` through :mod:`calibviz.io.inflate`, never ``indexed_gzip``), so channel
+    ``c + 1`` continues the stream where channel ``c`` ended and nothing is decoded twice.
+    Other files go through ``img.dataobj[..., c]``.
+    """
 
     def __init__(self, path: str, scale: float | None = None) -> None:
+        import nibabel as nib
+        from nibabel.arrayproxy import ArrayProxy
+
         self.path = str(path)
         self.img = load_nifti(path)
-        self._fh = None
-        if self.path.endswith(".gz"):
-            # one sequential gzip stream for all channels: channel c + 1 follows channel c in
-            # the file, so nothing is decompressed twice (measured faster than indexed_gzip's
-            # random access for this pattern, see benchmarks/bench_io.py)
-            import gzip
-
-            try:
-                self._fh = gzip.open(self.path, "rb")  # noqa: SIM115 - closed in close()
-                self.img = type(self.img).from_stream(self._fh)
-            except Exception as err:
-                self.close()
-                raise InputError(f"cannot read {path}: {err}", self.path) from None
+        self._stream = None
         self.nifti_images = ((self.path, self.img),)
         shape = tuple(self.img.shape)
         self.stored_shape = shape
@@ -117,29 +190,78 @@ class NiftiSource(Source):
         inter = getattr(proxy, "inter", 0.0)
         slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
         inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+        self._scaled_float = False
         self._scaled_int = self.integer and (slope != 1.0 or inter != 0.0)
         if self._scaled_int:
             self.scale, self.intercept = slope, inter
         elif self.integer:
             self.scale, self.intercept = scale, 0.0
         elif slope != 1.0 or inter != 0.0:
+            self._scaled_float = True
             self.dtype = np.dtype(np.float64) if self.dtype.itemsize > 4 else np.dtype(np.float32)
+        self._raw_dtype = np.dtype(self.img.get_data_dtype())
+        self._direct = (
+            isinstance(self.img, nib.Nifti1Image | nib.Nifti2Image)
+            and isinstance(proxy, ArrayProxy)
+            and getattr(proxy, "order", "F") == "F"
+            and self.path.endswith((".nii", ".nii.gz"))
+        )
+        self._offset = int(proxy.offset) if self._direct else 0
+
+    def _read_block(self, c: int) -> np.ndarray:
+        """The stored values of channel ``c`` (native byte order, F-ordered), decoded in place."""
+        from . import inflate
+
+        out = np.empty(self.spatial_shape, dtype=self._raw_dtype, order="F")
+        nbytes = out.nbytes
+        start = self._offset + c * nbytes
+        try:
+            if self._stream is None or start < self._stream.tell():
+                self.close()
+                if self.path.endswith(".gz"):
+                    self._stream = inflate.open_gzip(self.path)
+                else:
+                    self._stream = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            if self._stream.seek(start) != start:
+                raise EOFError(f"file ends before channel {c}")
+            view = memoryview(out.reshape(-1, order="A").view(np.uint8))
+            pos = 0
+            while pos < nbytes:
+                got = self._stream.readinto(view[pos:])
+                if not got:
+                    raise EOFError(f"file ends after {pos} of {nbytes} bytes of channel {c}")
+                pos += got
+        except (OSError, EOFError, ValueError) as err:
+            self.close()
+            raise InputError(f"cannot read channel {c} of {self.path}: {err}", self.path) from None
+        if not out.dtype.isnative:
+            out = out.astype(out.dtype.newbyteorder("="), order="F")
+        return out
 
     def channel(self, c: int) -> np.ndarray:
-        slicer = self._slicer(c)
         proxy = self.img.dataobj
-        if self.integer and hasattr(proxy, "_get_unscaled"):
-            data = proxy._get_unscaled(slicer)  # raw stored integers; scale applied in the kernel
+        if self._direct:
+            data = self._read_block(c)
+            if self._scaled_float:  # as nibabel's ArrayProxy scales (dtype=None)
+                from nibabel.volumeutils import apply_read_scaling
+
+                slope = np.asanyarray(proxy.slope)
+                inter = np.asanyarray(proxy.inter)
+                if np.can_cast(inter, slope.dtype):
+                    inter = inter.astype(slope.dtype)
+                data = apply_read_scaling(data, slope, inter)
+        elif self.integer and hasattr(proxy, "_get_unscaled"):
+            data = proxy._get_unscaled(self._slicer(c))  # raw stored integers, kernel scales
         else:
-            data = proxy[slicer]
-            if data.dtype != self.dtype:
-                data = data.astype(self.dtype)
+            data = proxy[self._slicer(c)]
+        if not self.integer and data.dtype != self.dtype:
+            data = data.astype(self.dtype)
         return _f_order(np.asarray(data))
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
 
 class PerClassSource(Source):
@@ -211,7 +333,9 @@ class NpyStream:
 
     def _open(self) -> None:
         fmt = np.lib.format
-        self.stream = self.zip.open(self.member)
+        from . import inflate
+
+        self.stream = inflate.ZipMemberReader(self.zip, self.member)
         try:
             version = fmt.read_magic(self.stream)
             if version == (1, 0):
