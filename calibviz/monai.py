@@ -123,7 +123,10 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
 
     ``y_pred`` ``(B, C, *spatial)`` probabilities; ``y`` one-hot ``(B, C, *spatial)`` as for
     MONAI's metrics (a label map ``(B, 1, *spatial)`` with values ``0..C-1`` also works when
-    ``C > 1``).  Lists of channel-first tensors work as for every MONAI metric.
+    ``C > 1``).  Lists of channel-first tensors work as for every MONAI metric.  Under
+    ``torch.distributed`` both buffers are gathered across ranks (MONAI's
+    ``evenly_divisible_all_gather``), so every rank must call ``aggregate()`` /
+    :meth:`aggregate_micro` together, as with MONAI's own metrics.
 
     **How the numbers differ from** ``monai.metrics.CalibrationErrorMetric`` (MONAI 1.5+;
     measured with MONAI 1.6.1, asserted in ``tests/test_monai.py``):

@@ -179,6 +179,14 @@ def test_values_within_tolerance_are_clipped_as_engine():
     assert_matches(result, engine_stats(probs, labels, 20))  # bin_image clips too
 
 
+def test_unvalidated_updates_give_the_same_numbers():
+    probs, labels = softmax_batch(11)
+    checked = run(MarginalCalibrationError(3), probs, labels)
+    unchecked = run(MarginalCalibrationError(3, validate_args=False), probs, labels)
+    for name, value in checked.items():
+        torch.testing.assert_close(unchecked[name], value, rtol=0, atol=0)
+
+
 # --------------------------------------------------------------------------- accumulation
 @pytest.mark.parametrize("splits", [(1,), (1, 2), (2, 3, 5)])
 def test_accumulated_updates_equal_one_update(splits):
