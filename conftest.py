@@ -2,5 +2,19 @@
 
 import importlib.util
 
-# calibviz.losses needs the optional torch extra; without it its doctests are not collected
-collect_ignore = [] if importlib.util.find_spec("torch") else ["calibviz/losses.py"]
+
+def _missing(*packages: str) -> bool:
+    return not all(importlib.util.find_spec(name) for name in packages)
+
+
+# modules needing optional extras: without them their doctests are not collected
+collect_ignore = [
+    path
+    for path, needs in (
+        ("calibviz/losses.py", ("torch",)),
+        ("calibviz/_torch_calibration.py", ("torch",)),
+        ("calibviz/torchmetrics.py", ("torch", "torchmetrics")),
+        ("calibviz/monai.py", ("torch", "monai")),
+    )
+    if _missing(*needs)
+]

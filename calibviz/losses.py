@@ -57,6 +57,8 @@ __all__ = [
     "SoftL1ACEAndDiceCELoss",
     "DiceLoss",
     "binned_calibration",
+    "binned_sums",
+    "hard_bin_index",
     "l1_ace",
     "torch_bin_edges",
 ]
@@ -88,6 +90,65 @@ def torch_bin_edges(n_bins: int, dtype: torch.dtype, device=None) -> torch.Tenso
     else:
         raise TypeError(f"probabilities must be a floating-point tensor, got {dtype}")
     return edges.to(device=device, dtype=dtype)
+
+
+def hard_bin_index(probs: torch.Tensor, n_bins: int, *, closure: str = "right") -> torch.Tensor:
+    """int64 hard bin of every value of ``probs`` (same shape), as :func:`calibviz.bin_image`.
+
+    Edges ``k/n_bins`` rounded to ``probs.dtype`` (:func:`torch_bin_edges`); ``closure``
+    ``"right"`` (default): bin ``k`` holds ``e_k < p <= e_{k+1}`` and ``p <= 0`` goes to bin 0;
+    ``"left"``: ``e_k <= p < e_{k+1}`` and ``p >= 1`` goes to bin ``n_bins - 1``.  Values
+    outside [0, 1] land in the end bins.  No gradient.
+
+    >>> hard_bin_index(torch.tensor([0.0, 0.2, 0.21, 1.0]), 5).tolist()
+    [0, 0, 1, 4]
+    >>> hard_bin_index(torch.tensor([0.0, 0.2, 0.21, 1.0]), 5, closure="left").tolist()
+    [0, 1, 1, 4]
+    """
+    if closure not in ("right", "left"):
+        raise ValueError(f"closure must be 'right' or 'left', got {closure!r}")
+    inner = torch_bin_edges(_check_n_bins(n_bins), probs.dtype, probs.device)[1:-1]
+    # bucketize right=False == searchsorted side="left": bin k holds e_k < p <= e_{k+1}
+    return torch.bucketize(probs.detach().contiguous(), inner, right=closure == "left")
+
+
+def binned_sums(
+    probs: torch.Tensor,
+    outcome: torch.Tensor,
+    *,
+    n_bins: int = 20,
+    closure: str = "right",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image, class and bin: int64 count, float64 ``Σp`` and ``Σy`` (no gradient).
+
+    ``probs`` and ``outcome`` are ``(B, C, N)`` (outcome bool, integer or float 0/1); bins as
+    :func:`hard_bin_index`.  Returns three ``(B, C, n_bins)`` tensors on ``probs.device``:
+    the same sufficient statistics as ``calibviz.bin_image`` (``count``, ``sum_p``,
+    ``sum_y``) for each image.  One ``bincount`` and two ``scatter_add`` over a flattened
+    ``(image, class, bin)`` index.
+
+    >>> count, sum_p, sum_y = binned_sums(
+    ...     torch.tensor([[[0.1, 0.15, 0.9]]]), torch.tensor([[[0, 1, 1]]]), n_bins=2)
+    >>> count.tolist(), [round(v, 6) for v in sum_p.flatten().tolist()], sum_y.tolist()
+    ([[[2, 1]]], [0.25, 0.9], [[[1.0, 1.0]]])
+    """
+    if probs.ndim != 3 or outcome.shape != probs.shape:
+        raise ValueError(
+            f"probs and outcome must both be (B, C, N); got {tuple(probs.shape)} and "
+            f"{tuple(outcome.shape)}"
+        )
+    n_bins = _check_n_bins(n_bins)
+    batch, n_classes, _ = probs.shape
+    size = batch * n_classes * n_bins
+    row = torch.arange(0, size, n_bins, device=probs.device).view(batch, n_classes, 1)
+    index = hard_bin_index(probs, n_bins, closure=closure).add_(row).view(-1)
+    p = probs.detach().to(torch.float64).reshape(-1)
+    y = outcome.detach().to(torch.float64).reshape(-1)
+    count = torch.bincount(index, minlength=size)
+    sum_p = p.new_zeros(size).scatter_add_(0, index, p)
+    sum_y = p.new_zeros(size).scatter_add_(0, index, y)
+    shape = (batch, n_classes, n_bins)
+    return count.view(shape), sum_p.view(shape), sum_y.view(shape)
 
 
 def binned_calibration(
@@ -130,9 +191,7 @@ def binned_calibration(
     # offset of each (image, class) row's first bin in the flattened (image, class, bin) table
     row = torch.arange(0, size, n_bins, device=device).view(batch, n_classes, 1)
     if binning == "hard":
-        inner = torch_bin_edges(n_bins, probs.dtype, device)[1:-1]
-        # right=False == searchsorted side="left": bin k holds e_k < p <= e_{k+1}
-        index = torch.bucketize(probs.detach().contiguous(), inner, right=False).add_(row).view(-1)
+        index = hard_bin_index(probs, n_bins).add_(row).view(-1)
         weight = torch.bincount(index, minlength=size).to(accumulate_dtype)
         residual = r.new_zeros(size).scatter_add(0, index, r.reshape(-1))
         return weight.view(shape), residual.view(shape)
