@@ -13,6 +13,8 @@ collect_ignore = [
     for path, needs in (
         ("calibviz/losses.py", ("torch",)),
         ("calibviz/_torch_calibration.py", ("torch",)),
+        ("calibviz/torch_binning.py", ("torch",)),
+        ("calibviz/_loss_inputs.py", ("torch",)),
         ("calibviz/torchmetrics.py", ("torch", "torchmetrics")),
         ("calibviz/monai.py", ("torch", "monai")),
     )

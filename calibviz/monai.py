@@ -34,8 +34,8 @@ from monai.utils import MetricReduction, look_up_option
 
 from ._torch_calibration import calibration_errors, prepare
 from .binning import _check_n_bins
-from .losses import binned_sums
 from .stats import CLOSURES
+from .torch_binning import binned_sums
 
 __all__ = ["CalibrationError", "CalibrationErrorMetric", "reduce_metric"]
 

@@ -26,8 +26,8 @@ from torchmetrics import Metric
 
 from ._torch_calibration import ERROR_NAMES, calibration_errors, prepare
 from .binning import _check_n_bins
-from .losses import binned_sums
 from .stats import CLOSURES
+from .torch_binning import binned_sums
 
 __all__ = ["MarginalCalibrationError"]
 
