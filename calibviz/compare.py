@@ -591,9 +591,9 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {float(f'{p:.2g}'):g}"
 
 
-def verdict(row, alpha: float = 0.05) -> str:
+def verdict(row, alpha: float = 0.05, *, method: bool = True) -> str:
     """One-line verdict for one row of the comparison table, from the Holm-adjusted
-    Wilcoxon p-value.
+    Wilcoxon p-value (``method=False`` leaves out the "Wilcoxon, Holm" note).
 
     >>> verdict({"metric": "ace", "mean_diff": -0.01, "wilcoxon_p_holm": 1e-5, "n": 20})
     'lower ACE, p < 0.001 (Wilcoxon, Holm)'
@@ -608,6 +608,7 @@ def verdict(row, alpha: float = 0.05) -> str:
     if not math.isfinite(p):
         return f"too few pairs to test {metric} (n = {n})"
     if p >= alpha:
-        return f"no evidence of a difference in {metric} ({format_p(p)}, Wilcoxon, Holm)"
+        note = ", Wilcoxon, Holm" if method else ""
+        return f"no evidence of a difference in {metric} ({format_p(p)}{note})"
     direction = "lower" if float(row["mean_diff"]) < 0 else "higher"
-    return f"{direction} {metric}, {format_p(p)} (Wilcoxon, Holm)"
+    return f"{direction} {metric}, {format_p(p)}" + (" (Wilcoxon, Holm)" if method else "")

@@ -101,7 +101,7 @@ class PairedDifferencesDisplay:
                                   yerr=np.vstack([lower[ok], upper[ok]]), fmt="D",
                                   markersize=4, color=mean_color, ecolor=mean_color,
                                   elinewidth=1.2, capsize=3, zorder=4,
-                                  label="mean and 95 % interval")
+                                  label="mean and interval")
         labels = [str(c) for c in self.differences.columns]
         ax.set_xticks(positions, labels=labels,
                       rotation=45 if len(labels) > 5 or max(map(len, labels)) > 8 else 0,
@@ -109,25 +109,23 @@ class PairedDifferencesDisplay:
         if CLASS_MEAN in labels:  # the tested per-image class mean stands apart
             ax.axvline(labels.index(CLASS_MEAN) - 0.5, color="0.8", linewidth=0.6, zorder=0)
         ax.set_xlim(-0.6, len(labels) - 0.4)
-        self._symmetric_limits(ax, values)
+        self._limits(ax, values)
         name = DISPLAY_NAMES.get(self.metric, self.metric)
-        ax.set_title(f"{name}: {DIFFERENCE_LABEL}" if name else DIFFERENCE_LABEL)
-        if self.note:
-            ax.text(0.5, 0.98, self.note, transform=ax.transAxes, ha="center", va="top",
-                    fontsize=matplotlib.rcParams["legend.fontsize"], zorder=5,
-                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white",
-                          "edgecolor": "0.8", "alpha": 0.85, "linewidth": 0.5})
+        title = f"{name}: {DIFFERENCE_LABEL}" if name else DIFFERENCE_LABEL
+        ax.set_title(f"{title}\n{self.note}" if self.note else title)
         ax.set_ylabel(f"{name or 'value'} difference")
         ax.grid(axis="y", color="0.92", linewidth=0.5, zorder=0)
         return self
 
-    def _symmetric_limits(self, ax, values):
-        finite = values[np.isfinite(values)]
-        spread = [abs(v) for v in (*finite.tolist(), *self.ci_low[np.isfinite(self.ci_low)],
-                                   *self.ci_high[np.isfinite(self.ci_high)])]
-        top = max(spread, default=0.0)
-        top = top * 1.25 if top > 0 else 1.0
-        ax.set_ylim(-top, top)
+    def _limits(self, ax, values):
+        """y range over the points, the intervals and 0, with a margin."""
+        parts = [values[np.isfinite(values)], self.ci_low[np.isfinite(self.ci_low)],
+                 self.ci_high[np.isfinite(self.ci_high)],
+                 self.mean_diff[np.isfinite(self.mean_diff)], np.zeros(1)]
+        every = np.concatenate(parts)
+        low, high = float(every.min()), float(every.max())
+        pad = 0.08 * (high - low) if high > low else 1.0
+        ax.set_ylim(low - pad, high + pad)
 
 
 def _metric_rows(table: pd.DataFrame, model: str, metric: str, columns: Sequence[str]):
@@ -170,7 +168,7 @@ def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None 
     panel_w = max(preset.panel_width, 0.42 * len(columns) + 0.9)
     width = preset.width or panel_w * n_cols
     strip_h = 0.75 * width / n_cols + 0.35 * (len(columns) > 5)
-    hist_h = 0.5 * width * 0.9 if show_histograms else 0.0
+    hist_h = min(0.42 * width, 4.5) if show_histograms else 0.0
     with matplotlib.rc_context(preset.rc()):
         figure = new_figure(width, n_rows * strip_h + hist_h + 0.5, layout="constrained")
         if show_histograms:
@@ -187,7 +185,8 @@ def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None 
             mean_row = rows.loc[CLASS_MEAN] if CLASS_MEAN in rows.index else None
             note = None
             if mean_row is not None and np.isfinite(mean_row["n"]):
-                note = f"class mean: {verdict({**mean_row.to_dict(), 'metric': metric})}"
+                row = {**mean_row.to_dict(), "metric": metric}
+                note = f"class mean: {verdict(row, method=False)}"
             display = PairedDifferencesDisplay(
                 differences, mean_diff=rows["mean_diff"].to_numpy(),
                 ci_low=rows["ci_low"].to_numpy(), ci_high=rows["ci_high"].to_numpy(),
@@ -196,8 +195,11 @@ def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None 
         for ax in axes[len(metrics):]:
             ax.set_visible(False)
         n_pairs = int(table.loc[table["model"] == model, "n"].max())
-        top.suptitle(f"{model} vs baseline {baseline} ({n_pairs} paired images; "
-                     "points: images, diamonds: mean with bootstrap interval)")
+        level = (comparison.settings.get("confidence", 0.95) if full else 0.95) * 100
+        top.suptitle(f"{model} vs {baseline} (baseline): {n_pairs} paired images\n"
+                     f"{'points: images · ' if full else ''}diamonds: mean difference "
+                     f"with {level:g} % bootstrap interval · p: Wilcoxon, Holm-adjusted",
+                     fontsize=matplotlib.rcParams["font.size"])
         if show_histograms:
             _draw_histograms(bottom, comparison, model, histogram_class)
     return figure

@@ -35,8 +35,9 @@ from calibviz.compare import (
     strip_case,
     verdict,
 )
-from calibviz.demo import DEMO_CLASSES, reference_probabilities, sample_labels, sharpen
 from calibviz.metrics import METRICS
+
+CLASSES = ("background", "liver", "tumour", "vessel")
 
 
 def write_run(folder: Path, cases, stats, options=None) -> Path:
@@ -64,18 +65,43 @@ def random_images(n_images, n_classes=3, *, seed=0, n_voxels=400, n_bins=10, pow
     return out
 
 
+def reference_field(shape, rng, n_classes=4):
+    """float64 ``(C, *shape)`` smooth class probabilities q (softmax of box-smoothed noise)."""
+    logits = rng.normal(scale=4.0, size=(n_classes, *shape))
+    for _ in range(2):
+        for axis in range(1, logits.ndim):
+            logits = (logits + np.roll(logits, 1, axis) + np.roll(logits, -1, axis)) / 3
+    logits += np.array([1.5, 0.5, -0.5, -1.0])[:n_classes].reshape(-1, *[1] * len(shape))
+    q = np.exp(logits - logits.max(axis=0))
+    return q / q.sum(axis=0)
+
+
+def sample_labels(q, rng):
+    """Labels drawn per voxel from ``Categorical(q)``: a model predicting q is calibrated."""
+    return np.minimum((rng.random(q.shape[1:]) > np.cumsum(q, axis=0)).sum(axis=0),
+                      q.shape[0] - 1)
+
+
+def sharpen(q, temperature):
+    """``softmax(log q / T)``: over-confident for ``T < 1`` (the demo's second model)."""
+    logits = np.log(np.clip(q, 1e-12, None)) / temperature
+    p = np.exp(logits - logits.max(axis=0))
+    return p / p.sum(axis=0)
+
+
 @pytest.fixture(scope="module")
 def demo_models():
-    """~20 images scored by a calibrated and an over-confident model (as ``calibviz demo``):
-    labels sampled from q; calibrated predicts q, over-confident softmax(log q / 0.5)."""
+    """20 images scored by a calibrated and an over-confident model, simulated as
+    ``calibviz demo`` does: labels sampled from q; calibrated predicts q, over-confident
+    ``softmax(log q / 0.5)``."""
     rng = np.random.default_rng(3)
-    names = tuple(DEMO_CLASSES)
     calibrated, overconfident = [], []
     for _ in range(20):
-        q = reference_probabilities((14, 14, 8), rng)
+        q = reference_field((14, 14, 8), rng)
         labels = sample_labels(q, rng)
-        calibrated.append(bin_image(q, labels, n_bins=10, class_names=names))
-        overconfident.append(bin_image(sharpen(q, 0.5), labels, n_bins=10, class_names=names))
+        calibrated.append(bin_image(q, labels, n_bins=10, class_names=CLASSES))
+        overconfident.append(bin_image(sharpen(q, 0.5), labels, n_bins=10,
+                                       class_names=CLASSES))
     cases = [f"case_{i:02d}" for i in range(20)]
     return cases, calibrated, overconfident
 
@@ -293,7 +319,7 @@ def test_reference_against_calibviz_run(tmp_path, demo_models):
     values = RunValues.from_stats("x", cases, calibrated).values
     ref = write_reference(tmp_path / "ref", "macro_ace_raw.csv",
                           [f"{c}.npz" for c in cases], values["ace"][:, :-1],
-                          list(DEMO_CLASSES))
+                          list(CLASSES))
     result = compare_runs(ref, run, n_bootstrap=200)
     assert set(result.table["metric"]) == {"ace"}
     assert (result.table["mean_diff"].abs() < 1e-12).all()
@@ -307,7 +333,7 @@ def test_calibrated_model_has_lower_ace(tmp_path, demo_models):
     other = write_run(tmp_path / "calibrated", cases, calibrated)
     result = compare_runs(base, other, n_bootstrap=2000)
     table = result.table
-    n_rows = len(METRICS) * (len(DEMO_CLASSES) + 1)
+    n_rows = len(METRICS) * (len(CLASSES) + 1)
     assert len(table) == n_rows and list(table.columns) == list(COLUMNS)
     row = table[(table["metric"] == "ace") & (table["class"] == "mean")].iloc[0]
     assert row["n"] == 20 and row["model"] == "calibrated" and row["baseline"] == "overconfident"
@@ -320,7 +346,7 @@ def test_calibrated_model_has_lower_ace(tmp_path, demo_models):
     # micro table: per class, values equal pooled metrics, interval around the difference
     micro = result.micro
     assert list(micro.columns) == list(MICRO_COLUMNS)
-    assert len(micro) == 5 * len(DEMO_CLASSES)
+    assert len(micro) == 5 * len(CLASSES)
     pooled_base = micro_metrics(overconfident)
     pooled_model = micro_metrics(calibrated)
     ace_rows = micro[micro["metric"] == "ace"]
@@ -361,7 +387,7 @@ def test_bootstrap_interval_equals_macro_interval_of_differences(tmp_path, demo_
 
 def test_cases_paired_by_id_and_classes_by_name(tmp_path, demo_models):
     cases, calibrated, overconfident = demo_models
-    names = tuple(DEMO_CLASSES)
+    names = CLASSES
     reordered = [s.select(list(reversed(names))) for s in calibrated]
     base = write_run(tmp_path / "a", cases[:15], overconfident[:15])
     other = write_run(tmp_path / "b", [f"{c}.nii.gz" for c in cases[5:]][::-1],
@@ -376,15 +402,24 @@ def test_cases_paired_by_id_and_classes_by_name(tmp_path, demo_models):
     assert only == {"a": cases[:5], "b": cases[15:]}
 
 
-def test_per_image_csv_run_equals_stats_run(tmp_path, demo_models):
-    from calibviz.report import per_image_table
-    from calibviz.results import Results
+def write_per_image_csv(folder: Path, cases, stats) -> Path:
+    """``per_image.csv`` as ``calibviz evaluate`` writes it (case, class, …, metrics, …)."""
+    rows = []
+    for case, image in zip(cases, stats, strict=True):
+        values = {name: function(image) for name, function in METRICS.items()}
+        for c, name in enumerate(image.class_names):
+            rows.append({"case": case, "class": name, "n_voxels": int(image.n_voxels[c]),
+                         "n_truth": int(image.n_truth[c]),
+                         **{m: float(v[c]) for m, v in values.items()},
+                         "absent": bool(image.absent[c]), "n_clipped": 0})
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "per_image.csv", index=False)
+    return folder
 
+
+def test_per_image_csv_run_equals_stats_run(tmp_path, demo_models):
     cases, calibrated, overconfident = demo_models
-    folder = tmp_path / "csv_only"
-    folder.mkdir()
-    per_image_table(Results(cases=tuple(cases), stats=tuple(calibrated))).to_csv(
-        folder / "per_image.csv", index=False)
+    folder = write_per_image_csv(tmp_path / "csv_only", cases, calibrated)
     from_csv = load_run(folder)
     from_stats = RunValues.from_stats("x", cases, calibrated)
     assert from_csv.kind == "calibviz" and from_csv.stats is None
@@ -393,10 +428,10 @@ def test_per_image_csv_run_equals_stats_run(tmp_path, demo_models):
                                    rtol=1e-9, equal_nan=True)
     tidy = from_csv.per_image
     assert list(tidy.columns) == ["case", "class", "metric", "value"]
-    assert len(tidy) == len(cases) * (len(DEMO_CLASSES) + 1) * len(METRICS)
+    assert len(tidy) == len(cases) * (len(CLASSES) + 1) * len(METRICS)
     base = write_run(tmp_path / "base", cases, overconfident)
     result = compare_runs(base, folder, n_bootstrap=50)
-    assert result.micro.empty and len(result.table) == len(METRICS) * (len(DEMO_CLASSES) + 1)
+    assert result.micro.empty and len(result.table) == len(METRICS) * (len(CLASSES) + 1)
 
 
 def test_absent_policy_from_run_options(tmp_path):
@@ -436,9 +471,9 @@ def test_bad_inputs_raise_one_clear_error(tmp_path, demo_models):
     rng = np.random.default_rng(0)
     coarse = []
     for _ in cases:
-        q = reference_probabilities((6, 6, 4), rng)
+        q = reference_field((6, 6, 4), rng)
         coarse.append(bin_image(q, sample_labels(q, rng), n_bins=5,
-                                class_names=tuple(DEMO_CLASSES)))
+                                class_names=CLASSES))
     bins = write_run(tmp_path / "bins", cases, coarse)
     with pytest.raises(ValueError, match=r"bin conventions between .*run.*bins.*bins 10 vs 5"):
         compare(run, bins)
@@ -451,7 +486,7 @@ def test_per_image_only_comparison_ignores_bin_conventions(tmp_path, demo_models
     run = write_run(tmp_path / "run", cases, calibrated)
     values = RunValues.from_stats("x", cases, calibrated).values
     ref = write_reference(tmp_path / "ref", "mean_dice_raw.csv", cases, values["dice"][:, :-1],
-                          list(DEMO_CLASSES))
+                          list(CLASSES))
     table = compare(run, ref, n_bootstrap=10)
     assert set(table["metric"]) == {"dice"}
 
@@ -470,7 +505,8 @@ def test_verdict_wording():
     row = {"metric": "ace", "mean_diff": 0.01, "wilcoxon_p_holm": 0.0213, "n": 30}
     assert verdict(row) == "higher ACE, p = 0.021 (Wilcoxon, Holm)"
     assert verdict({**row, "wilcoxon_p_holm": 0.41}).startswith("no evidence of a difference")
-    assert verdict({**row, "wilcoxon_p_holm": np.nan, "n": 1}) == "too few pairs to test ACE (n = 1)"
+    too_few = verdict({**row, "wilcoxon_p_holm": np.nan, "n": 1})
+    assert too_few == "too few pairs to test ACE (n = 1)"
 
 
 def test_plot_comparison(tmp_path, demo_models):
@@ -494,5 +530,5 @@ def test_plot_comparison(tmp_path, demo_models):
     table_only = plot_comparison(result.table, histograms=True)
     assert not any(t.startswith("calibrated") for t in [a.get_title() for a in table_only.axes])
     display = PairedDifferencesDisplay(result.differences("calibrated", "ace")).plot()
-    assert len(display.points_) == len(DEMO_CLASSES) + 1
+    assert len(display.points_) == len(CLASSES) + 1
     assert display.zero_line_.get_ydata()[0] == 0
