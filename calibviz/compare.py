@@ -38,10 +38,9 @@ from .aggregate import class_mean, per_image_metrics
 from .bootstrap import (
     SUM_METRICS,
     SumArrays,
+    bootstrap_samples,
     check_settings,
-    macro_mean_interval,
     metrics_from_sums,
-    micro_samples,
     percentile_interval,
 )
 from .metrics import METRICS
@@ -482,23 +481,26 @@ def _compare_pair(pair: _Pair, *, n_bootstrap: int, seed: int | None,
             row.update(_row_statistics(base[:, c], model[:, c]))
             rows.append(row)
     table = pd.DataFrame(rows)
-    low, high = macro_mean_interval(np.concatenate(differences, axis=1), n_bootstrap, seed,
-                                    confidence)
+    stacks, micro_metrics = _micro_inputs(pair)
+    # one set of resamples for the mean differences and the micro differences
+    means, micro_boot = bootstrap_samples(
+        n_bootstrap, seed, values=np.concatenate(differences, axis=1), stacks=stacks,
+        names=micro_metrics)
+    low, high = percentile_interval(means, confidence)
     no_pairs = table["n"].to_numpy() == 0
     table["ci_low"] = np.where(no_pairs, np.nan, low)
     table["ci_high"] = np.where(no_pairs, np.nan, high)
     table["ttest_p_holm"] = holm(table["ttest_p"])
     table["wilcoxon_p_holm"] = holm(table["wilcoxon_p"])
     table = table[list(COLUMNS)]
-    micro = _micro_pair(pair, n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
+    micro = _micro_table(pair, stacks, micro_metrics, micro_boot, confidence)
     return table, micro
 
 
-def _micro_pair(pair: _Pair, *, n_bootstrap: int, seed: int | None,
-                confidence: float) -> pd.DataFrame:
+def _micro_inputs(pair: _Pair) -> tuple[list[SumArrays], list[str]]:
+    """The per-image sums of both runs on the paired cases (baseline class order)."""
     if not pair.has_bins:
-        return pd.DataFrame(columns=list(MICRO_COLUMNS))
-    metrics = [m for m in pair.metrics if m in SUM_METRICS]
+        return [], []
     base_stats = [pair.base.stats[i] for i in pair.base_index]
     model_class = pair.class_order[:-1]
     model_stats = [pair.model.stats[i] for i in pair.model_index]
@@ -506,16 +508,17 @@ def _micro_pair(pair: _Pair, *, n_bootstrap: int, seed: int | None,
         model_stats = [s.select(model_class.tolist()) for s in model_stats]
     stacks = [SumArrays.stack(base_stats, absent=pair.base.absent or "include"),
               SumArrays.stack(model_stats, absent=pair.model.absent or "include")]
+    return stacks, [m for m in pair.metrics if m in SUM_METRICS]
+
+
+def _micro_table(pair: _Pair, stacks: list[SumArrays], metrics: list[str],
+                 samples: list[dict[str, np.ndarray]], confidence: float) -> pd.DataFrame:
+    if not stacks:
+        return pd.DataFrame(columns=list(MICRO_COLUMNS))
     observed = [metrics_from_sums(s.total(), metrics) for s in stacks]
-    if n_bootstrap:
-        samples = micro_samples(stacks, metrics, n_bootstrap, seed)
     rows = []
     for metric in metrics:
-        if n_bootstrap:
-            low, high = percentile_interval(samples[1][metric] - samples[0][metric],
-                                            confidence)
-        else:
-            low = high = np.full(len(pair.classes), np.nan)
+        low, high = percentile_interval(samples[1][metric] - samples[0][metric], confidence)
         for c, name in enumerate(pair.classes):
             a, b = float(observed[0][metric][c]), float(observed[1][metric][c])
             rows.append({"metric": metric, "class": name, "model": pair.model.name,
