@@ -92,6 +92,23 @@ class RunValues:
     source: Path | None = None
     mean_from_file: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "case_ids", tuple(str(c) for c in self.case_ids))
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        seen: set[str] = set()
+        twice = sorted({c for c in self.case_ids if c in seen or seen.add(c)})
+        if twice:
+            raise ValueError(f"{self.where()}: case id(s) listed more than once (after "
+                             f"removing file extensions): {', '.join(twice[:5])}")
+        shape = (len(self.case_ids), len(self.class_names) + 1)
+        for metric, values in self.values.items():
+            if np.shape(values) != shape:
+                raise ValueError(f"{self.where()}: {metric} values have shape "
+                                 f"{np.shape(values)}, expected {shape} (cases, classes + mean)")
+        if self.stats is not None and len(self.stats) != len(self.case_ids):
+            raise ValueError(f"{self.where()}: {len(self.stats)} BinStats for "
+                             f"{len(self.case_ids)} cases")
+
     @property
     def metrics(self) -> tuple[str, ...]:
         return tuple(self.values)

@@ -30,6 +30,8 @@ from .plot import (
 )
 
 DIFFERENCE_LABEL = "model − baseline"
+#: Widest comparison figure (inches) when the preset does not fix the width.
+MAX_WIDTH = 13.0
 
 
 class PairedDifferencesDisplay:
@@ -162,17 +164,22 @@ def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None 
     full = isinstance(comparison, Comparison)
     show_histograms = histograms and full and _has_bins(comparison, model)
 
-    n_cols = max(1, min(len(metrics), max_columns))
-    n_rows = math.ceil(len(metrics) / n_cols)
     columns = list(pd.unique(table.loc[table["model"] == model, "class"]))
-    panel_w = max(preset.panel_width, 0.42 * len(columns) + 0.9)
+    panel_w = max(preset.panel_width, 0.32 * len(columns) + 1.0)
+    fit = max(1, int(MAX_WIDTH // panel_w)) if preset.width is None else max_columns
+    n_cols = max(1, min(len(metrics), max_columns, fit))
+    n_rows = math.ceil(len(metrics) / n_cols)
     width = preset.width or panel_w * n_cols
-    strip_h = 0.75 * width / n_cols + 0.35 * (len(columns) > 5)
-    hist_h = min(0.42 * width, 4.5) if show_histograms else 0.0
+    strip_h = min(0.75 * width / n_cols, 3.2) + 0.35 * (len(columns) > 5)
+    hist_h = min(0.42 * width, 4.0) if show_histograms else 0.0
     with matplotlib.rc_context(preset.rc()):
         figure = new_figure(width, n_rows * strip_h + hist_h + 0.5, layout="constrained")
         if show_histograms:
             top, bottom = figure.subfigures(2, 1, height_ratios=[n_rows * strip_h, hist_h])
+            content = min(width, 2.4 * hist_h)  # two square panels and a colour bar
+            if width - content > 0.2:  # keep the pair together, centred
+                side = (width - content) / 2
+                bottom = bottom.subfigures(1, 3, width_ratios=[side, content, side])[1]
         else:
             top, bottom = figure, None
         axes = np.atleast_1d(top.subplots(n_rows, n_cols, squeeze=False).ravel())

@@ -481,6 +481,12 @@ def test_bad_inputs_raise_one_clear_error(tmp_path, demo_models):
         compare(run, run, names=["a"])
 
 
+def test_duplicate_case_ids_after_stripping_raise(tmp_path, demo_models):
+    cases, calibrated, _ = demo_models
+    with pytest.raises(ValueError, match=r"'x'.*more than once.*case_00"):
+        RunValues.from_stats("x", ["case_00.nii", "case_00.nii.gz"], calibrated[:2])
+
+
 def test_per_image_only_comparison_ignores_bin_conventions(tmp_path, demo_models):
     cases, calibrated, _ = demo_models
     run = write_run(tmp_path / "run", cases, calibrated)
