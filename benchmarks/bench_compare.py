@@ -16,7 +16,8 @@ import numpy as np
 
 from calibviz import BinStats, bin_edges, micro_metrics
 from calibviz.bootstrap import SumArrays, bootstrap_samples
-from calibviz.compare import RunValues, compare_runs
+from calibviz.comparison import compare_runs
+from calibviz.run_values import RunValues
 
 
 def synthetic_run(n_images: int, n_classes: int, n_bins: int, *, shrink: float,

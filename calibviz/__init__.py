@@ -29,6 +29,7 @@ except PackageNotFoundError:  # running from a source tree
 
 _LAZY = {
     "evaluate_folder": "calibviz.run",
+    "compare": "calibviz.comparison",
 }
 
 
@@ -49,6 +50,7 @@ __all__ = [
     "bin_image",
     "brier",
     "brier_decomposition",
+    "compare",
     "dice",
     "ece",
     "evaluate_folder",

@@ -22,27 +22,17 @@ from calibviz.bootstrap import (
     percentile_interval,
     resample_weights,
 )
-from calibviz.compare import (
-    COLUMNS,
-    MICRO_COLUMNS,
-    RunValues,
-    compare,
-    compare_runs,
-    holm,
-    load_run,
-    paired_tests,
-    percent_change,
-    strip_case,
-    verdict,
-)
+from calibviz.comparison import compare, compare_runs, verdict
 from calibviz.metrics import METRICS
+from calibviz.paired import holm, paired_tests, percent_change
+from calibviz.run_values import COLUMNS, MICRO_COLUMNS, RunValues, load_run, strip_case
 
 CLASSES = ("background", "liver", "tumour", "vessel")
 
 
 def write_run(folder: Path, cases, stats, options=None) -> Path:
     """A calibviz results folder (``stats.npz``); the one place that knows the store module."""
-    from calibviz.results import Results, save_results
+    from calibviz import Results, save_results
 
     save_results(Path(folder) / "stats.npz",
                  Results(cases=tuple(cases), stats=tuple(stats), options=options or {}))
@@ -518,8 +508,8 @@ def test_verdict_wording():
 def test_plot_comparison(tmp_path, demo_models):
     from matplotlib.figure import Figure
 
-    from calibviz.plot import save_figure
-    from calibviz.viz_compare import PairedDifferencesDisplay, plot_comparison
+    from calibviz.viz import save_figure
+    from calibviz.viz.comparison import PairedDifferencesDisplay, plot_comparison
 
     cases, calibrated, overconfident = demo_models
     result = compare_runs(RunValues.from_stats("overconfident", cases, overconfident),

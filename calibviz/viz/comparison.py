@@ -16,18 +16,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .aggregate import reliability_histogram
-from .compare import CLASS_MEAN, DISPLAY_NAMES, Comparison, verdict
-from .plot import (
-    ALL_CLASSES,
-    XLABEL,
-    YLABEL,
-    DatasetReliabilityHistogramDisplay,
-    Preset,
-    get_preset,
-    make_norm,
-    new_figure,
-)
+from ..aggregate import reliability_histogram
+from ..comparison import Comparison, verdict
+from ..run_values import CLASS_MEAN, DISPLAY_NAMES
+from .displays import ALL_CLASSES, XLABEL, YLABEL, DatasetReliabilityHistogramDisplay
+from .figures import make_norm, new_figure
+from .presets import Preset, get_preset
 
 DIFFERENCE_LABEL = "model − baseline"
 #: Widest comparison figure (inches) when the preset does not fix the width.
@@ -141,7 +135,7 @@ def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None 
                     seed: int = 0, max_columns: int = 3) -> Figure:
     """The comparison figure of one model against the baseline.
 
-    ``comparison``: a :class:`~calibviz.compare.Comparison` (points, means, intervals and,
+    ``comparison``: a :class:`~calibviz.comparison.Comparison` (points, means, intervals and,
     when both runs kept bins, the reliability histograms) or just its table (means and
     intervals only). ``model``: which model (default the first). ``histogram_class``: the
     class of the reliability histograms (default the pooled ``"all classes"`` panel).
