@@ -33,7 +33,7 @@ from monai.metrics import Cumulative, CumulativeIterationMetric
 from monai.utils import MetricReduction, look_up_option
 
 from ._torch_calibration import calibration_errors, prepare
-from .binning import _check_n_bins
+from .options import check_n_bins
 from .stats import CLOSURES
 from .torch_binning import binned_sums
 
@@ -165,7 +165,7 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
         # the bin buffer must exist before Cumulative.__init__ calls reset()
         self._bins = _BinBuffer()
         super().__init__()
-        self.num_bins = _check_n_bins(num_bins)
+        self.num_bins = check_n_bins(num_bins)
         self.include_background = bool(include_background)
         key = str(getattr(calibration_reduction, "value", calibration_reduction)).lower()
         if key not in CALIBRATION_REDUCTIONS:

@@ -133,7 +133,7 @@ def load_run(path: str | os.PathLike, *, name: str | None = None,
     """Read a results folder: a calibviz run (``stats.npz``, else ``per_image.csv``) or the
     reference layout. ``absent`` recomputes a calibviz run's values with that policy (default:
     the policy the run used). Raises ``ValueError`` naming the folder otherwise."""
-    from .results import load_results
+    from .store import load_results
 
     folder = Path(path)
     name = name or folder.name or str(folder)

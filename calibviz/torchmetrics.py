@@ -25,7 +25,7 @@ import torch
 from torchmetrics import Metric
 
 from ._torch_calibration import ERROR_NAMES, calibration_errors, prepare
-from .binning import _check_n_bins
+from .options import check_n_bins
 from .stats import CLOSURES
 from .torch_binning import binned_sums
 
@@ -108,7 +108,7 @@ class MarginalCalibrationError(Metric):
         if not include_background and num_classes == 1:
             raise ValueError("include_background=False needs at least two classes")
         self.num_classes = num_classes
-        self.n_bins = _check_n_bins(n_bins)
+        self.n_bins = check_n_bins(n_bins)
         self.softmax = bool(softmax)
         self.include_background = bool(include_background)
         self.closure = closure
