@@ -46,7 +46,7 @@ class ActivatedSource(Source):
                 out *= np.float32(self.inner.scale)
             out += np.float32(self.inner.intercept)
             return out
-        return np.asarray(data, dtype=np.float32)
+        return np.array(data, dtype=np.float32, order="K")  # a copy: computed in place
 
     def _log_sum_exp(self) -> np.ndarray:
         """First pass: per voxel ``log(sum_c exp(x_c))``, with a running maximum so nothing

@@ -131,16 +131,18 @@ def detect_format(pred_dir: Path, options: EvalOptions) -> str:
                 return "nnunet-v1"
         if nnunet_files and not npz and not list(pred_dir.glob("*.npy")):
             raise ValueError(
-                f"{pred_dir}: this folder holds segmentations, not probabilities (nnU-Net "
-                "output with dataset.json and plans.json but no <case>.npz): rerun nnU-Net "
-                "with --save_probabilities")
+                f"{pred_dir}: this folder holds segmentations, not probabilities: rerun "
+                "nnU-Net with --save_probabilities (the folder has nnU-Net's dataset.json "
+                "and plans.json but no <case>.npz)")
         if fmt == "nnunet":
             raise ValueError(
                 f"{pred_dir} is not an nnU-Net prediction folder: expected dataset.json, "
                 "plans.json and <case>.npz files (run nnU-Net with --save_probabilities)"
             )
-        if npz or list(pred_dir.glob("*.npy")):
-            return "npy"
+        arrays = bool(npz or list(pred_dir.glob("*.npy")))
+        niftis = any(pred_dir.glob("*.nii*"))
+        if arrays and (options.layout is not None or not niftis):
+            return "npy"  # arrays next to NIfTI files without layout: the NIfTI files count
         return "nifti"
     return fmt
 

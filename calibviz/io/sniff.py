@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from .files import check_nifti_size, check_readable
-from .types import InputError
 
 
 def _header(path: Path):
@@ -22,7 +21,7 @@ def _header(path: Path):
         img = nib.load(str(path))
         check_nifti_size(str(path), img)
         return img
-    except (InputError, Exception):
+    except Exception:
         return None
 
 
@@ -66,7 +65,6 @@ def check_not_swapped(pred_dir: Path, fmt: str, pred_files, label_files, options
     if label is None or not _holds_probabilities(label):
         return
     raise ValueError(
-        f"the folders look swapped: {pred_dir} holds label maps (e.g. {pred_files[0].name}: "
-        f"{pred.header.get_data_dtype()} without scaling) and the label folder holds "
-        f"probabilities (e.g. {label_files[0].name}); give the predictions first, then the "
-        "labels")
+        f"the folders look swapped: {pred_dir} holds label maps; give the predictions first, "
+        f"then the labels ({pred_files[0].name} is {pred.header.get_data_dtype()} without "
+        f"scaling, {label_files[0].name} in the label folder holds probabilities)")

@@ -47,9 +47,10 @@ def has_fraction(data: np.ndarray, source: Source) -> bool:
     every real probability map shows one at once."""
     flat = data.ravel(order="K")
     step = max(1, flat.size // 4096)
+    tolerance = abs(source.scale or 0.0) / 2 if source.integer else 0.0  # float rounding
     for part in (flat[::step], flat):
         values = _as_float(part, source)
-        if np.any((values != 0) & (values != 1)):
+        if np.any(np.minimum(np.abs(values), np.abs(values - 1)) > tolerance):
             return True
     return False
 
