@@ -81,6 +81,36 @@ def test_dangling_link_fifo_and_folder_are_case_errors(tmp_path):
     assert_skipped(result, "c3", "is a folder", str(labels / "c3.nii.gz"))
 
 
+def test_every_file_a_case_reads_is_checked_first(tmp_path):
+    """Masks and nnU-Net segmentations too; a FIFO named like an npz never blocks discovery."""
+    cases, labels = {}, tmp_path / "labels"
+    for i in range(3):
+        lab, probs = make_case(SHAPE, 3, seed=i)
+        write_label(labels / f"c{i}.nii.gz", lab, AFFINE)
+        write_label(tmp_path / "masks" / f"c{i}.nii.gz", np.ones(SHAPE, np.uint8), AFFINE)
+        cases[f"c{i}"] = (probs, AFFINE)
+    pred = write_nnunet_v2(tmp_path / "nnunet", cases, NNUNET_LABELS)
+    (pred / "c1.nii.gz").unlink()
+    os.mkfifo(pred / "c1.nii.gz")
+    (tmp_path / "masks" / "c2.nii.gz").unlink()
+    (tmp_path / "masks" / "c2.nii.gz").symlink_to("nowhere.nii.gz")
+    os.mkfifo(pred / "a_fifo.npz")
+    result = evaluate_folder(pred, labels, mask_dir=str(tmp_path / "masks"))
+    assert result.cases == ("c0",)
+    assert_skipped(result, "c1", "FIFO", "nnU-Net segmentation")
+    assert_skipped(result, "c2", "dangling", "mask")
+    assert any(p.case == "a_fifo" and "has no label" in p.message for p in result.warnings)
+
+
+@pytest.mark.parametrize("pattern", ["/etc/*", "../*.nii.gz"])
+def test_patterns_outside_the_folder_are_usage_errors(tmp_path, pattern):
+    pred, labels, _ = write_folders(tmp_path)
+    with pytest.raises(ValueError, match="must be relative"):
+        discover_cases(pred, labels, EvalOptions(pattern=pattern))
+    with pytest.raises(ValueError, match="must be relative"):
+        discover_cases(pred, labels, EvalOptions(label_pattern=pattern))
+
+
 def test_empty_file_is_a_case_error(tmp_path):
     pred, labels, _ = write_folders(tmp_path)
     (pred / "c1.nii.gz").write_bytes(b"")

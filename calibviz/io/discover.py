@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..options import EvalOptions, parse_classes
 from .classes import read_dataset_json
-from .files import Listing, list_folder
+from .files import Listing, check_pattern, check_readable, list_folder
 from .sniff import check_not_swapped
 from .types import Case, LabelSpec, Problem
 
@@ -161,10 +161,19 @@ def _check_options_fit(fmt: str, pred_dir: Path, options: EvalOptions) -> None:
 
 def _npz_keys(path: Path) -> list[str]:
     try:
+        check_readable(path)  # never open a FIFO (it blocks) or an unreadable file
         with zipfile.ZipFile(path) as zf:
             return [split_ext(n)[0] for n in zf.namelist()]
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, ValueError, zipfile.BadZipFile):
         return []
+
+
+def _file_ending(dataset_json: Path) -> str:
+    try:
+        ending = json.loads(dataset_json.read_text()).get("file_ending", ".nii.gz")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ValueError(f"cannot read {dataset_json}: {err}") from None
+    return str(ending)
 
 
 def _reader_writer(pred_dir: Path) -> str:
@@ -211,7 +220,7 @@ def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _Prediction
         if not dataset_json.is_file():
             raise ValueError(f"nnU-Net v2 folder {pred_dir} has no dataset.json")
         folder.model = read_dataset_json(dataset_json)
-        folder.seg_ending = json.loads(dataset_json.read_text()).get("file_ending", ".nii.gz")
+        folder.seg_ending = _file_ending(dataset_json)
         folder.reorient = "withreorient" in _reader_writer(pred_dir).lower()
     elif fmt == "nnunet-v1":
         if (pred_dir / "dataset.json").is_file():
@@ -337,6 +346,7 @@ def _name(pred) -> str:
 
 def _per_class_files(pred_dir: Path, pattern: str, class_names: list[str]):
     """Group per-class files by case: ``{case: (path per class in class order)}``."""
+    check_pattern(pattern)
     glob = pattern.replace("{case}", "*").replace("{class}", "*")
     regex = re.escape(pattern)
     regex = regex.replace(re.escape("{case}"), "(?P<case>.+?)").replace(

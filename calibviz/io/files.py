@@ -123,11 +123,18 @@ def list_folder(folder: Path, exts: tuple[str, ...], pattern: str | None = None)
     listing = Listing()
     if pattern:
         check_pattern(pattern)
-        for path in sorted(folder.glob(pattern)):
+        try:
+            found = sorted(folder.glob(pattern))
+        except (OSError, ValueError, NotImplementedError) as err:
+            raise ValueError(f"pattern {pattern!r} in {folder}: {err}") from None
+        for path in found:
             if not path.is_dir() or path.name.endswith(exts):
                 listing.files.append(path)
         return listing
-    top = _entries(folder)
+    try:
+        top = _entries(folder)
+    except OSError as err:
+        raise ValueError(f"cannot read the folder {folder}: {err.strerror or err}") from None
     _split(top, exts, listing)
     if listing.files:
         return listing
