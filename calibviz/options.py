@@ -21,6 +21,8 @@ BINNINGS = ("hard", "soft")
 ABSENT_POLICIES = ("include", "exclude", "drop-case")
 CSV_STYLES = ("tidy", "reference")
 INPUT_FORMATS = ("auto", "nnunet", "nifti", "npy", "per-class-files")
+#: ``activation``: what turns stored logits into probabilities while streaming.
+ACTIVATIONS = ("softmax", "sigmoid")
 DEFAULT_EMPTY_WEIGHT = 0.01
 #: Probabilities outside [0, 1] by at most this much are clipped (and counted); further out
 #: is an error. The one tolerance: the kernel's single pass applies it.
@@ -184,6 +186,8 @@ class EvalOptions:
     postfix : file-name postfix to strip, e.g. MONAI's "seg" / "prob".
     scale : multiplier for integer-stored probabilities without ``scl_slope`` (e.g. 1/255;
         the string "1/255" is accepted).
+    activation : None (the files hold probabilities), or "softmax" / "sigmoid" applied to
+        stored logits while streaming (softmax over the channels of each voxel).
     self_check : nnU-Net — argmax/region reconstruction must equal the written segmentation.
     strict : unpaired files are errors, not warnings.
     """
@@ -208,6 +212,7 @@ class EvalOptions:
     self_check: bool = True
     strict: bool = False
     scale: float | None = None
+    activation: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -215,6 +220,8 @@ class EvalOptions:
         check_choice("closure", self.closure, CLOSURES)
         check_choice("binning", self.binning, BINNINGS)
         check_choice("format", self.format, INPUT_FORMATS)
+        if self.activation is not None:
+            check_choice("activation", self.activation, ACTIVATIONS)
         set_(self, "empty_weight", check_empty_weight(self.empty_weight))
         set_(self, "scale", parse_scale(self.scale))
         if self.regions is not None and self.preset is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import Resolved
-from .readers import NiftiSource, Source
+from .readers import Source
 from .types import Case, InputError, Problem
 
 AFFINE_TOLERANCE = 1e-3
@@ -54,14 +54,19 @@ def check_shape(ctx: CaseContext, source: Source, label_shape, case: Case) -> No
             "(e.g. layout='ckji') if the array is stored reversed"
         )
     hint = ""
-    if sorted(shape) == sorted(label_shape):
+    label_shape = tuple(label_shape)
+    if len(stored) >= 4 and stored[1:4] == label_shape and source.nifti_images:
+        hint = (f"; the channel axis looks first (stored (C, i, j, k) with C = {stored[0]}): "
+                "calibviz reads a 4-D NIfTI as (i, j, k, C), as MONAI SaveImage writes it; "
+                "write the channels last (e.g. numpy.moveaxis(data, 0, -1))")
+    elif sorted(shape) == sorted(label_shape):
         hint = ("; the axes look permuted (transposed volume?)"
                 + ("; set the layout option" if case.format == "npy" else ""))
     elif case.format == "nnunet-v1":
         hint = ("; nnU-Net v1 npz files are cropped to the nonzero box of the image, so they "
                 "only fit uncropped cases (use nnU-Net v2 --save_probabilities, or re-export "
                 "the full-size softmax)")
-    elif isinstance(source, NiftiSource):
+    elif source.nifti_images:
         hint = ("; the prediction is on another grid than the label (MONAI >= 1.3 SaveImage "
                 "writes with resample=False by default: resample the probabilities to the "
                 "label's grid)")

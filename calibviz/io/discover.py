@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from ..options import EvalOptions, parse_classes
 from .classes import read_dataset_json
+from .files import Listing, check_pattern, check_readable, list_folder
+from .sniff import check_not_swapped
 from .types import Case, LabelSpec, Problem
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -48,38 +51,59 @@ def strip_suffixes(stem: str, postfix: str | None = None) -> str:
     return stem
 
 
-def list_files(folder: Path, exts: tuple[str, ...], pattern: str | None = None) -> list[Path]:
-    """Files in ``folder`` matching ``pattern`` (a glob), or with one of ``exts`` at the top
-    level, or (when the top level has none) one folder down (one folder per case)."""
-    if pattern:
-        return sorted(p for p in folder.glob(pattern) if p.is_file())
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(exts))
-    if not found:
-        found = sorted(p for p in folder.glob("*/*") if p.is_file() and p.name.endswith(exts))
-    return [p for p in found if not p.name.startswith(".")]
-
-
-def assign_ids(paths: list[Path], postfix: str | None, side: str,
-               problems: list[Problem], strict: bool) -> dict[str, Path]:
+def assign_ids(paths: list[Path], postfix: str | None, side: str) -> _Side:
     """Case id per file: the file name without extension and suffixes, or the parent folder's
-    name when file names repeat across folders (``case_00000/segmentation.nii.gz``)."""
+    name when file names repeat across folders (``case_00000/segmentation.nii.gz``). Files
+    giving the same id make that case ambiguous (recorded in ``clashes``)."""
     stems = [strip_suffixes(split_ext(p.name)[0], postfix) for p in paths]
     if len(set(stems)) < len(stems):
         parents = [strip_suffixes(p.parent.name, postfix) for p in paths]
         if len(set(parents)) == len(parents):
             stems = parents
-    ids: dict[str, Path] = {}
+    found = _Side(side)
     for stem, path in zip(stems, paths, strict=True):
-        if stem in ids:
-            problems.append(Problem(
-                stem, str(path),
-                f"case {stem}: two {side} files map to this case id: {ids[stem]} and {path}; "
-                f"only the first is used",
-                "error" if strict else "warning",
-            ))
-            continue
-        ids[stem] = path
-    return ids
+        found.add(stem, path)
+    return found
+
+
+@dataclass
+class _Side:
+    """The case ids of one folder (predictions, labels or masks) and its ambiguous ids."""
+
+    side: str
+    ids: dict = field(default_factory=dict)
+    clashes: dict = field(default_factory=dict)
+
+    def add(self, case_id: str, path) -> None:
+        if case_id in self.ids:
+            self.clashes.setdefault(case_id, [self.ids[case_id]]).append(path)
+            return
+        self.ids[case_id] = path
+
+    def clash(self, case_id: str) -> str | None:
+        paths = self.clashes.get(case_id)
+        if not paths:
+            return None
+        return (f"ambiguous {self.side} files: {', '.join(map(str, paths))} all give case id "
+                f"{case_id}; keep one (the case is not evaluated)")
+
+
+def _side_of(listing: Listing, postfix: str | None, side: str) -> _Side:
+    """Ids of a folder's files; a case folder that cannot be read keeps its id (and fails
+    when the case is read, naming the folder)."""
+    found = assign_ids(listing.files, postfix, side)
+    for folder in listing.unreadable:
+        found.add(strip_suffixes(folder.name, postfix), folder)
+    return found
+
+
+def _report_unused(paths, side: str, folder: Path, problems: list[Problem]) -> None:
+    for path in paths:
+        kind = "folder" if path.is_dir() else "file"
+        why = ("its name starts with '.'" if path.name.startswith(".")
+               else "it is not a case file of this folder")
+        problems.append(Problem("", str(path), f"{kind} {path} in the {side} folder {folder} "
+                                f"is not used ({why})", "warning"))
 
 
 def _check_folder(folder, what) -> Path:
@@ -96,7 +120,8 @@ def detect_format(pred_dir: Path, options: EvalOptions) -> str:
         return "per-class-files"
     if fmt in ("auto", "nnunet"):
         npz = sorted(pred_dir.glob("*.npz"))
-        if npz and (pred_dir / "dataset.json").is_file() and (pred_dir / "plans.json").is_file():
+        nnunet_files = (pred_dir / "dataset.json").is_file() and (pred_dir / "plans.json").is_file()
+        if npz and nnunet_files:
             return "nnunet-v2"
         if npz:
             keys = _npz_keys(npz[0])
@@ -104,23 +129,51 @@ def detect_format(pred_dir: Path, options: EvalOptions) -> str:
                 return "nnunet-v2"
             if "softmax" in keys:
                 return "nnunet-v1"
+        if nnunet_files and not npz and not list(pred_dir.glob("*.npy")):
+            raise ValueError(
+                f"{pred_dir}: this folder holds segmentations, not probabilities: rerun "
+                "nnU-Net with --save_probabilities (the folder has nnU-Net's dataset.json "
+                "and plans.json but no <case>.npz)")
         if fmt == "nnunet":
             raise ValueError(
                 f"{pred_dir} is not an nnU-Net prediction folder: expected dataset.json, "
                 "plans.json and <case>.npz files (run nnU-Net with --save_probabilities)"
             )
-        if npz or list(pred_dir.glob("*.npy")):
-            return "npy"
+        arrays = bool(npz or list(pred_dir.glob("*.npy")))
+        niftis = any(pred_dir.glob("*.nii*"))
+        if arrays and (options.layout is not None or not niftis):
+            return "npy"  # arrays next to NIfTI files without layout: the NIfTI files count
         return "nifti"
     return fmt
 
 
+def _check_options_fit(fmt: str, pred_dir: Path, options: EvalOptions) -> None:
+    """Options that the folder's format would ignore are a usage error, not silence."""
+    if options.npz_key is not None and fmt != "npy":
+        why = ("nnU-Net npz files hold 'probabilities' (v2) or 'softmax' (v1)"
+               if fmt.startswith("nnunet") else "it holds no generic .npz arrays")
+        raise ValueError(f"--npz-key {options.npz_key!r} does not apply to {pred_dir} (format "
+                         f"{fmt}): {why}; leave it out")
+    if options.layout is not None and fmt != "npy":
+        raise ValueError(f"--layout {options.layout!r} does not apply to {pred_dir} (format "
+                         f"{fmt}: its axis order is known from the file); leave it out")
+
+
 def _npz_keys(path: Path) -> list[str]:
     try:
+        check_readable(path)  # never open a FIFO (it blocks) or an unreadable file
         with zipfile.ZipFile(path) as zf:
             return [split_ext(n)[0] for n in zf.namelist()]
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, ValueError, zipfile.BadZipFile):
         return []
+
+
+def _file_ending(dataset_json: Path) -> str:
+    try:
+        ending = json.loads(dataset_json.read_text()).get("file_ending", ".nii.gz")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ValueError(f"cannot read {dataset_json}: {err}") from None
+    return str(ending)
 
 
 def _reader_writer(pred_dir: Path) -> str:
@@ -143,38 +196,41 @@ class _PredictionFolder:
     """What a prediction folder holds: its format, model definitions and files."""
 
     format: str
-    files: list[Path] = field(default_factory=list)
+    listing: Listing = field(default_factory=Listing)
     model: LabelSpec | None = None
     reorient: bool = False
     seg_ending: str = ".nii.gz"
     class_names: list[str] | None = None
 
+    @property
+    def files(self) -> list[Path]:
+        return self.listing.files
+
+
+#: nnU-Net writes these next to the probabilities; they are not reported as unused.
+NNUNET_FILES = ("dataset.json", "plans.json", "predict_from_raw_data_args.json")
+
 
 def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _PredictionFolder:
     fmt = detect_format(pred_dir, options)
-    if options.npz_key and fmt != "npy":
-        raise ValueError(f"--npz-key applies to generic .npy/.npz arrays (input format npy), "
-                         f"but {pred_dir} is read as {fmt}, whose array name is fixed")
+    _check_options_fit(fmt, pred_dir, options)
     folder = _PredictionFolder(fmt)
     if fmt == "nnunet-v2":
         dataset_json = pred_dir / "dataset.json"
         if not dataset_json.is_file():
             raise ValueError(f"nnU-Net v2 folder {pred_dir} has no dataset.json")
         folder.model = read_dataset_json(dataset_json)
-        folder.seg_ending = json.loads(dataset_json.read_text()).get("file_ending", ".nii.gz")
+        folder.seg_ending = _file_ending(dataset_json)
         folder.reorient = "withreorient" in _reader_writer(pred_dir).lower()
-        folder.files = list_files(pred_dir, (".npz",), options.pattern or "*.npz")
     elif fmt == "nnunet-v1":
         if (pred_dir / "dataset.json").is_file():
             folder.model = read_dataset_json(pred_dir / "dataset.json")
-        folder.files = list_files(pred_dir, (".npz",), options.pattern or "*.npz")
     elif fmt == "npy":
         if not options.layout:
             raise ValueError(
                 f"{pred_dir} holds .npy/.npz arrays: give their axis order with layout "
                 "(e.g. 'cijk', 'ckji' or 'ijkc')"
             )
-        folder.files = list_files(pred_dir, ARRAY_EXTS, options.pattern)
     elif fmt == "per-class-files":
         if not options.class_pattern or "{case}" not in options.class_pattern \
                 or "{class}" not in options.class_pattern:
@@ -183,8 +239,15 @@ def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _Prediction
         if not options.classes:
             raise ValueError("per-class-files need classes, e.g. 'liver=1,tumour=2'")
         folder.class_names = [n for n, _ in parse_classes(options.classes)]
-    else:
-        folder.files = list_files(pred_dir, NIFTI_EXTS, options.pattern)
+        return folder
+    exts = {"nnunet-v2": (".npz",), "nnunet-v1": (".npz",), "npy": ARRAY_EXTS}.get(fmt, NIFTI_EXTS)
+    folder.listing = list_folder(pred_dir, exts, options.pattern)
+    if fmt.startswith("nnunet"):
+        stems = {split_ext(p.name)[0] for p in folder.files}
+        folder.listing.unused = [
+            p for p in folder.listing.unused if p.name not in NNUNET_FILES
+            and not (split_ext(p.name)[0] in stems and split_ext(p.name)[1] in
+                     (".pkl", folder.seg_ending))]
     return folder
 
 
@@ -193,88 +256,97 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
     """Find and pair the cases of a prediction folder and a label folder.
 
     Returns the paired cases (sorted by id) and the problems found: unpaired files by name
-    (warnings, errors when ``options.strict``), duplicate ids, missing masks. Raises
-    :class:`ValueError` when a folder is missing or holds no usable files.
+    (warnings, errors when ``options.strict``), files not used (warnings), missing masks.
+    A case with ambiguous files (two files giving its id) is returned with ``error`` set; a
+    case file that cannot be read fails when its case is evaluated. Raises
+    :class:`ValueError` when a folder is missing, holds no usable files or looks wrong as a
+    whole (segmentations instead of probabilities, folders given in the wrong order).
     """
     options = options or EvalOptions()
     pred_dir = _check_folder(pred_dir, "prediction")
     label_dir = _check_folder(label_dir, "label")
     problems: list[Problem] = []
     folder = _read_prediction_folder(pred_dir, options)
-    labels = list_files(label_dir, NIFTI_EXTS, options.label_pattern)
-    if not labels:
+    label_listing = list_folder(label_dir, NIFTI_EXTS, options.label_pattern)
+    if not label_listing.files and not label_listing.unreadable:
         where = f"matching {options.label_pattern!r}" if options.label_pattern else "(.nii/.nii.gz)"
         raise ValueError(f"no label files {where} found in {label_dir}")
-    label_ids = assign_ids(labels, options.postfix, "label", problems, options.strict)
+    labels = _side_of(label_listing, options.postfix, "label")
     if folder.format == "per-class-files":
         pred_ids, class_problems = _per_class_files(pred_dir, options.class_pattern,
                                                     folder.class_names)
+        preds = _Side("prediction", pred_ids)
         problems += class_problems
     else:
-        if not folder.files:
+        if not folder.files and not folder.listing.unreadable:
             raise ValueError(
                 f"no prediction files found in {pred_dir} (format {folder.format}"
                 + (f", pattern {options.pattern!r}" if options.pattern else "") + ")"
             )
-        pred_ids = assign_ids(folder.files, options.postfix, "prediction", problems,
-                              options.strict)
-    mask_ids: dict[str, Path] = {}
+        preds = _side_of(folder.listing, options.postfix, "prediction")
+        check_not_swapped(pred_dir, folder.format, folder.files, label_listing.files, options)
+    masks = None
     if options.mask_dir:
         mask_dir = _check_folder(options.mask_dir, "mask")
-        mask_ids = assign_ids(list_files(mask_dir, NIFTI_EXTS), options.postfix, "mask",
-                              problems, options.strict)
-    cases = _pair(folder, pred_ids, label_ids, mask_ids, options, label_dir, problems)
-    unpaired = "error" if options.strict else "warning"
-    for case_id in sorted(set(label_ids) - set(pred_ids)):
-        problems.append(Problem(
-            case_id, str(label_ids[case_id]),
-            f"case {case_id}: label {label_ids[case_id]} has no prediction in {pred_dir}",
-            unpaired,
-        ))
+        mask_listing = list_folder(mask_dir, NIFTI_EXTS)
+        masks = _side_of(mask_listing, options.postfix, "mask")
+        _report_unused(mask_listing.unused, "mask", mask_dir, problems)
+    _report_unused(folder.listing.unused, "prediction", pred_dir, problems)
+    _report_unused(label_listing.unused, "label", label_dir, problems)
+    cases = _pair(folder, preds, labels, masks, options, (pred_dir, label_dir), problems)
     return cases, problems
 
 
-def _pair(folder: _PredictionFolder, pred_ids, label_ids, mask_ids, options: EvalOptions,
-          label_dir: Path, problems: list[Problem]) -> list[Case]:
+def _pair(folder: _PredictionFolder, preds: _Side, labels: _Side, masks: _Side | None,
+          options: EvalOptions, dirs: tuple[Path, Path], problems: list[Problem]) -> list[Case]:
     """One :class:`Case` per prediction with a label (and a mask when masks are used)."""
     unpaired = "error" if options.strict else "warning"
+    pred_dir, label_dir = dirs
     cases = []
-    for case_id in sorted(pred_ids):
-        pred = pred_ids[case_id]
-        pred_name = ", ".join(map(str, pred)) if isinstance(pred, tuple) else str(pred)
-        if case_id not in label_ids:
-            problems.append(Problem(
-                case_id, pred_name,
-                f"case {case_id}: prediction {pred_name} has no label file in {label_dir}",
-                unpaired,
-            ))
+    for case_id in sorted(set(preds.ids) | set(labels.ids)):
+        clashes = [t for t in (side.clash(case_id) for side in (preds, labels, masks) if side)
+                   if t]
+        if case_id not in preds.ids or case_id not in labels.ids:
+            have, other, where = ((preds, "label file", label_dir) if case_id in preds.ids
+                                  else (labels, "prediction", pred_dir))
+            name = _name(have.ids[case_id])
+            problems.append(Problem(case_id, name, f"case {case_id}: {have.side} {name} has no "
+                                    f"{other} in {where}", unpaired))
+            problems += [Problem(case_id, name, f"case {case_id}: {t}") for t in clashes]
             continue
+        pred, label = preds.ids[case_id], labels.ids[case_id]
         mask = None
-        if options.mask_dir:
-            if case_id not in mask_ids:
+        if masks is not None:
+            if case_id not in masks.ids:
                 problems.append(Problem(
-                    case_id, pred_name,
+                    case_id, _name(pred),
                     f"case {case_id}: no mask file in {options.mask_dir} "
-                    f"(prediction {pred_name}, label {label_ids[case_id]})",
+                    f"(prediction {_name(pred)}, label {label})",
                 ))
                 continue
-            mask = str(mask_ids[case_id])
+            mask = str(masks.ids[case_id])
         segmentation = None
         if folder.format.startswith("nnunet"):
             seg = pred.parent / (split_ext(pred.name)[0] + folder.seg_ending)
-            segmentation = str(seg) if seg.is_file() else None
+            segmentation = str(seg) if os.path.lexists(seg) else None
         cases.append(Case(
             case_id=case_id,
             prediction=tuple(map(str, pred)) if isinstance(pred, tuple) else str(pred),
-            label=str(label_ids[case_id]), mask=mask, format=folder.format,
+            label=str(label), mask=mask, format=folder.format,
             segmentation=segmentation, model=folder.model, reorient=folder.reorient,
             class_files=tuple(folder.class_names) if folder.class_names else None,
+            error="; ".join(clashes) or None,
         ))
     return cases
 
 
+def _name(pred) -> str:
+    return ", ".join(map(str, pred)) if isinstance(pred, tuple) else str(pred)
+
+
 def _per_class_files(pred_dir: Path, pattern: str, class_names: list[str]):
     """Group per-class files by case: ``{case: (path per class in class order)}``."""
+    check_pattern(pattern)
     glob = pattern.replace("{case}", "*").replace("{class}", "*")
     regex = re.escape(pattern)
     regex = regex.replace(re.escape("{case}"), "(?P<case>.+?)").replace(
@@ -285,7 +357,7 @@ def _per_class_files(pred_dir: Path, pattern: str, class_names: list[str]):
     for path in sorted(pred_dir.glob(glob)):
         rel = path.relative_to(pred_dir).as_posix()
         m = matcher.match(rel)
-        if m is None or not path.is_file():
+        if m is None:
             continue
         groups.setdefault(m.group("case"), {})[m.group("cls")] = path
     if not groups:

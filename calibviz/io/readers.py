@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import check_claimed_size
+from .npzchannels import read_strided_channel
 from .types import InputError
 
 _CHUNK = 2**20  # bytes read from a zip stream at a time (bounds the transient copy)
@@ -297,6 +299,41 @@ class PerClassSource(Source):
 
 
 # --------------------------------------------------------------------------- npz streaming
+#: Array names taken as probabilities in a generic ``.npz`` without ``npz_key`` (``arr_0``:
+#: ``numpy.savez`` of an unnamed array); any other name needs ``npz_key``.
+GENERIC_KEYS = ("probabilities", "softmax", "probs", "prob", "arr_0")
+
+
+def choose_key(path: str, names: list[str], key: str | None, candidates) -> str:
+    """The array to read: ``key`` when given, else the first of ``candidates`` present; an
+    array under another name (``seg``) is never taken for probabilities."""
+    if key is not None:
+        if key not in names:
+            raise InputError(f"{path} has no array {key!r} (it holds {names})", path)
+        return key
+    for cand in candidates:
+        if cand in names:
+            return cand
+    wanted = " or ".join(map(repr, candidates))
+    fix = ("say which holds the probabilities with npz_key (--npz-key)"
+           if tuple(candidates) == GENERIC_KEYS else
+           "is this an nnU-Net --save_probabilities file?")
+    raise InputError(f"{path} holds arrays {names} but none named {wanted}; {fix}", path)
+
+
+def check_member_size(stream) -> None:
+    """An npy header must not claim more data than its zip member holds (before reading)."""
+    info = stream.zip.getinfo(stream.member)
+    claimed = int(np.prod(stream.shape, dtype=np.int64)) * stream.dtype.itemsize
+    if claimed > info.file_size:
+        raise InputError(f"{stream.path}: array {stream.key!r} claims shape {stream.shape} "
+                         f"({claimed:,} bytes) but its zip member holds {info.file_size:,} "
+                         "bytes: the file is truncated or corrupt", stream.path)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        check_claimed_size(stream.path, claimed, True, info.compress_size,
+                           f"array {stream.key!r} of")
+
+
 class NpyStream:
     """Channel-by-channel reader of a C-order ``(C, …)`` ``.npy`` inside an ``.npz``.
 
@@ -313,23 +350,11 @@ class NpyStream:
         except (OSError, zipfile.BadZipFile) as err:
             raise InputError(f"cannot read {path} as .npz: {err}", self.path) from None
         names = [n[:-4] if n.endswith(".npy") else n for n in self.zip.namelist()]
-        if key is None:
-            for cand in candidates:
-                if cand in names:
-                    key = cand
-                    break
-            else:
-                if len(names) != 1:
-                    raise InputError(
-                        f"{path} holds arrays {names}; say which with npz_key", self.path
-                    )
-                key = names[0]
-        if key not in names:
-            raise InputError(f"{path} has no array {key!r} (it holds {names})", self.path)
-        self.key = key
+        self.key = key = choose_key(self.path, names, key, candidates)
         self.member = self.zip.namelist()[names.index(key)]
         self._open()
         self.stored_shape = self.shape
+        check_member_size(self)
 
     def _open(self) -> None:
         fmt = np.lib.format
@@ -447,33 +472,19 @@ def parse_layout(layout: str) -> str:
 
 
 class ArraySource(Source):
-    """Generic ``.npy`` (memory-mapped) or ``.npz`` array with a user-given axis layout."""
+    """Generic ``.npy`` (memory-mapped) or ``.npz`` array with a user-given axis layout; an
+    ``.npz`` member is streamed (its header is checked before any data is read)."""
 
     def __init__(self, path: str, layout: str, key: str | None = None) -> None:
         self.path = str(path)
         self.layout = parse_layout(layout)
         self._stream = None
-        if self.path.endswith(".npz") and self.layout[0] == "c":
-            self._stream = NpyStream(self.path, key)
+        if self.path.endswith(".npz"):
+            self._stream = NpyStream(self.path, key, candidates=GENERIC_KEYS)
             shape, self.dtype = self._stream.shape, self._stream.dtype
         else:
             try:
-                if self.path.endswith(".npz"):
-                    with np.load(self.path, allow_pickle=False) as data:
-                        names = list(data.keys())
-                        if key is None and len(names) != 1:
-                            raise InputError(
-                                f"{path} holds arrays {names}; say which with npz_key", self.path
-                            )
-                        k = key or names[0]
-                        if k not in names:
-                            raise InputError(f"{path} has no array {k!r} (it holds {names})",
-                                             self.path)
-                        self._array = data[k]
-                else:
-                    self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            except InputError:
-                raise
+                self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
             except FileNotFoundError:
                 raise InputError(f"file {path} does not exist", self.path) from None
             except Exception as err:
@@ -490,11 +501,14 @@ class ArraySource(Source):
         self._perm = tuple(spatial_layout.index(a) for a in "ijk")
 
     def channel(self, c: int) -> np.ndarray:
-        if self._stream is not None:
+        axis = self.layout.index("c") if "c" in self.layout else None
+        if self._stream is not None and axis == 0 and not self._stream.fortran:
             data = self._stream.read(c)
-        elif "c" in self.layout:
+        elif self._stream is not None:
+            data = read_strided_channel(self._stream, axis, c)
+        elif axis is not None:
             index = [slice(None)] * len(self.layout)
-            index[self.layout.index("c")] = c
+            index[axis] = c
             data = np.asarray(self._array[tuple(index)])
         else:
             data = np.asarray(self._array)

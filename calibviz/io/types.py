@@ -73,6 +73,8 @@ class Case:
     model : label definitions read from ``dataset.json`` (nnU-Net) or None.
     reorient : nnU-Net ``...WithReorient`` reader: arrays are in the label's RAS frame.
     class_files : per-class-files: the class name of each prediction path.
+    error : set by discovery when the case cannot be evaluated as found (ambiguous files);
+        evaluating it reports this error and nothing is read.
     """
 
     case_id: str
@@ -84,12 +86,24 @@ class Case:
     model: LabelSpec | None = None
     reorient: bool = False
     class_files: tuple[str, ...] | None = None
+    error: str | None = None
 
     @property
     def prediction_name(self) -> str:
         if isinstance(self.prediction, tuple):
             return ", ".join(self.prediction)
         return self.prediction
+
+    @property
+    def files(self) -> tuple[tuple[str, str], ...]:
+        """Every file this case reads, as ``(what, path)``."""
+        preds = self.prediction if isinstance(self.prediction, tuple) else (self.prediction,)
+        out = [("label", self.label)] + [("prediction", p) for p in preds]
+        if self.mask is not None:
+            out.append(("mask", self.mask))
+        if self.segmentation is not None:
+            out.append(("nnU-Net segmentation", self.segmentation))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
