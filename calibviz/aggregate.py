@@ -190,17 +190,18 @@ def class_mean(values: np.ndarray) -> np.ndarray:
         return np.nanmean(values, axis=1)
 
 
+def with_class_mean(values: np.ndarray) -> np.ndarray:
+    """float64 ``[n_images, C + 1]``: per-image values with their class mean appended."""
+    return np.column_stack([values, class_mean(values)])
+
+
 def macro_summary(
     stats: Sequence[BinStats], *, absent: str = "include"
 ) -> dict[str, dict[str, np.ndarray]]:
     """``{metric: {statistic: float64 [C + 1]}}`` where the last entry summarises the
     per-image class mean."""
     per_image = per_image_metrics(stats, absent=absent)
-    out = {}
-    for name, values in per_image.items():
-        with_mean = np.column_stack([values, class_mean(values)])
-        out[name] = summarize(with_mean)
-    return out
+    return {name: summarize(with_class_mean(values)) for name, values in per_image.items()}
 
 
 _INT64_SAFE = 2**62

@@ -197,7 +197,7 @@ def _bin_run(
             p = min(max(p, 0.0), 1.0)
             p_buf[i] = p
         y_int = np.int64(outcome)
-        positive = np.int64(p > 0.5)
+        positive = np.int64(p >= 0.5)  # the threshold rule: p >= 0.5, as MONAI AsDiscrete
         n_scored += 1
         n_y += y_int
         n_pos += positive

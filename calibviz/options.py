@@ -20,6 +20,9 @@ BINNINGS = ("hard", "soft")
 #: complete ground-truth classes" table).
 ABSENT_POLICIES = ("include", "exclude", "drop-case")
 CSV_STYLES = ("tidy", "reference")
+#: Dice's segmentation: ``auto`` = argmax for softmax maps (what nnU-Net and MONAI write),
+#: threshold (each channel ``p >= 0.5``, the paper's rule) otherwise.
+DICE_RULES = ("auto", "argmax", "threshold")
 INPUT_FORMATS = ("auto", "nnunet", "nifti", "npy", "per-class-files")
 #: ``activation``: what turns stored logits into probabilities while streaming.
 ACTIVATIONS = ("softmax", "sigmoid")
@@ -189,6 +192,8 @@ class EvalOptions:
     activation : None (the files hold probabilities), or "softmax" / "sigmoid" applied to
         stored logits while streaming (softmax over the channels of each voxel).
     self_check : nnU-Net — argmax/region reconstruction must equal the written segmentation.
+    dice : the segmentation Dice scores: "auto" (argmax for softmax maps, else threshold),
+        "argmax" or "threshold" (each channel ``p >= 0.5``).
     strict : unpaired files are errors, not warnings.
     """
 
@@ -210,6 +215,7 @@ class EvalOptions:
     label_pattern: str | None = None
     postfix: str | None = None
     self_check: bool = True
+    dice: str = "auto"
     strict: bool = False
     scale: float | None = None
     activation: str | None = None
@@ -220,6 +226,7 @@ class EvalOptions:
         check_choice("closure", self.closure, CLOSURES)
         check_choice("binning", self.binning, BINNINGS)
         check_choice("format", self.format, INPUT_FORMATS)
+        check_choice("dice", self.dice, DICE_RULES)
         if self.activation is not None:
             check_choice("activation", self.activation, ACTIVATIONS)
         set_(self, "empty_weight", check_empty_weight(self.empty_weight))

@@ -6,26 +6,26 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .aggregate import class_mean, macro_summary, micro_metrics, per_image_metrics, summarize
+from .aggregate import macro_summary, micro_metrics, per_image_metrics, with_class_mean
 from .metrics import METRICS
 from .results import Results
 from .store import STATS_FILE, save_results, write_atomic
 
 CLASS_MEAN = "mean"  # the name of the per-image class-mean row in summaries
 STATISTICS = ("mean", "median", "max", "min", "p90", "std", "notnans")
-REFERENCE_STATISTICS = {"p90": "90percentile"}
 
 
 # --------------------------------------------------------------------------- writing
-def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
-    return write_atomic(path, table.to_csv(index=False, float_format="%.10g"))
+def write_csv(path: str | os.PathLike, table: pd.DataFrame, *, header: bool = True) -> Path:
+    return write_atomic(path, table.to_csv(index=False, header=header, float_format="%.10g"))
 
 
 def write_json(path: str | os.PathLike, data) -> Path:
@@ -54,25 +54,58 @@ def per_image_table(results: Results, *, absent: str = "include") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def summary_table(results: Results, *, absent: str = "include") -> pd.DataFrame:
-    """Per metric and class (plus the per-image class mean): macro statistics and the micro
-    (pooled-sums) value. Columns: metric, class, mean, median, max, min, p90, std, notnans,
-    micro."""
+def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int = 0,
+                  seed: int = 0) -> pd.DataFrame:
+    """Per metric and class (plus the per-image class mean): macro statistics, the micro
+    (pooled-sums) value and, with ``n_bootstrap`` resamples of the images, 95 % bootstrap
+    intervals of the macro mean (``ci_low``, ``ci_high``) and of the micro value
+    (``micro_ci_low``, ``micro_ci_high``); NaN when ``n_bootstrap`` is 0. Columns: metric,
+    class, mean, median, max, min, p90, std, notnans, micro, ci_low, ci_high, micro_ci_low,
+    micro_ci_high."""
+    from .bootstrap import macro_mean_interval
+
+    per_image = per_image_metrics(results.stats, absent=absent)
     macro = macro_summary(results.stats, absent=absent)
     micro = micro_metrics(results.stats, absent=absent)
+    micro_ci = _micro_intervals(results, absent, n_bootstrap, seed)
     names = [*results.class_names, CLASS_MEAN]
     rows = []
     for metric, stats in macro.items():
-        micro_values = np.append(micro[metric], np.nanmean(micro[metric]) if
-                                 np.isfinite(micro[metric]).any() else np.nan)
+        low, high = macro_mean_interval(with_class_mean(per_image[metric]), n_bootstrap, seed)
+        micro_values = np.append(micro[metric], _nanmean(micro[metric]))
+        micro_low, micro_high = micro_ci.get(metric, (np.full(len(names), np.nan),) * 2)
         for c, name in enumerate(names):
             row = {"metric": metric, "class": name}
             row.update({s: float(stats[s][c]) for s in STATISTICS})
-            row["micro"] = float(micro_values[c])
+            row.update(micro=float(micro_values[c]), ci_low=float(low[c]),
+                       ci_high=float(high[c]), micro_ci_low=float(micro_low[c]),
+                       micro_ci_high=float(micro_high[c]))
             rows.append(row)
     table = pd.DataFrame(rows)
     table["notnans"] = table["notnans"].astype(int)
     return table
+
+
+def _nanmean(values: np.ndarray, axis=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _micro_intervals(results: Results, absent: str, n_bootstrap: int, seed: int) -> dict:
+    """``{metric: (low [C + 1], high [C + 1])}``: per class and for the class mean of the
+    micro values, images resampled and their sums added (no voxel read again)."""
+    from .bootstrap import SUM_METRICS, SumArrays, micro_samples, percentile_interval
+
+    if not n_bootstrap:
+        return {}
+    stack = SumArrays.stack(list(results.stats), absent=absent)
+    samples = micro_samples([stack], SUM_METRICS, n_bootstrap, seed)[0]
+    out = {}
+    for metric, values in samples.items():
+        with_mean = np.column_stack([values, _nanmean(values, axis=1)])
+        out[metric] = percentile_interval(with_mean)
+    return out
 
 
 def problems_table(problems: Iterable) -> pd.DataFrame:
@@ -84,37 +117,25 @@ def problems_table(problems: Iterable) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------- reference layout
-def reference_tables(
-    results: Results, *, absent: str = "include", metrics: Sequence[str] = ("ece", "ace", "mce")
-) -> dict[str, pd.DataFrame]:
-    """The reference implementation's files: ``<metric>_raw.csv`` (filename, class0.., mean),
-    ``<metric>_summary.csv`` (class, mean, median, max, min, 90percentile, std, notnans) and
-    ``metrics.csv`` (name, value: macro/micro ECE, ACE, MCE)."""
-    per_image = per_image_metrics(results.stats, absent=absent)
-    micro = micro_metrics(results.stats, absent=absent)
-    class_columns = [f"class{i}" for i in range(len(results.class_names))]
-    tables: dict[str, pd.DataFrame] = {}
-    lines = []
-    for metric in metrics:
-        values = per_image[metric]
-        raw = pd.DataFrame(values, columns=class_columns)
-        raw.insert(0, "filename", list(results.cases))
-        raw["mean"] = class_mean(values)
-        tables[f"{metric}_raw.csv"] = raw
-        stats = summarize(np.column_stack([values, class_mean(values)]))
-        summary = pd.DataFrame({"class": [*class_columns, "mean"]})
-        for s in STATISTICS:
-            summary[REFERENCE_STATISTICS.get(s, s)] = stats[s]
-        summary["notnans"] = summary["notnans"].astype(int)
-        tables[f"{metric}_summary.csv"] = summary
-        lines.append({"name": f"macro_{metric}", "value": float(stats["mean"][-1])})
-        lines.append({"name": f"micro_{metric}", "value": float(np.nanmean(micro[metric]))})
-    tables["metrics.csv"] = pd.DataFrame(lines, columns=["name", "value"])
-    return tables
+def reference_tables(results: Results, *, absent: str = "include") -> dict:
+    """The reference implementation's files (``macro_*_raw.csv`` … ``metrics.csv``, see
+    :mod:`calibviz.reference_layout`) as ``{file name: (table, header)}``: what the authors'
+    statistics scripts read. Images are named by their prediction file when the run knows
+    it, classes by their names."""
+    from .reference_layout import reference_tables as layout
+
+    files = results.options.get("prediction_files") or {}
+    return layout(
+        [files.get(case, case) for case in results.cases], results.class_names,
+        per_image_metrics(results.stats, absent=absent),
+        micro_metrics(results.stats, absent=absent, pooling="reference"),
+        np.stack([s.absent for s in results.stats]),
+    )
 
 
 # --------------------------------------------------------------------------- a run's files
-def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy") -> list[Path]:
+def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy",
+                  n_bootstrap: int = 0, seed: int = 0) -> list[Path]:
     """``stats.npz``, ``per_image.csv``, ``summary.csv`` (and the reference layout with
     ``csv_style="reference"``) of a run; nothing when no case was evaluated."""
     if not results.stats:
@@ -123,11 +144,12 @@ def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy") -
     files = [
         save_results(out_dir / STATS_FILE, results),
         write_csv(out_dir / "per_image.csv", per_image_table(results, absent=absent)),
-        write_csv(out_dir / "summary.csv", summary_table(results, absent=absent)),
+        write_csv(out_dir / "summary.csv", summary_table(results, absent=absent,
+                                                         n_bootstrap=n_bootstrap, seed=seed)),
     ]
     if csv_style == "reference":
-        for name, table in reference_tables(results, absent=absent).items():
-            files.append(write_csv(out_dir / name, table))
+        for name, (table, header) in reference_tables(results, absent=absent).items():
+            files.append(write_csv(out_dir / name, table, header=header))
     return files
 
 
@@ -161,6 +183,7 @@ def write_run_json(report, started: datetime) -> Path:
         "cases_skipped": len(results.skipped),
         "cases_resumed": report.n_resumed,
         "absent_pairs": results.n_absent,
+        "images_dropped": results.n_dropped,
         "classes": list(results.class_names),
         "timings_seconds": report.timings,
         "errors": [p.message for p in results.errors],

@@ -60,6 +60,15 @@ class Results:
         """Image–class pairs whose class is absent from the ground truth."""
         return int(sum(int(s.absent.sum()) for s in self.stats))
 
+    @property
+    def n_dropped(self) -> int:
+        """Images left out entirely by the ``drop-case`` absent policy (0 otherwise)."""
+        from .aggregate import dropped_cases
+
+        if not self.stats:
+            return 0
+        return int(dropped_cases(self.stats, self.options.get("absent", "include")).sum())
+
     def __len__(self) -> int:
         return len(self.cases)
 

@@ -190,9 +190,12 @@ class _Collector:
             result = self.finished.get(case.case_id) or self.failed.get(case.case_id)
             if result is not None:
                 problems.extend(result.problems)
-        labels = next((r.class_labels for r in self.finished.values() if r.class_labels), None)
-        if labels:
-            self.options["class_labels"] = labels
+        info = next((r.info for r in self.finished.values() if r.info), None)
+        self.options.update(info or {})
+        self.options["prediction_files"] = {
+            c.case_id: Path(c.prediction[0] if isinstance(c.prediction, tuple)
+                            else c.prediction).name
+            for c in self.cases if c.case_id in self.finished}
         skipped = [c.case_id for c in self.cases if c.case_id in self.failed]
         skipped += [p.case for p in self.discovery_problems if p.severity == "error" and p.case]
         return Results(
@@ -250,6 +253,8 @@ def run_evaluation(
     figure_format: str = "png",
     max_case_figures: int = 50,
     name: str | None = None,
+    n_bootstrap: int = 10000,
+    seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunReport:
     """Evaluate every case of ``pred_dir`` against ``label_dir`` and write the reports.
@@ -266,7 +271,7 @@ def run_evaluation(
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
     cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
-                                 csv_style=csv_style, figures=figures)
+                                 csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap)
     wanted = _binning_options(options, pred_dir, label_dir)
     store = PartialStore(out_dir)
     notices: list[str] = []
@@ -279,7 +284,8 @@ def run_evaluation(
                          + "; ".join(differences) + "); rerun without --resume or with the "
                          "same options")
     notices += [notice] if notice else []
-    run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name}
+    run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name,
+                   "bootstrap": n_bootstrap, "seed": seed}
     collector = _Collector(cases, problems, run_options, progress)
     n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
     collector.report_progress()
@@ -288,7 +294,7 @@ def run_evaluation(
         result = collector.accept(result)
         if result.ok:  # saved before anything else can interrupt
             store.save(result.case_id, result.stats, result.problems, _fingerprint(
-                next(c for c in cases if c.case_id == result.case_id)), result.class_labels)
+                next(c for c in cases if c.case_id == result.case_id)), result.info)
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
@@ -318,13 +324,15 @@ def run_evaluation(
 
 
 def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwrite, absent,
-               csv_style, figures) -> tuple[list[Case], list[Problem]]:
+               csv_style, figures, n_bootstrap) -> tuple[list[Case], list[Problem]]:
     """Every usage check of a run, before any case runs; returns the paired cases."""
     try:
         check_choice("--absent", absent, ABSENT_POLICIES)
         check_choice("--csv-style", csv_style, CSV_STYLES)
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
+        if n_bootstrap < 0:
+            raise ValueError(f"--bootstrap must be 0 (no intervals) or more, got {n_bootstrap}")
         if figures and options.n_bins > MAX_FIGURE_BINS:
             raise ValueError(f"figures with {options.n_bins} bins cannot be read (and the "
                              f"dataset histogram needs {options.n_bins}² cells per class); "
@@ -378,7 +386,9 @@ def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_
 
     results = report.results
     start = time.perf_counter()
-    report.files.extend(write_reports(results, report.out_dir, csv_style=csv_style))
+    report.files.extend(write_reports(results, report.out_dir, csv_style=csv_style,
+                                      n_bootstrap=results.options.get("bootstrap", 0),
+                                      seed=results.options.get("seed", 0)))
     written = time.perf_counter()
     problems = list(results.problems)
     if figures and results.stats:

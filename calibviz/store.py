@@ -213,15 +213,15 @@ class PartialStore:
         return [], notice
 
     def save(self, case_id: str, stats: BinStats, problems, inputs: dict,
-             class_labels: dict | None = None) -> None:
-        """Store one finished case (its BinStats, warnings, input fingerprint and the label
-        values of its classes)."""
+             info: dict | None = None) -> None:
+        """Store one finished case (its BinStats, warnings, input fingerprint and what the
+        run records of it)."""
         write_atomic(self._case_file(case_id), _pack(Results(
-            (case_id,), (stats,), {"inputs": inputs, "class_labels": class_labels},
+            (case_id,), (stats,), {"inputs": inputs, "info": info},
             problems=tuple(problems))))
 
     def load(self, case_id: str, inputs: dict) -> tuple[BinStats, list, dict | None] | str | None:
-        """A stored case's ``(stats, problems, class_labels)``; None when absent; a reason
+        """A stored case's ``(stats, problems, info)``; None when absent; a reason
         (str) when it must be evaluated again (damaged, or its input files changed since)."""
         path = self._case_file(case_id)
         if not path.exists():
@@ -234,7 +234,7 @@ class PartialStore:
             return "its stored result is damaged"
         if stored.options.get("inputs") != inputs:
             return "its input files changed since the interrupted run"
-        return stored.stats[0], list(stored.problems), stored.options.get("class_labels")
+        return stored.stats[0], list(stored.problems), stored.options.get("info")
 
     def finish(self) -> None:
         """Remove the store (the run is complete, or a new one starts)."""

@@ -66,7 +66,7 @@ def naive_bin(
     for c in range(n_classes):
         p = np.clip(to_probability(probs[c], scale)[keep], 0.0, 1.0)
         y = ys[c][keep].astype(np.float64)
-        pred = p > 0.5
+        pred = p >= 0.5  # the threshold rule (MONAI AsDiscrete(threshold=0.5))
         out["tp"][c] = np.sum(pred & (y == 1))
         out["fp"][c] = np.sum(pred & (y == 0))
         out["fn"][c] = np.sum(~pred & (y == 1))

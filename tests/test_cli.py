@@ -100,24 +100,30 @@ def test_resume_refuses_changed_options(demo, tmp_path):
     assert "options differ" in result.output and "n_bins" in result.output
 
 
-def test_reference_csv_style(demo, tmp_path):
+def test_reference_csv_style_reads_like_the_authors_scripts(demo, tmp_path):
     out = tmp_path / "ref"
     result = evaluate(demo.nnunet, demo.labels, "--out", out, "--csv-style", "reference",
                       "--no-figures", "--quiet")
     assert result.exit_code == 0, result.output
-    raw = pd.read_csv(out / "ace_raw.csv")
-    assert list(raw.columns) == ["filename", "class0", "class1", "class2", "mean"]
-    summary = pd.read_csv(out / "ece_summary.csv")
-    assert list(summary.columns) == [
-        "class", "mean", "median", "max", "min", "90percentile", "std", "notnans"
-    ]
-    metrics = pd.read_csv(out / "metrics.csv")
-    assert list(metrics.columns) == ["name", "value"]
-    assert set(metrics["name"]) == {f"{k}_{m}" for k in ("macro", "micro")
-                                    for m in ("ece", "ace", "mce")}
     tidy = pd.read_csv(out / "per_image.csv")
-    liver = tidy[tidy["class"] == "liver"]["ace"].to_numpy()
-    np.testing.assert_allclose(raw["class0"], liver, rtol=1e-9)
+    cases = sorted(set(tidy["case"]))
+    for metric, stem in (("ace", "macro_ace"), ("ece", "macro_ece"), ("mce", "macro_mce"),
+                         ("dice", "mean_dice")):
+        raw = pd.read_csv(out / f"{stem}_raw.csv")
+        assert list(raw.columns) == ["filename", "liver", "tumour", "vessel", "mean"]
+        assert [name.split(".")[0] for name in raw["filename"]] == cases
+        assert all(name.endswith(".npz") for name in raw["filename"])  # with its extension
+        per_case = tidy.pivot(index="case", columns="class", values=metric)
+        np.testing.assert_allclose(pd.read_csv(out / f"{stem}_raw.csv")["mean"],
+                                   per_case.mean(axis=1).to_numpy(), rtol=1e-9)
+        summary = pd.read_csv(out / f"{stem}_summary.csv")
+        assert list(summary.columns) == [
+            "class", "mean", "median", "max", "min", "90percentile", "std", "notnans"]
+    metrics = pd.read_csv(out / "metrics.csv", header=None)
+    assert metrics[0].tolist() == ["macro_ece", "macro_ace", "macro_mce", "micro_ece",
+                                   "micro_ace", "micro_mce", "missing_classes"]
+    for name in ("micro_ace_raw.csv", "missing_classes_raw.csv", "micro_ece_summary.csv"):
+        assert (out / name).exists()
 
 
 @pytest.fixture()

@@ -32,6 +32,24 @@ def test_per_image_rows_equal_the_metric_functions():
     assert table["n_truth"].tolist() == [int(v) for s in results.stats for v in s.n_truth]
 
 
+def test_summary_intervals_bracket_the_values_and_equal_the_bootstrap_module():
+    from calibviz.aggregate import with_class_mean
+    from calibviz.bootstrap import macro_mean_interval, micro_interval
+
+    results = _results()
+    table = summary_table(results, n_bootstrap=500, seed=3).set_index(["metric", "class"])
+    per_image = per_image_metrics(results.stats)
+    low, high = macro_mean_interval(with_class_mean(per_image["ace"]), 500, 3)
+    micro_low, micro_high = micro_interval(results.stats, ("ace",), 500, 3)["ace"]
+    for c, name in enumerate(results.class_names):
+        row = table.loc[("ace", name)]
+        assert row["ci_low"] == low[c] and row["ci_high"] == high[c]
+        assert row["micro_ci_low"] == micro_low[c] and row["micro_ci_high"] == micro_high[c]
+        assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+        assert row["micro_ci_low"] <= row["micro"] <= row["micro_ci_high"]
+    assert np.isnan(summary_table(results)["ci_low"]).all()  # no resamples, no intervals
+
+
 def test_summary_rows_equal_macro_summary_and_micro_metrics():
     results = _results()
     table = summary_table(results).set_index(["metric", "class"])
@@ -63,6 +81,7 @@ def test_reference_tables_mean_column_is_the_class_mean():
     results = _results()
     tables = reference_tables(results)
     assert any(name.endswith("_raw.csv") for name in tables)
-    raw = next(table for name, table in tables.items() if name.endswith("_raw.csv"))
+    raw, header = tables["macro_ace_raw.csv"]
+    assert header and tables["metrics.csv"][1] is False
     values = raw.drop(columns=["filename", "mean"]).to_numpy()
     np.testing.assert_allclose(raw["mean"], np.nanmean(values, axis=1))

@@ -124,7 +124,10 @@ def print_summary(report, *, quiet: bool = False) -> None:
         folder = results.options.get("pred_dir", "")
         console.print(Text(f"{name}: {folder}" if name else f"evaluated {folder}"))
         console.print(_headline_table(results, absent))
-        if results.n_absent:
+        if results.n_dropped:
+            console.print(f"{results.n_dropped} of {len(results)} images left out: a class is "
+                          "absent from their ground truth (--absent drop-case)")
+        elif results.n_absent:
             fate = "scored against an all-zero truth" if absent == "include" else "left out"
             console.print(f"{results.n_absent} image–class pairs have the class absent from "
                           f"the ground truth ({fate}; --absent {absent})")

@@ -9,9 +9,11 @@ import typer
 
 from ..options import (
     ABSENT_POLICIES,
+    ACTIVATIONS,
     BINNINGS,
     CLOSURES,
     CSV_STYLES,
+    DICE_RULES,
     INPUT_FORMATS,
     REGION_PRESETS,
 )
@@ -22,6 +24,8 @@ Closure = choices("Closure", CLOSURES)
 Binning = choices("Binning", BINNINGS)
 InputFormat = choices("InputFormat", INPUT_FORMATS)
 Absent = choices("Absent", ABSENT_POLICIES)
+DiceRule = choices("DiceRule", DICE_RULES)
+Activation = choices("Activation", ACTIVATIONS)
 CsvStyle = choices("CsvStyle", CSV_STYLES)
 RegionPreset = choices("RegionPreset", tuple(REGION_PRESETS))
 FigureFormat = choices("FigureFormat", tuple(FORMATS))
@@ -56,7 +60,8 @@ def evaluate(
         help="Score the background channel (default: excluded when the model has one).",
         show_default=False)] = None,
     absent: Annotated[Absent, typer.Option(help="Classes absent from an image's truth: "
-                                           "include (scored) or exclude (NaN).")] = "include",
+                                           "include (scored), exclude (NaN) or drop-case (the "
+                                           "image left out).")] = "include",
     mask_dir: Annotated[Path | None, typer.Option(help="Folder of masks paired by case id; "
                                                   "voxels outside are ignored.")] = None,
     ignore_label: Annotated[int | None, typer.Option(help="Label value whose voxels are "
@@ -77,6 +82,14 @@ def evaluate(
                                               "1/255.")] = None,
     self_check: Annotated[bool, typer.Option(help="nnU-Net: the npz argmax must equal the "
                                              "segmentation next to it.")] = True,
+    dice: Annotated[DiceRule, typer.Option(help="Dice's segmentation: auto (argmax for softmax "
+                                           "maps, else threshold), argmax, or threshold "
+                                           "(p >= 0.5 per channel, the paper).")] = "auto",
+    activation: Annotated[Activation | None, typer.Option(
+        help="The maps hold logits: apply softmax or sigmoid while reading.")] = None,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples of the images for "
+                                           "the intervals in summary.csv (0: none).")] = 10000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes "
                                                 "(default: one per core when it pays).")]
     = None,
@@ -103,6 +116,7 @@ def evaluate(
     report = run_with_progress(
         pred_dir, label_dir, out, options, quiet=quiet, workers=workers, resume=resume,
         overwrite=overwrite, name=name, absent=str(absent), csv_style=str(csv_style),
+        n_bootstrap=bootstrap, seed=seed,
         figures=figures,
         figure_format=str(format), max_case_figures=max_case_figures,
     )

@@ -27,6 +27,7 @@ from .checks import (
 from .classes import resolve
 from .files import check_nifti_size, check_readable
 from .readers import Source, load_nifti, open_source
+from .segmentation import argmax_confusion, dice_rule
 from .types import Case, CaseResult, InputError, Problem
 from .watch import CaseInputs, ChannelWatch, logit_hint
 
@@ -44,12 +45,12 @@ def evaluate_case(case: Case, options: EvalOptions | None = None) -> CaseResult:
     if case.error:
         return _failed(ctx, InputError(case.error, case.prediction_name))
     try:
-        stats, class_labels = _evaluate(case, options, ctx)
+        stats, info = _evaluate(case, options, ctx)
     except (InputError, ValueError, OSError, EOFError, MemoryError) as err:
         return _failed(ctx, err)
     except Exception as err:  # a reader bug or an exotic file: still one clear line
         return _failed(ctx, InputError(f"cannot evaluate: {type(err).__name__}: {err}"))
-    return CaseResult(case.case_id, stats, ctx.problems, class_labels)
+    return CaseResult(case.case_id, stats, ctx.problems, info)
 
 
 def _failed(ctx: CaseContext, err: Exception) -> CaseResult:
@@ -81,8 +82,9 @@ def _evaluate(case: Case, options: EvalOptions, ctx: CaseContext) -> tuple[BinSt
     source = apply_activation(open_source(case, options, label_affine), options.activation)
     try:
         inputs = _open_inputs(case, options, ctx, source, label_img, label_shape, label_affine)
-        labels = {t.name: list(t.members) for t in inputs.resolved.targets}
-        return _stream(inputs, ctx), labels
+        info = {"class_labels": {t.name: list(t.members) for t in inputs.resolved.targets},
+                "dice_rule": inputs.dice_rule}
+        return _stream(inputs, ctx), info
     finally:
         source.close()
 
@@ -94,6 +96,10 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
         resolved = resolve(source.n_channels, options, case.model, case.class_files)
     except ValueError as err:
         raise ctx.fail(str(err)) from None
+    try:
+        rule = dice_rule(options.dice, resolved)
+    except ValueError as err:
+        raise ctx.fail(str(err), usage=True) from None
     check_shape(ctx, source, label_shape, case)
     for path, img in source.nifti_images:  # shapes agree: the header must fit its file too
         check_nifti_size(path, img, "prediction")
@@ -115,7 +121,7 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
     labels, label_error = load_labels(ctx, case.label, label_img, label_shape, resolved)
     _check_something_scored(ctx, mask, labels, resolved.ignore_label)
     return CaseInputs(case, options, source, resolved, labels, label_error, mask,
-                      segmentation, tuple(label_shape))
+                      segmentation, tuple(label_shape), rule)
 
 
 def _open_aligned(ctx, path, what, case, label_shape, label_affine):
@@ -162,9 +168,21 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> BinStats:
     watch.refuse_unscaled_integers()
     watch.self_check()
     stats = binner.result()
+    if inputs.dice_rule == "argmax":
+        stats = _with_argmax_confusion(stats, inputs, watch.argbest)
     watch.warn_not_probabilities(binner.accumulator.value_range)
     _warn_clipped(ctx, binner.accumulator, watch.clipped_max)
     return stats
+
+
+def _with_argmax_confusion(stats: BinStats, inputs: CaseInputs, argmax) -> BinStats:
+    """``stats`` with the confusion counts (for Dice) of the argmax segmentation."""
+    valid = inputs.mask
+    if inputs.resolved.ignore_label is not None:
+        keep = inputs.labels != inputs.resolved.ignore_label
+        valid = keep if valid is None else valid & keep
+    counts = argmax_confusion(argmax, inputs.resolved, inputs.labels, valid)
+    return stats.replace(tp=counts[:, 0], fp=counts[:, 1], fn=counts[:, 2], tn=counts[:, 3])
 
 
 def _read_channel(inputs: CaseInputs, ctx: CaseContext, c: int) -> np.ndarray:

@@ -109,12 +109,13 @@ class Case:
 @dataclass(frozen=True)
 class CaseResult:
     """Result of one case: its statistics (None when a check failed), the problems found
-    and, per scored class or region, the label values that make its truth."""
+    and what a run records of it (``info``: the label values of each scored class or region
+    under ``class_labels``, the Dice rule used under ``dice_rule``)."""
 
     case_id: str
     stats: BinStats | None
     problems: list[Problem] = field(default_factory=list)
-    class_labels: dict[str, list[int]] | None = None
+    info: dict | None = None  # what the run reports: class_labels, dice_rule
 
     @property
     def ok(self) -> bool:

@@ -32,6 +32,7 @@ class CaseInputs:
     mask: np.ndarray | None
     segmentation: object | None  # nibabel image of nnU-Net's segmentation, for the self-check
     shape: tuple[int, ...]
+    dice_rule: str = "threshold"  # "argmax": keep the argmax while streaming (Dice)
 
 
 def logit_hint(low: float) -> str:
@@ -77,7 +78,7 @@ class ChannelWatch:
         self.best = self.argbest = self.recon = None
         if self.checking and self.region_model:
             self.recon = np.zeros(shape, dtype=np.int16, order="F")
-        elif self.checking:
+        elif self.checking or inputs.dice_rule == "argmax":
             self.best = np.full(shape, -np.inf, dtype=np.float32, order="F")
             self.argbest = np.zeros(shape, order="F",
                                     dtype=np.uint8 if source.n_channels <= 256 else np.int16)
