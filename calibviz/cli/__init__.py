@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from .compare import compare
 from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
 from .plot import plot
@@ -49,6 +50,7 @@ def version_command() -> None:
 
 app.command(epilog=EVALUATE_EXAMPLE)(evaluate)
 app.command()(plot)
+app.command()(compare)
 app.command()(demo)
 
 __all__ = ["app"]

@@ -129,6 +129,15 @@ def _metric_rows(table: pd.DataFrame, model: str, metric: str, columns: Sequence
     return rows.reindex(list(columns))
 
 
+def _short_verdict(row: dict) -> str:
+    """The verdict in a few words for a panel title: "lower, p < 0.001" or "no evidence
+    (p = 0.41)"."""
+    text = verdict(row, method=False)
+    name = DISPLAY_NAMES.get(str(row["metric"]), str(row["metric"]))
+    text = text.replace(f" of a difference in {name}", "").replace(f" {name},", ",")
+    return text.replace(f" to test {name}", "")
+
+
 def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None = None,
                     metrics: Sequence[str] | None = None, histograms: bool = True,
                     histogram_class: str = ALL_CLASSES, preset: str | Preset | None = None,
@@ -187,7 +196,7 @@ def plot_comparison(comparison: Comparison | pd.DataFrame, *, model: str | None 
             note = None
             if mean_row is not None and np.isfinite(mean_row["n"]):
                 row = {**mean_row.to_dict(), "metric": metric}
-                note = f"class mean: {verdict(row, method=False)}"
+                note = f"mean: {_short_verdict(row)}"
             display = PairedDifferencesDisplay(
                 differences, mean_diff=rows["mean_diff"].to_numpy(),
                 ci_low=rows["ci_low"].to_numpy(), ci_high=rows["ci_high"].to_numpy(),
