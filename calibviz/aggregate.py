@@ -4,7 +4,7 @@ the dataset reliability histogram (spec §4, §5, §7)."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -21,6 +21,8 @@ def _check_policy(absent: str) -> str:
 
 
 def _as_list(stats: Iterable[BinStats]) -> list[BinStats]:
+    if hasattr(stats, "cases") and hasattr(stats, "stats"):  # a Results: its images
+        stats = stats.stats
     stats = list(stats)
     if not stats:
         raise ValueError("no images to aggregate (the list of BinStats is empty)")
@@ -132,16 +134,55 @@ def micro_metrics(
     return dict(zip(("ece", "ace", "mce"), values, strict=True))
 
 
+class PerImageMetrics(Mapping):
+    """``{metric: float64 [n_images, C]}``, read-only; :meth:`to_frame` gives the tidy table
+    (one row per image and class: ``case``, ``class`` and one column per metric)."""
+
+    def __init__(self, values: dict[str, np.ndarray], class_names: Sequence[str],
+                 cases: Sequence[str] | None = None) -> None:
+        self._values = values
+        self.class_names = tuple(class_names)
+        n_images = len(next(iter(values.values()))) if values else 0
+        self.cases = tuple(cases) if cases is not None else tuple(map(str, range(n_images)))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._values[name]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return (f"PerImageMetrics({', '.join(self._values)}: {len(self.cases)} images × "
+                f"{len(self.class_names)} classes)")
+
+    def to_frame(self):
+        """The tidy pandas.DataFrame: one row per image and class (``case``, ``class``, one
+        column per metric)."""
+        import pandas as pd
+
+        n_classes = len(self.class_names)
+        table = {"case": np.repeat(self.cases, n_classes),
+                 "class": np.tile(self.class_names, len(self.cases))}
+        table.update({name: np.asarray(v).reshape(-1) for name, v in self._values.items()})
+        return pd.DataFrame(table)
+
+
 def per_image_metrics(
     stats: Sequence[BinStats], *, absent: str = "include"
-) -> dict[str, np.ndarray]:
-    """``{name: float64 [n_images, C]}`` of every registered metric.
+) -> PerImageMetrics:
+    """``{name: float64 [n_images, C]}`` of every registered metric (a read-only mapping;
+    ``.to_frame()`` is the tidy pandas table). ``stats``: per-image
+    :class:`BinStats`, or a :class:`~calibviz.Results` (its case ids then name the rows).
 
     With ``absent="exclude"`` the calibration metrics of classes absent from an image's
     ground truth are NaN (Dice keeps its own rule: NaN only when truth and prediction
     are both empty).  With ``absent="drop-case"`` every metric of an image missing any
     class is NaN (the whole row), so the image drops out of every summary.
     """
+    cases = stats.cases if hasattr(stats, "cases") else None
     stats = _as_list(stats)
     _check_policy(absent)
     out = {name: np.stack([fn(s) for s in stats]) for name, fn in METRICS.items()}
@@ -152,7 +193,7 @@ def per_image_metrics(
     elif absent == "drop-case":
         rows = dropped_cases(stats, absent)[:, None]
         out = {name: np.where(rows, np.nan, values) for name, values in out.items()}
-    return out
+    return PerImageMetrics(out, stats[0].class_names, cases)
 
 
 def mean_over_classes(

@@ -10,7 +10,7 @@ import numpy as np
 from .stats import BinStats
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Results:
     """Per-image statistics of a dataset run.
 
@@ -68,6 +68,30 @@ class Results:
         if not self.stats:
             return 0
         return int(dropped_cases(self.stats, self.options.get("absent", "include")).sum())
+
+    @property
+    def per_image(self):
+        """pandas.DataFrame: one row per image and class, the columns of ``per_image.csv``."""
+        from .report import per_image_table
+
+        return per_image_table(self, absent=self.options.get("absent", "include"))
+
+    @property
+    def summary(self):
+        """pandas.DataFrame: per metric and class, the columns of ``summary.csv`` (bootstrap
+        intervals when the run asked for them)."""
+        from .report import summary_table
+
+        return summary_table(self, absent=self.options.get("absent", "include"),
+                             n_bootstrap=int(self.options.get("bootstrap", 0) or 0),
+                             seed=int(self.options.get("seed", 0) or 0))
+
+    def __repr__(self) -> str:
+        first = self.stats[0] if self.stats else None
+        bins = f", {first.n_bins} {first.binning} bins" if first is not None else ""
+        classes = ", ".join(self.class_names[:6]) + (" …" if len(self.class_names) > 6 else "")
+        return (f"Results({len(self)} cases, {len(self.class_names)} classes ({classes}){bins}, "
+                f"{len(self.skipped)} skipped, {len(self.warnings)} warnings)")
 
     def __len__(self) -> int:
         return len(self.cases)

@@ -518,7 +518,7 @@ def test_plot_comparison(tmp_path, demo_models):
     figure = plot_comparison(result, metrics=["ece", "ace", "mce", "dice"])
     assert isinstance(figure, Figure)
     titles = [ax.get_title() for ax in figure.axes]
-    assert "ACE: model − baseline\nclass mean: lower ACE, p < 0.001" in titles
+    assert "ACE: model − baseline\nmean: lower, p < 0.001" in titles
     assert any(t.startswith("overconfident") for t in titles)  # histogram panels
     assert any(t.startswith("calibrated") for t in titles)
     path = save_figure(figure, tmp_path / "comparison.png")

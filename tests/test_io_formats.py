@@ -144,7 +144,7 @@ def test_softmax_nifti_scored_on_regions(tmp_path):
     write_nifti(tmp_path / "pred" / "c0.nii.gz", np.moveaxis(probs, 0, -1), AFFINE)
     result = only_ok(evaluate_folder(tmp_path / "pred", tmp_path / "labels",
                                      classes="necrosis=1,edema=2,enhancing=4",
-                                     preset="brats2021"), 1)
+                                     preset="brats2021", dice="threshold"), 1)
     region_probs = np.stack([probs[1] + probs[2] + probs[3], probs[1] + probs[3], probs[3]])
     expected = bin_image(region_probs, lab, regions=[[1, 2, 4], [1, 4], [4]],
                          class_names=["WT", "TC", "ET"])
