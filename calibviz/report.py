@@ -147,6 +147,9 @@ def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy",
         write_csv(out_dir / "summary.csv", summary_table(results, absent=absent,
                                                          n_bootstrap=n_bootstrap, seed=seed)),
     ]
+    from .nnunet_summary import summary_json
+
+    files.append(write_json(out_dir / "summary.json", summary_json(results)))
     if csv_style == "reference":
         for name, (table, header) in reference_tables(results, absent=absent).items():
             files.append(write_csv(out_dir / name, table, header=header))

@@ -196,6 +196,8 @@ class _Collector:
             c.case_id: Path(c.prediction[0] if isinstance(c.prediction, tuple)
                             else c.prediction).name
             for c in self.cases if c.case_id in self.finished}
+        self.options["label_files"] = {c.case_id: Path(c.label).name for c in self.cases
+                                       if c.case_id in self.finished}
         skipped = [c.case_id for c in self.cases if c.case_id in self.failed]
         skipped += [p.case for p in self.discovery_problems if p.severity == "error" and p.case]
         return Results(

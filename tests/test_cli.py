@@ -260,3 +260,25 @@ def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch):
     problems = pd.read_csv(out / "problems.csv")
     assert problems["message"].str.contains("figures could not be drawn").any()
     assert not list(out.rglob("*.tmp"))
+
+
+def test_summary_json_reads_like_nnunets(demo, tmp_path):
+    out = tmp_path / "run"
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--no-figures", "--quiet",
+                      "--bootstrap", 0)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"metric_per_case", "mean", "foreground_mean"}
+    table = pd.read_csv(out / "per_image.csv").set_index(["case", "class"])
+    names = {"1": "liver", "2": "tumour", "3": "vessel"}  # nnU-Net keys are label values
+    for entry in summary["metric_per_case"]:
+        case = entry["prediction_file"].removesuffix(".npz")
+        assert entry["reference_file"] == f"{case}.nii.gz"
+        for key, metrics in entry["metrics"].items():
+            row = table.loc[(case, names[key])]
+            for ours, theirs in (("dice", "Dice"), ("ece", "ECE"), ("ace", "ACE"),
+                                 ("mce", "MCE"), ("brier", "Brier")):
+                np.testing.assert_allclose(metrics[theirs], row[ours], rtol=1e-9)
+            assert metrics["n_ref"] == row["n_truth"]
+    dice_means = [summary["mean"][k]["Dice"] for k in ("1", "2", "3")]
+    np.testing.assert_allclose(summary["foreground_mean"]["Dice"], np.mean(dice_means))
