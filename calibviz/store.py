@@ -75,15 +75,44 @@ def _pack(results: Results) -> bytes:
 
 
 def _unpack(arrays: dict[str, np.ndarray], path: Path) -> Results:
+    """The archive's :class:`Results`, refusing anything it cannot vouch for: an unknown
+    format version, missing fields, a case list that does not match the statistics, NaN or
+    negative counts. Raises ``ValueError`` naming the file and what is wrong."""
+    try:
+        return _checked_results(arrays, path)
+    except (KeyError, IndexError, TypeError, ValueError, json.JSONDecodeError) as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path} is not a usable calibviz stats.npz: {error}") from None
+
+
+def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
     from .io.types import Problem
 
     if "format_version" not in arrays or "cases" not in arrays:
         raise ValueError(f"{path} is not a calibviz stats.npz (no case list inside)")
-    cases = tuple(str(c) for c in arrays["cases"].tolist())
+    version = int(arrays["format_version"])
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {version}; this calibviz reads version "
+                         f"{FORMAT_VERSION} (written by another calibviz version?)")
+    cases = tuple(str(c) for c in np.atleast_1d(arrays["cases"]).tolist())
     options = json.loads(str(arrays["options_json"])) if "options_json" in arrays else {}
     problems = ()
     if "problems_json" in arrays:
         problems = tuple(Problem(**p) for p in json.loads(str(arrays["problems_json"])))
+    if not cases:
+        return Results((), (), options, problems)
+    missing = [f for f in SUM_FIELDS if f"stats_{f}" not in arrays and f != "n_clipped"]
+    if missing:
+        raise ValueError(f"{path} lacks the statistics {', '.join(missing)}")
+    n_stats = len(arrays["stats_count"])
+    if n_stats != len(cases) or len(arrays["stats_n_images"]) != len(cases):
+        raise ValueError(f"{path} lists {len(cases)} cases but holds statistics of {n_stats}")
+    for name in SUM_FIELDS:
+        values = arrays.get(f"stats_{name}")
+        if values is not None and not (np.isfinite(values).all() and (
+                name not in ("count", "tp", "fp", "fn", "tn", "n_clipped") or values.min() >= 0)):
+            raise ValueError(f"{path} holds NaN or negative values in {name}: damaged")
     stats = []
     for index in range(len(cases)):
         fields = {}

@@ -81,3 +81,21 @@ def test_results_check_their_parts():
     assert [p.message for p in results.warnings] == ["w1"]
     assert results.n_absent == int(results.stats[0].absent.sum())
     np.testing.assert_array_equal(results.edges, results.stats[0].edges)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.update(format_version=np.array(99)), "format version 99"),
+    (lambda a: a.update(cases=a["cases"][:2]), "lists 2 cases"),
+    (lambda a: a["stats_count"].__setitem__((0, 0, 0), -5), "negative"),
+    (lambda a: a["stats_sum_p"].__setitem__((1, 0, 0), np.nan), "NaN"),
+    (lambda a: a.pop("stats_sum_y"), "lacks"),
+    (lambda a: a.pop("stats_edges"), "stats.npz"),
+])
+def test_archives_it_cannot_vouch_for_are_refused(tmp_path, change, message):
+    save_results(tmp_path / "stats.npz", Results(("a", "b", "c"), random_images(n_images=3)))
+    with np.load(tmp_path / "stats.npz") as data:
+        arrays = {key: np.array(data[key]) for key in data.files}
+    change(arrays)
+    np.savez(tmp_path / "stats.npz", **arrays)
+    with pytest.raises(ValueError, match=message):
+        load_results(tmp_path)
