@@ -103,3 +103,29 @@ def test_cli_plot_missing_results(app, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     result = CliRunner().invoke(app, ["plot", str(tmp_path / "bad.npz")])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "no fields"])
+def test_damaged_stats_npz_is_one_line_and_exit_2(run_dir, damage):
+    from calibviz.cli import app as real_app
+
+    path = run_dir / "stats.npz"
+    data = path.read_bytes()
+    path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2],
+                      "garbage": b"\x00\x01nonsense" * 10,
+                      "no fields": _npz_without_fields()}[damage])
+    result = CliRunner().invoke(real_app, ["plot", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "stats.npz" in lines[0]
+
+
+def _npz_without_fields() -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, something=np.arange(3))
+    return buffer.getvalue()
