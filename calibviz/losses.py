@@ -74,6 +74,8 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
 class _L1ACELoss(_InputOptions):
     binning = "hard"
 
