@@ -275,17 +275,7 @@ def run_evaluation(
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap)
     wanted = _binning_options(options, pred_dir, label_dir)
-    store = PartialStore(out_dir)
-    notices: list[str] = []
-    try:
-        differences, notice = store.open(wanted, resume)
-    except OSError as error:
-        raise UsageError(f"cannot write to {out_dir}: {error.strerror or error}") from None
-    if differences:
-        raise UsageError(f"cannot resume the run in {out_dir}: options differ ("
-                         + "; ".join(differences) + "); rerun without --resume or with the "
-                         "same options")
-    notices += [notice] if notice else []
+    store, notices = _open_store(out_dir, wanted, resume)
     run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name,
                    "bootstrap": n_bootstrap, "seed": seed}
     collector = _Collector(cases, problems, run_options, progress)
@@ -323,6 +313,21 @@ def run_evaluation(
                          "the evaluated cases are kept, rerun with --resume") from None
     store.finish()
     return report
+
+
+def _open_store(out_dir: Path, wanted: dict, resume: bool) -> tuple[PartialStore, list[str]]:
+    """The run's partial store, opened (fresh, or continued with ``resume``), and the lines
+    to tell the user about it."""
+    store = PartialStore(out_dir)
+    try:
+        differences, notice = store.open(wanted, resume)
+    except OSError as error:
+        raise UsageError(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    if differences:
+        raise UsageError(f"cannot resume the run in {out_dir}: options differ ("
+                         + "; ".join(differences) + "); rerun without --resume or with the "
+                         "same options")
+    return store, [notice] if notice else []
 
 
 def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwrite, absent,
