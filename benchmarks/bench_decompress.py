@@ -47,7 +47,8 @@ def _rss_kb(field: str) -> int:
 
 def measure(folder: Path) -> dict:
     from calibviz.io import inflate
-    from calibviz.io.readers import NiftiSource, NpyStream
+    from calibviz.io.nifti import NiftiSource
+    from calibviz.io.readers import NpyStream
 
     def nifti():
         source = NiftiSource(str(folder / "monai" / "case" / "case_seg.nii.gz"))

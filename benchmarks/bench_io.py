@@ -81,7 +81,8 @@ def measure(kind: str, folder: Path) -> dict:
     import nibabel.openers
 
     from calibviz.io import discover_cases, evaluate_case
-    from calibviz.io.readers import NiftiSource, NpyStream
+    from calibviz.io.nifti import NiftiSource
+    from calibviz.io.readers import NpyStream
     from calibviz.options import EvalOptions
 
     no_igzip = kind.endswith("-no-igzip")

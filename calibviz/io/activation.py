@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .readers import Source
+from .source import Source
 
 
 def apply_activation(source: Source, activation: str | None) -> Source:

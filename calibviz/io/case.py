@@ -26,8 +26,10 @@ from .checks import (
 )
 from .classes import resolve
 from .files import check_nifti_size, check_readable
-from .readers import Source, load_nifti, open_source
+from .nifti import load_nifti
+from .readers import open_source
 from .segmentation import argmax_confusion, dice_rule
+from .source import Source
 from .types import Case, CaseResult, InputError, Problem
 from .watch import CaseInputs, ChannelWatch, logit_hint
 

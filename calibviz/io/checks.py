@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import Resolved
-from .readers import Source
+from .source import Source
 from .types import Case, InputError, Problem
 
 AFFINE_TOLERANCE = 1e-3

@@ -12,7 +12,7 @@ from ..options import CLIP_TOLERANCE, EvalOptions
 from .axes import AxisCheck
 from .checks import CaseContext
 from .classes import Resolved
-from .readers import Source
+from .source import Source
 from .types import Case
 
 SUM_TOLERANCE = 1e-3
