@@ -255,3 +255,20 @@ def naive_equal_mass(p, y, n_bins):
     gaps, counts = np.array(gaps), np.array(counts)
     return {"ece": float((gaps * counts).sum() / counts.sum()), "ace": float(gaps.mean()),
             "mce": float(gaps.max())}
+
+
+def naive_top_label(probs, labels, classes=None):
+    """(confidence, correct) per voxel by plain loops: the largest probability and whether
+    the first class reaching it carries the voxel's label."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(probs), -1)
+    labels = np.asarray(labels).ravel()
+    values = list(range(len(probs))) if classes is None else list(classes)
+    confidence, correct = np.empty(labels.size), np.empty(labels.size, dtype=bool)
+    for v in range(labels.size):
+        best = 0
+        for c in range(1, len(probs)):
+            if probs[c, v] > probs[best, v]:
+                best = c
+        confidence[v] = probs[best, v]
+        correct[v] = values[best] == labels[v]
+    return confidence, correct
