@@ -41,6 +41,8 @@ def test_band_matches_brute_force(shape, spacing, mm):
     seg = np.roll(truth, 2, axis=0) & (rng.random(shape) < 0.9)
     expected = naive.naive_band(truth, seg, mm, spacing)
     np.testing.assert_array_equal(band(truth, seg, mm, spacing), expected)
+    # the boundary of M is that of ~M (the background class uses this)
+    np.testing.assert_array_equal(band(~truth, ~seg, mm, spacing), expected)
     np.testing.assert_array_equal(box(truth, seg, mm, spacing),
                                   naive.naive_box(truth, seg, mm, spacing))
 
