@@ -30,12 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aggregate import included
+from .metrics import debiased_ce
 from .stats import BinStats
 
 #: Approximate bytes the per-chunk working arrays may take (weights and resampled sums).
 CHUNK_BYTES = 64 * 2**20
 #: The metrics :func:`metrics_from_sums` can compute from pooled sums.
-SUM_METRICS = ("ece", "ace", "mce", "brier", "dice")
+SUM_METRICS = ("ece", "ace", "mce", "dce", "brier", "dice")
 
 
 # --------------------------------------------------------------------------- resampling
@@ -131,8 +132,9 @@ def macro_mean_interval(values: np.ndarray, n_bootstrap: int = 10000, seed: int 
 NEEDS = {
     "ece": ("count", "excess"), "ace": ("count", "excess"), "mce": ("count", "excess"),
     "brier": ("count", "brier_sum"), "dice": ("tp", "fp", "fn"),
+    "dce": ("count", "excess", "sum_y"),
 }
-FIELDS = ("count", "excess", "brier_sum", "tp", "fp", "fn")
+FIELDS = ("count", "excess", "brier_sum", "tp", "fp", "fn", "sum_y")
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class SumArrays:
     tp: np.ndarray | None = None
     fp: np.ndarray | None = None
     fn: np.ndarray | None = None
+    sum_y: np.ndarray | None = None
     binning: str = "hard"
     empty_weight: float = 0.01
 
@@ -173,7 +176,7 @@ class SumArrays:
         return cls(
             count=count * keep[..., None], excess=(sum_p - sum_y) * keep[..., None],
             brier_sum=brier_sum * keep, tp=stacked("tp") * keep, fp=stacked("fp") * keep,
-            fn=stacked("fn") * keep, binning=stats[0].binning,
+            fn=stacked("fn") * keep, sum_y=sum_y * keep[..., None], binning=stats[0].binning,
             empty_weight=stats[0].empty_weight,
         )
 
@@ -182,7 +185,7 @@ class SumArrays:
         for name in FIELDS:
             value = getattr(self, name)
             if value is not None:
-                return value.shape[-2] if name in ("count", "excess") else value.shape[-1]
+                return value.shape[-2] if name in ("count", "excess", "sum_y") else value.shape[-1]
         raise ValueError("SumArrays holds no field")
 
     @property
@@ -253,6 +256,9 @@ def metrics_from_sums(sums: SumArrays, names: Sequence[str] = SUM_METRICS
         if "brier" in names:
             voxels = sums.count.sum(axis=-1)
             out["brier"] = np.where(voxels > 0, sums.brier_sum / voxels, np.nan)
+        if "dce" in names:
+            nonempty = sums.count >= sums.empty_weight if sums.binning == "soft" else sums.count > 0
+            out["dce"] = debiased_ce(sums.count, sums.excess + sums.sum_y, sums.sum_y, nonempty)
         if "dice" in names:
             denominator = 2 * sums.tp + sums.fp + sums.fn
             out["dice"] = np.where(denominator > 0, 2 * sums.tp / denominator, np.nan)

@@ -112,6 +112,37 @@ def brier_decomposition(stats: BinStats) -> dict[str, np.ndarray]:
     return {name: np.where(total > 0, value, np.nan) for name, value in terms.items()}
 
 
+def debiased_ce(count, sum_p, sum_y, nonempty) -> np.ndarray:
+    """Debiased calibration error from per-bin arrays (bins on the last axis), float64 of the
+    leading shape; NaN where no bin holds data (Kumar, Liang & Ma 2019).
+
+    Per non-empty bin ``(ȳ − p̄)² − ȳ(1 − ȳ)/(n − 1)`` (bins with ``n <= 1`` contribute
+    ``(ȳ − p̄)²`` alone), averaged with weights ``n``; the mean is clipped at 0 and its square
+    root returned.  Needs ``count``, ``Σp`` and ``Σy`` only (``Σy² = Σy`` for 0/1 outcomes).
+    With soft binning ``n`` is the soft weight ``W`` (a bin with ``W <= 1`` is not corrected).
+
+    >>> round(float(debiased_ce([4], [2.0], [3.0], [True])), 6)
+    0.0
+    """
+    nonempty = np.asarray(nonempty, dtype=bool)
+    n = np.where(nonempty, count, 0).astype(np.float64)
+    safe = np.where(nonempty, n, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_bar = np.where(nonempty, np.asarray(sum_p) / safe, 0.0)
+        y_bar = np.where(nonempty, np.asarray(sum_y) / safe, 0.0)
+        correction = np.where(n > 1, y_bar * (1 - y_bar) / np.where(n > 1, n - 1, 1.0), 0.0)
+    terms = np.where(nonempty, (y_bar - p_bar) ** 2 - correction, 0.0)
+    total = n.sum(axis=-1)
+    out = np.full(total.shape, np.nan)
+    np.divide((n * terms).sum(axis=-1), total, out=out, where=total > 0)
+    return np.sqrt(np.maximum(out, 0.0), where=np.isfinite(out), out=out)
+
+
+def dce(stats: BinStats) -> np.ndarray:
+    """Debiased calibration error per class (see :func:`debiased_ce`); NaN without voxels."""
+    return debiased_ce(stats.count, stats.sum_p, stats.sum_y, stats.nonempty)
+
+
 def dice(stats: BinStats) -> np.ndarray:
     """Dice of each channel thresholded at ``p > 0.5``; NaN when truth and prediction are empty."""
     tp = stats.tp.astype(np.float64)
@@ -128,9 +159,10 @@ METRICS: dict[str, MetricFunction] = {
     "ece": ece,
     "ace": ace,
     "mce": mce,
+    "dce": dce,
     "brier": brier,
     "dice": dice,
 }
 
 #: Metrics that are calibration errors computed from bins (these honour the absent policy).
-CALIBRATION_METRICS = ("ece", "ace", "mce", "brier")
+CALIBRATION_METRICS = ("ece", "ace", "mce", "dce", "brier")

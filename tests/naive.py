@@ -177,3 +177,98 @@ def naive_frequency_row(sum_y, n, n_bins, closure="right"):
         if closure == "left" and (low <= f < high or (r == n_bins - 1 and f == 1)):
             return r
     raise ValueError(f"frequency {f} outside [0, 1]")
+
+
+# ------------------------------------------------------------------ issue 16: ROI, sweeps
+def naive_boundary_distance(mask, spacing):
+    """Distance (mm) of every voxel to the nearest voxel on the other side of ``mask``, by
+    brute force over all pairs (small volumes only); inf when there is none."""
+    mask = np.asarray(mask, dtype=bool)
+    coords = np.indices(mask.shape).reshape(mask.ndim, -1).T * np.asarray(spacing, float)
+    flat = mask.ravel()
+    out = np.full(flat.shape, np.inf)
+    for i in range(flat.size):
+        other = coords[flat != flat[i]]
+        if len(other):
+            out[i] = np.sqrt(((other - coords[i]) ** 2).sum(axis=1)).min()
+    return out.reshape(mask.shape)
+
+
+def naive_band(truth, seg, mm, spacing):
+    near = naive_boundary_distance(truth, spacing) <= mm
+    return near | (naive_boundary_distance(seg, spacing) <= mm)
+
+
+def naive_box(truth, seg, mm, spacing):
+    """Voxels whose per-axis distance (in mm, as index difference × spacing) to the bounding
+    box of truth ∪ seg is at most mm on every axis."""
+    union = np.asarray(truth, bool) | np.asarray(seg, bool)
+    out = np.zeros(union.shape, dtype=bool)
+    if not union.any():
+        return out
+    points = np.argwhere(union)
+    low, high = points.min(axis=0), points.max(axis=0)
+    for index in np.ndindex(union.shape):
+        inside = True
+        for axis, i in enumerate(index):
+            gap = max(low[axis] - i, i - high[axis], 0)
+            inside &= gap * float(spacing[axis]) <= mm
+        out[index] = inside
+    return out
+
+
+def naive_debiased_ce(count, sum_p, sum_y):
+    """Debiased calibration error per class by plain loops: per bin
+    (ȳ−p̄)² − ȳ(1−ȳ)/(n−1) (n = 1: the first term alone), count-weighted, clipped at 0,
+    square root; NaN without voxels."""
+    count = np.asarray(count, float)
+    out = np.full(count.shape[0], np.nan)
+    for c in range(count.shape[0]):
+        total, acc = 0.0, 0.0
+        for b in range(count.shape[1]):
+            n = count[c, b]
+            if n <= 0:
+                continue
+            p_bar, y_bar = sum_p[c, b] / n, sum_y[c, b] / n
+            term = (y_bar - p_bar) ** 2
+            if n > 1:
+                term -= y_bar * (1 - y_bar) / (n - 1)
+            acc += n * term
+            total += n
+        if total > 0:
+            out[c] = np.sqrt(max(acc / total, 0.0))
+    return out
+
+
+def naive_equal_mass(p, y, n_bins):
+    """ECE/ACE/MCE on equal-mass bins of voxel lists (Nixon et al.): sort by confidence,
+    voxel of rank r goes to bin floor(r·B/N) (no ties in the fine-statistics sense)."""
+    order = np.argsort(p, kind="stable")
+    p, y = np.asarray(p, float)[order], np.asarray(y, float)[order]
+    index = (np.arange(len(p)) * n_bins) // len(p)
+    gaps, counts = [], []
+    for b in range(n_bins):
+        sel = index == b
+        if sel.any():
+            gaps.append(abs(p[sel].mean() - y[sel].mean()))
+            counts.append(sel.sum())
+    gaps, counts = np.array(gaps), np.array(counts)
+    return {"ece": float((gaps * counts).sum() / counts.sum()), "ace": float(gaps.mean()),
+            "mce": float(gaps.max())}
+
+
+def naive_top_label(probs, labels, classes=None):
+    """(confidence, correct) per voxel by plain loops: the largest probability and whether
+    the first class reaching it carries the voxel's label."""
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(probs), -1)
+    labels = np.asarray(labels).ravel()
+    values = list(range(len(probs))) if classes is None else list(classes)
+    confidence, correct = np.empty(labels.size), np.empty(labels.size, dtype=bool)
+    for v in range(labels.size):
+        best = 0
+        for c in range(1, len(probs)):
+            if probs[c, v] > probs[best, v]:
+                best = c
+        confidence[v] = probs[best, v]
+        correct[v] = values[best] == labels[v]
+    return confidence, correct

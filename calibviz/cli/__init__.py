@@ -13,6 +13,7 @@ from .compare import compare
 from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
 from .plot import plot
+from .sweep import sweep
 
 app = typer.Typer(
     name="calibviz",
@@ -52,5 +53,6 @@ app.command(epilog=EVALUATE_EXAMPLE)(evaluate)
 app.command()(plot)
 app.command()(compare)
 app.command()(demo)
+app.command()(sweep)
 
 __all__ = ["app"]
