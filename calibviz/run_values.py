@@ -36,7 +36,8 @@ REFERENCE_FILES = {
     "dice": ("mean_dice_raw.csv", "dice_raw.csv"),
 }
 CASE_EXTENSIONS = (".nii.gz", ".nii", ".npz", ".npy", ".mha", ".nrrd")
-DISPLAY_NAMES = {"ece": "ECE", "ace": "ACE", "mce": "MCE", "brier": "Brier", "dice": "Dice"}
+DISPLAY_NAMES = {"ece": "ECE", "ace": "ACE", "mce": "MCE", "brier": "Brier", "dice": "Dice",
+                 "dce": "dCE"}
 
 
 # --------------------------------------------------------------------------- inputs
