@@ -45,6 +45,7 @@ class RunReport:
     timings: dict[str, float] = field(default_factory=dict)
     figures: dict | None = None
     notices: list[str] = field(default_factory=list)
+    fine: Results | None = None  # the fine statistics with --fine-bins
 
     @property
     def n_skipped(self) -> int:
@@ -257,6 +258,7 @@ def run_evaluation(
     name: str | None = None,
     n_bootstrap: int = 10000,
     seed: int = 0,
+    fine_bins: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunReport:
     """Evaluate every case of ``pred_dir`` against ``label_dir`` and write the reports.
@@ -267,13 +269,19 @@ def run_evaluation(
     again). Raises :class:`UsageError` for problems with the folders or options, before any
     case runs; problems with single cases are collected in the results (and
     ``problems.csv``), never raised. ``progress(done, total)`` is called after each case.
+    ``fine_bins``: bin at that resolution (a multiple of ``options.n_bins``), keep those
+    statistics in ``stats_fine.npz`` and report on ``options.n_bins`` bins (exact: the sums of
+    adjacent fine bins).
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
+    report_bins = options.n_bins
+    fine_options = _with_fine_bins(options, fine_bins)
     cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap)
+    options = fine_options
     wanted = _binning_options(options, pred_dir, label_dir)
     store, notices = _open_store(out_dir, wanted, resume)
     run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name,
@@ -298,6 +306,7 @@ def run_evaluation(
     collector.options["workers"] = used
     report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
                        notices=notices)
+    report.fine = _coarsen_results(report, report_bins) if fine_bins else None
     evaluated = time.perf_counter()
     try:
         clear_outputs(out_dir, keep_partial=True)
@@ -313,6 +322,33 @@ def run_evaluation(
                          "the evaluated cases are kept, rerun with --resume") from None
     store.finish()
     return report
+
+
+def _with_fine_bins(options: EvalOptions, fine_bins: int | None) -> EvalOptions:
+    """The options the cases are binned with: ``fine_bins`` bins when asked for."""
+    from dataclasses import replace
+
+    if fine_bins is None:
+        return options
+    try:
+        if fine_bins % options.n_bins or options.binning != "hard":
+            raise ValueError(f"--fine-bins {fine_bins} must be a multiple of --bins "
+                             f"{options.n_bins}, with hard binning (soft bins cannot be "
+                             "added up exactly)")
+        return replace(options, n_bins=fine_bins)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _coarsen_results(report: RunReport, n_bins: int) -> Results:
+    """Replace the report's fine statistics by their ``n_bins``-bin sums; return the fine."""
+    from .sweep import coarsen
+
+    fine = report.results
+    options = {**fine.options, "n_bins": n_bins, "fine_bins": fine.options["n_bins"]}
+    report.results = Results(fine.cases, tuple(coarsen(s, n_bins) for s in fine.stats),
+                             options, fine.problems, fine.skipped)
+    return fine
 
 
 def _open_store(out_dir: Path, wanted: dict, resume: bool) -> tuple[PartialStore, list[str]]:
@@ -393,6 +429,10 @@ def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_
 
     results = report.results
     start = time.perf_counter()
+    if report.fine is not None and report.fine.stats:
+        from .store import FINE_STATS_FILE, save_results
+
+        report.files.append(save_results(report.out_dir / FINE_STATS_FILE, report.fine))
     report.files.extend(write_reports(results, report.out_dir, csv_style=csv_style,
                                       n_bootstrap=results.options.get("bootstrap", 0),
                                       seed=results.options.get("seed", 0)))

@@ -50,6 +50,9 @@ def _umask() -> int:
 # ------------------------------------------------------------------ the stats archive
 FORMAT_VERSION = 1
 STATS_FILE = "stats.npz"
+#: With ``evaluate --fine-bins F``: the per-image statistics at the fine resolution, from which
+#: ``calibviz sweep`` computes any bin count dividing F exactly.
+FINE_STATS_FILE = "stats_fine.npz"
 
 
 def _pack(results: Results) -> bytes:
@@ -151,9 +154,9 @@ def load_results(path: str | os.PathLike) -> Results:
 #: What calibviz writes into an output folder (globs relative to it). ``--overwrite`` removes
 #: these and nothing else.
 OWN_OUTPUTS = (
-    STATS_FILE, "per_image.csv", "summary.csv", "run.json", "problems.csv", "summary.json",
-    "metrics.csv", "*_raw.csv", "*_summary.csv", "comparison.csv", "comparison_micro.csv",
-    "report.html", "figures/dataset_reliability_histogram.*", "figures/cases/*.png",
+    STATS_FILE, FINE_STATS_FILE, "per_image.csv", "summary.csv", "run.json", "problems.csv",
+    "summary.json", "metrics.csv", "*_raw.csv", "*_summary.csv", "comparison.csv",
+    "comparison_micro.csv", "report.html", "figures/dataset_reliability_histogram.*", "figures/cases/*.png",
     "figures/cases/*.pdf", "figures/cases/*.svg", "figures/comparison.*",
 )
 #: Any of these marks a folder as holding a run.

@@ -282,3 +282,25 @@ def test_summary_json_reads_like_nnunets(demo, tmp_path):
             assert metrics["n_ref"] == row["n_truth"]
     dice_means = [summary["mean"][k]["Dice"] for k in ("1", "2", "3")]
     np.testing.assert_allclose(summary["foreground_mean"]["Dice"], np.mean(dice_means))
+
+
+def test_fine_bins_keep_exact_statistics_for_sweeps(demo, tmp_path):
+    fine, direct = tmp_path / "fine", tmp_path / "direct"
+    assert evaluate(demo.nnunet, demo.labels, "--out", fine, "--fine-bins", 60, "--bins", 20,
+                    "--no-figures", "--quiet", "--bootstrap", 0).exit_code == 0
+    assert evaluate(demo.nnunet, demo.labels, "--out", direct, "--bins", 20,
+                    "--no-figures", "--quiet", "--bootstrap", 0).exit_code == 0
+    coarse, reference = load_results(fine), load_results(direct)
+    assert coarse.stats[0].n_bins == 20
+    assert load_results(fine / "stats_fine.npz").stats[0].n_bins == 60
+    for a, b in zip(coarse.stats, reference.stats):
+        for name in ("count", "sum_y", "tp", "fp", "fn", "tn"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert a.equals(b, rtol=1e-12)
+    sweep = runner.invoke(app, ["sweep", str(fine), "--bins", "5,12,30,60"])
+    assert sweep.exit_code == 0, sweep.output
+    table = pd.read_csv(fine / "sweep" / "sweep.csv")
+    assert sorted(set(table["bins"])) == [5, 12, 30, 60]
+    bad = evaluate(demo.nnunet, demo.labels, "--out", tmp_path / "bad", "--fine-bins", 50,
+                   "--bins", 20)
+    assert bad.exit_code == 2 and "--fine-bins 50" in bad.output

@@ -43,6 +43,9 @@ def evaluate(
     label_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label NIfTIs.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("calibviz-results"),
     bins: Annotated[int, typer.Option(min=1, help="Number of equal-width bins.")] = 20,
+    fine_bins: Annotated[int | None, typer.Option(
+        min=1, help="Also keep statistics at this finer resolution (a multiple of --bins) "
+        "in stats_fine.npz, for calibviz sweep.")] = None,
     closure: Annotated[Closure, typer.Option(help="Bin closure: right (e_k < p <= e_k+1, "
                                              "as the paper) or left.")] = "right",
     binning: Annotated[Binning, typer.Option(help="Hard bins or the paper's soft "
@@ -116,7 +119,7 @@ def evaluate(
     report = run_with_progress(
         pred_dir, label_dir, out, options, quiet=quiet, workers=workers, resume=resume,
         overwrite=overwrite, name=name, absent=str(absent), csv_style=str(csv_style),
-        n_bootstrap=bootstrap, seed=seed,
+        n_bootstrap=bootstrap, seed=seed, fine_bins=fine_bins,
         figures=figures,
         figure_format=str(format), max_case_figures=max_case_figures,
     )

@@ -51,13 +51,14 @@ def sweep(
 ) -> None:
     """Metrics against the number of bins (and on equal-mass bins) from one run's sums."""
     from ..report import write_csv
-    from ..store import load_results
+    from ..store import FINE_STATS_FILE, load_results
     from ..sweep import check_divides, equal_mass_table, sweep_figure, sweep_table
     from ..viz.figures import save_figure
 
     try:
         wanted = parse_bins(bins)
-        results = load_results(run)
+        fine = (run if run.is_dir() else run.parent) / FINE_STATS_FILE
+        results = load_results(fine if fine.exists() else run)
         if not results.stats:
             raise ValueError(f"{run} holds no evaluated case")
         first = results.stats[0]
