@@ -248,7 +248,7 @@ def run_evaluation(
     csv_style: str = "tidy",
     figures: bool = True,
     figure_format: str = "png",
-    max_case_figures: int = 50,
+    max_case_figures: int = 12,
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunReport:
