@@ -4,7 +4,8 @@ bincounts per class) vs the read floor.
 Run: ``python benchmarks/bench_kernel.py`` (``--quick`` for a smaller volume). The maps are
 smooth synthetic softmax outputs (most values near 0 or 1, as in real networks' maps), made
 once into ``~/.cache/calibviz-bench``; uniform random values would flatter nothing real.
-Prints, per volume: kernel time per image (all cores and 1 thread), the NumPy time, the time to read the array once (``np.sum``), the
+Prints, per volume: kernel time per image (all cores and 1 thread), the NumPy time, the
+time to read the array once (``np.sum``), the
 ratios, and the peak resident memory above the input arrays (VmHWM, reset before each run).
 """
 
