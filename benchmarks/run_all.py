@@ -26,6 +26,7 @@ def main(argv=None) -> int:
         ["bench_io.py", *(["--small"] if quick else [])],
         ["bench_evaluate.py", *(["--quick"] if quick else [])],
         ["bench_plot.py"],
+        ["bench_end_to_end.py", *(["--quick"] if quick else [])],
     ]
     if importlib.util.find_spec("torch"):
         runs.append(["bench_losses.py", *(["--size", "48"] if quick else [])])

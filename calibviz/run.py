@@ -254,7 +254,7 @@ def run_evaluation(
     csv_style: str = "tidy",
     figures: bool = True,
     figure_format: str = "png",
-    max_case_figures: int = 50,
+    max_case_figures: int = 12,
     name: str | None = None,
     n_bootstrap: int = 10000,
     seed: int = 0,

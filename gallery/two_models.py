@@ -41,7 +41,7 @@ with matplotlib.rc_context(preset.rc()):  # fonts of the preset, global state un
     for column, name in enumerate(models):
         display = DatasetReliabilityHistogramDisplay.from_stats(stats[name], "liver").plot(
             axes[0, column], hist_ax=axes[1, column], norm=norm, colorbar=False,
-            title=f"{name}, liver")
+            log_counts=True, title=f"{name}, liver")  # one count-axis rule per figure
     colorbar = figure.colorbar(display.mesh_, ax=axes, shrink=0.7)
     colorbar.set_label("fraction of the column's images")
 save_figure(figure, OUT / "two_models.png", preset=preset)

@@ -33,6 +33,8 @@ from calibviz.viz import (
 from .viz_data import hand_stats, make_results, synthetic_dataset
 
 BASELINE = Path(__file__).parent / "baseline"
+
+
 @pytest.fixture(scope="module")
 def results():
     return make_results()
@@ -217,3 +219,107 @@ def test_image_regression_case_figure(results, tmp_path):
 def test_image_regression_dataset_figure(results, tmp_path):
     _regression("dataset_figure.png", lambda path: render_dataset_figure(
         results.stats, path, dpi=60, title="regression"), tmp_path)
+
+
+# ------------------------------------------------ reused case figure, layout defects
+def test_reused_case_figure_draws_exactly_like_a_fresh_one(results, tmp_path):
+    from calibviz.viz.casefigure import CaseFigure
+
+    fresh = render_case_figure("case/004", results.stats[4], tmp_path / "fresh.png", dpi=60)
+    reused = CaseFigure(results.stats[0])
+    for i in (0, 2, 1):  # other cases first: other heights, markers, arrows, scales
+        reused.draw(results.cases[i], results.stats[i])
+    reused.draw("case/004", results.stats[4])
+    path = reused.save(tmp_path / "reused.png", dpi=60)
+    assert compare_images(str(fresh), str(path), tol=0.01) is None
+
+
+def test_case_figure_refuses_other_classes_or_bins(results):
+    from calibviz.viz.casefigure import CaseFigure
+
+    case_figure = CaseFigure(results.stats[0])
+    with pytest.raises(ValueError, match="classes and bins it was built for"):
+        case_figure.draw("x", hand_stats())
+
+
+def test_count_axes_follow_one_rule_per_figure():
+    stats = hand_stats()  # liver counts span 1000 / 1 (log), tumour 5 / 5 (linear alone)
+    _, displays = plot_case(stats)
+    assert {d.hist_ax_.get_yscale() for d in displays} == {"log"}
+    _, displays, _ = plot_dataset([stats, stats])
+    assert len({d.hist_ax_.get_yscale() for d in displays}) == 1
+
+
+def _extent(artist):
+    return artist.get_window_extent()
+
+
+def test_single_class_dataset_figure_is_readable():
+    figure, displays, _ = plot_dataset(make_results(8).stats, classes=["tumour"])
+    figure.canvas.draw()
+    width, height = figure.get_size_inches() * 150
+    assert width >= 600 and height >= 600  # was 450 x 412 px
+    display = displays[0]
+    assert display.ax_.get_title() == "tumour (8 images)" and not figure._suptitle
+    ylabel = _extent(display.ax_.yaxis.label)
+    voxels = _extent(display.hist_ax_.yaxis.label)
+    assert ylabel.y0 > voxels.y1  # the frequency label stays clear of "voxels"
+    labels = [t for t in display.count_axis_.get_xticklabels() if t.get_text()]
+    assert labels[0].get_fontsize() >= 5
+    boxes = [_extent(t) for t in labels]
+    assert all(a.x1 <= b.x0 + 0.5 for a, b in zip(boxes, boxes[1:]))  # no overlap
+
+
+def test_two_panel_api_colour_bars_keep_off_the_next_panel():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from calibviz.viz import DatasetReliabilityHistogramDisplay
+
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    stats = make_results(6).stats
+    displays = [DatasetReliabilityHistogramDisplay.from_stats(stats, c).plot(ax=ax)
+                for ax, c in zip(axes, ["liver", "tumour"])]
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    bar = displays[0].colorbar_.ax.get_tightbbox(renderer)
+    assert bar.x1 <= axes[1].get_tightbbox(renderer).x0
+
+
+def test_all_classes_panel_counts_image_class_pairs():
+    _, displays, _ = plot_dataset(make_results(4).stats)
+    assert displays[-1].count_axis_.get_xlabel() == "image–class pairs per column"
+    assert displays[0].count_axis_.get_xlabel() == "images per column"
+
+
+def test_mce_label_covers_no_data_point(results):
+    for stats in results.stats:
+        figure, displays = plot_case(stats)
+        figure.canvas.draw()
+        for display in displays:
+            if display.mce_arrow_ is None:
+                continue
+            box = display.mce_arrow_.get_bbox_patch().get_window_extent()
+            points = display.ax_.transData.transform(display.markers_.get_xydata())
+            inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+                      & (points[:, 1] > box.y0) & (points[:, 1] < box.y1))
+            assert not inside.any(), (display.class_name, display.mce_arrow_.xyann)
+
+
+def test_image_regression_single_class_dataset_figure(results, tmp_path):
+    _regression("dataset_single_class.png", lambda path: render_dataset_figure(
+        results.stats, path, classes=["tumour"], dpi=60), tmp_path)
+
+
+def test_image_regression_two_panel_api(results, tmp_path):
+    from calibviz.viz import DatasetReliabilityHistogramDisplay, new_figure
+
+    def render(path):
+        figure = new_figure(6.4, 3.2, layout="none")
+        for ax, c in zip(figure.subplots(1, 2), ["liver", "tumour"]):
+            DatasetReliabilityHistogramDisplay.from_stats(results.stats, c).plot(ax=ax)
+        return save_figure(figure, path, dpi=60)
+
+    _regression("two_panel_api.png", render, tmp_path)

@@ -109,7 +109,7 @@ def evaluate(
     format: Annotated[FigureFormat, typer.Option("--format", help="Image format of the "
                                                  "figures written.")] = "png",
     max_case_figures: Annotated[int, typer.Option(min=0, help="Draw at most this many "
-                                                  "per-image figures (the worst by ACE).")] = 50,
+                                                  "per-image figures (the worst by ACE).")] = 12,
     csv_style: Annotated[CsvStyle, typer.Option(help="tidy, or also the reference "
                                                 "implementation's CSV layout.")] = "tidy",
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary table.")] = False,

@@ -57,7 +57,7 @@ def plot(
         "--dpi", help="PNG resolution, 10 to 1200 (default: the preset's).")] = None,
     max_cases: Annotated[int, typer.Option(
         "--max-cases", help="Without --cases, draw at most this many (the worst by ACE).",
-        min=0)] = 50,
+        min=0)] = 12,
     norm: Annotated[Norm, typer.Option(
         "--norm", help="Colour norm of the dataset histogram.")] = Norm.power,
     gamma: Annotated[float, typer.Option(

@@ -29,63 +29,30 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 from matplotlib.colors import Normalize
+from matplotlib.lines import Line2D
 from matplotlib.offsetbox import AnchoredText
-from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.patches import Rectangle
 
 from ..aggregate import reliability_histogram
 from ..metrics import ace, ece, gap_metrics, mce
 from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_per_column
+from .annotate import (  # noqa: F401  (format_value, style_colorbar: public here)
+    LOG_COUNT_RATIO,
+    XLABEL,
+    YLABEL,
+    count_histogram,
+    finish_axes,
+    format_value,
+    needs_log,
+    place_label,
+    style_colorbar,
+)
 from .figures import figure_legend, make_norm, single_panel
 from .presets import Preset, get_preset
 
-XLABEL = "predicted foreground probability"
-YLABEL = "empirical foreground frequency"
 ALL_CLASSES = "all classes"
-#: Counts histograms switch to a log axis above this max/min ratio of non-zero counts.
-LOG_COUNT_RATIO = 100
 #: Labels of the reliability diagram's legend, in the order of ``legend_handles()``.
 DIAGRAM_LABELS = ("gap", "frequency", "perfect calibration")
-
-
-def format_value(value: float) -> str:
-    """Metric value as printed on figures: 3 significant digits, ``n/a`` for NaN."""
-    value = float(value)
-    return "n/a" if not math.isfinite(value) else f"{value:.3g}"
-
-
-def _count_histogram(ax, edges: np.ndarray, count: np.ndarray, *, color="0.55",
-                     ylabel="voxels"):
-    """Bars of per-bin voxel counts (non-empty bins only); log axis when the max/min
-    ratio of non-zero counts exceeds :data:`LOG_COUNT_RATIO`. Returns the BarContainer."""
-    count = np.asarray(count, dtype=np.float64)
-    keep = count > 0
-    widths = np.diff(edges)
-    bars = ax.bar(edges[:-1][keep], count[keep], width=widths[keep], align="edge",
-                  color=color, edgecolor="white", linewidth=0.3)
-    if keep.any() and count[keep].max() / count[keep].min() > LOG_COUNT_RATIO:
-        ax.set_yscale("log")
-    ax.set_xlim(0, 1)
-    ax.set_ylabel(ylabel)
-    ax.yaxis.set_major_formatter(EngFormatter(sep="", places=None))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_locator(MaxNLocator(3) if ax.get_yscale() == "linear"
-                               else LogLocator(numticks=3))
-    return bars
-
-
-def _finish_axes(ax, hist_ax, *, xlabel: str, ylabel: str, title: str | None) -> None:
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_box_aspect(1)
-    ax.set_ylabel(ylabel)
-    if hist_ax is None:
-        ax.set_xlabel(xlabel)
-    else:
-        ax.tick_params(axis="x", labelbottom=False)
-        hist_ax.set_xlabel(xlabel)
-        hist_ax.set_box_aspect(0.25)
-    if title:
-        ax.set_title(title)
 
 
 # ---------------------------------------------------------------- reliability diagram
@@ -167,12 +134,13 @@ class ReliabilityDiagramDisplay:
              bar_color="tab:red", bar_alpha: float = 0.35, marker: str = "o",
              marker_color="black", marker_size: float | None = None, diagonal_color="0.45",
              show_metrics: bool = True, show_mce: bool = True, legend: bool | None = None,
-             xlabel: str = XLABEL, ylabel: str = YLABEL,
+             log_counts: bool | None = None, xlabel: str = XLABEL, ylabel: str = YLABEL,
              preset: str | Preset | None = None) -> ReliabilityDiagramDisplay:
         """Draw into ``ax`` (a new figure sized by ``preset`` when ``None``; with
         ``histogram`` it gets a count row below). ``hist_ax``: axes for the voxel-count
         histogram when ``ax`` is given. ``legend``: ``None`` puts one legend under a figure
-        made here and none into given axes; ``True`` adds one to the axes (lower right)."""
+        made here and none into given axes; ``True`` adds one to the axes (lower right).
+        ``log_counts``: log count axis (``None``: above a max/min count ratio of 100)."""
         kwargs = {k: v for k, v in locals().items() if k not in ("self", "ax", "preset")}
         if ax is None:
             preset = get_preset(preset)
@@ -187,85 +155,117 @@ class ReliabilityDiagramDisplay:
         return self._draw(ax, **kwargs)
 
     def legend_handles(self) -> list:
-        """The drawn gap bars, frequency markers and diagonal (labels: DIAGRAM_LABELS)."""
-        return [self.bars_, self.markers_, self.diagonal_]
+        """Stand-ins for the gap bars, frequency markers and diagonal, drawn in their style
+        (labels: DIAGRAM_LABELS); they exist even when no bin holds data."""
+        style = self._style
+        bar = Rectangle((0, 0), 1, 1, facecolor=style["bar_color"], alpha=style["bar_alpha"],
+                        edgecolor=style["bar_color"], linewidth=0.4)
+        dot = Line2D([], [], linestyle="none", marker=style["marker"],
+                     markersize=style["marker_size"], color=style["marker_color"])
+        return [bar, dot, self.diagonal_]
 
-    def _draw(self, ax, *, hist_ax, histogram, title, bar_color, bar_alpha, marker,
-              marker_color, marker_size, diagonal_color, show_metrics, show_mce, legend,
-              xlabel, ylabel) -> ReliabilityDiagramDisplay:
-        self.ax_, self.hist_ax_ = ax, hist_ax
+    def _draw(self, ax, *, hist_ax, histogram, title, legend, xlabel, ylabel,
+              diagonal_color, **style) -> ReliabilityDiagramDisplay:
+        """Draw the frame (diagonal, labels, limits), then the data."""
+        self.ax_, self.hist_ax_ = ax, (hist_ax if histogram else None)
+        style["marker_size"] = (style["marker_size"]
+                                or 0.32 * matplotlib.rcParams["font.size"])
+        size = matplotlib.rcParams["legend.fontsize"]
+        style["font_size"] = (size if isinstance(size, (int, float))
+                              else matplotlib.rcParams["font.size"])
+        self._style = style
+        # The panel's side in points before layout (the layout engine shrinks panels a
+        # little, hence 0.85): label sizes in axes fractions follow from it.
+        position = ax.get_position()
+        inches = self.figure_.get_size_inches()
+        self._side = max(min(position.width * inches[0], position.height * inches[1])
+                         * 72 * 0.85, 1.0)
+        self.diagonal_ = ax.plot([0, 1], [0, 1], linestyle="--", color=diagonal_color,
+                                 linewidth=0.8, label="perfect calibration", zorder=1)[0]
+        finish_axes(ax, self.hist_ax_, xlabel=xlabel, ylabel=ylabel,
+                    title=self.class_name if title is None else title)
+        if self.hist_ax_ is not None:
+            self.hist_ax_.set_ylabel("voxels")
+        self._draw_data()
+        self.legend_ = (ax.legend(self.legend_handles(), DIAGRAM_LABELS, loc="lower right")
+                        if legend else None)
+        return self
+
+    def _draw_data(self) -> None:
+        """The artists that depend on the data: bars, markers, metrics, arrow, counts."""
+        ax, style = self.ax_, self._style
         keep = self.nonempty
         lo = np.minimum(self.mean_confidence, self.frequency)[keep]
         left = self.edges[:-1][keep]
         widths = np.diff(self.edges)[keep]
-
-        self.diagonal_ = ax.plot([0, 1], [0, 1], linestyle="--", color=diagonal_color,
-                                 linewidth=0.8, label="perfect calibration", zorder=1)[0]
         self.bars_ = ax.bar(left, self.gaps[keep], bottom=lo, width=widths, align="edge",
-                            color=bar_color, alpha=bar_alpha, edgecolor=bar_color,
-                            linewidth=0.4, label="gap", zorder=2)
+                            color=style["bar_color"], alpha=style["bar_alpha"],
+                            edgecolor=style["bar_color"], linewidth=0.4, label="gap", zorder=2)
         self.markers_ = ax.plot(self.mean_confidence[keep], self.frequency[keep],
-                                linestyle="none", marker=marker,
-                                markersize=marker_size or 0.32 * matplotlib.rcParams["font.size"],
-                                color=marker_color, label="frequency", zorder=3)[0]
+                                linestyle="none", marker=style["marker"],
+                                markersize=style["marker_size"], color=style["marker_color"],
+                                label="frequency", zorder=3)[0]
         self.text_ = None
-        if show_metrics:
+        if style["show_metrics"]:
             lines = [f"ECE {format_value(self.ece)}", f"ACE {format_value(self.ace)}",
                      f"MCE {format_value(self.mce)}"]
             self.text_ = AnchoredText("\n".join(lines), loc="upper left", frameon=True,
-                                      borderpad=0.4, pad=0.3,
-                                      prop={"size": matplotlib.rcParams["legend.fontsize"]})
+                                      borderpad=0.4, pad=0.3, prop={"size": style["font_size"]})
             self.text_.patch.set(alpha=0.85, edgecolor="0.7", linewidth=0.5)
             self.text_.set_zorder(5)
             ax.add_artist(self.text_)
-        self._has_metrics = show_metrics
-        self.mce_arrow_ = self._mce_arrow(ax) if show_mce else None
+        self.mce_arrow_ = self._mce_arrow(ax) if style["show_mce"] else None
         self.hist_bars_ = None
-        if hist_ax is not None and histogram:
-            self.hist_bars_ = _count_histogram(hist_ax, self.edges, self.count)
-        _finish_axes(ax, hist_ax if histogram else None, xlabel=xlabel, ylabel=ylabel,
-                     title=self.class_name if title is None else title)
-        self.legend_ = ax.legend(loc="lower right") if legend else None
+        if self.hist_ax_ is not None:
+            self.hist_ax_.relim()  # forget the limits of data drawn before
+            self.hist_bars_ = count_histogram(self.hist_ax_, self.edges, self.count,
+                                              log=style["log_counts"], ylabel=None)
+
+    def _remove_data(self) -> None:
+        for artist in (self.bars_, self.markers_, self.text_, self.mce_arrow_,
+                       self.hist_bars_):
+            if artist is not None:
+                artist.remove()
+
+    def redraw_over(self, previous: ReliabilityDiagramDisplay, *,
+                    log_counts: bool | None = None) -> ReliabilityDiagramDisplay:
+        """Draw this display's data into the axes of ``previous`` (same bins and class),
+        replacing its data artists and keeping the frame, labels and layout: the fast path
+        for drawing many images with one figure. Returns ``self``."""
+        previous._remove_data()
+        self.figure_, self.ax_, self.hist_ax_ = previous.figure_, previous.ax_, previous.hist_ax_
+        self.diagonal_, self.legend_ = previous.diagonal_, previous.legend_
+        self._side = previous._side
+        self._style = {**previous._style, "log_counts": log_counts}
+        self._draw_data()
         return self
 
     def _mce_arrow(self, ax):
-        """Annotate the bin of the MCE with an arrow, the label placed off the diagonal
-        and away from the metrics box (upper left) and the panel edges."""
+        """Annotate the bin of the MCE with an arrow; the label is placed inside the panel,
+        off the metrics box (upper left) and clear of markers and bars where room allows."""
         gaps = self.gaps
         if not np.isfinite(gaps).any():
             return None
         k = int(np.nanargmax(gaps))
         x = 0.5 * (self.edges[k] + self.edges[k + 1])
         y = 0.5 * (self.mean_confidence[k] + self.frequency[k])
-        below = self.frequency[k] < self.mean_confidence[k]  # over-confident bin
-        # Sizes in axes fractions, from the font size and the panel size before layout
-        # (the layout engine shrinks panels a little, hence 0.85).
-        size = matplotlib.rcParams["legend.fontsize"]
-        size = size if isinstance(size, (int, float)) else matplotlib.rcParams["font.size"]
-        position = ax.get_position()
-        inches = self.figure_.get_size_inches()
-        side = max(min(position.width * inches[0], position.height * inches[1]) * 72 * 0.85,
-                   1.0)
-        box_w, box_h = (7.5 * size + 4) / side, (5.2 * size + 4) / side
-        half_w, half_h = 1.3 * size / side, 0.65 * size / side
-        d = max(2.2 * size / side, 0.1)
-        if below:
-            candidates = [(d, -d), (0.5 * d, -1.6 * d), (0.0, -1.6 * d), (-d, -d)]
-        else:
-            candidates = [(-d, d), (-0.5 * d, 1.6 * d), (0.0, 1.6 * d), (d, d)]
-        candidates += [(d, -d), (-d, d), (1.4 * d, 0.0), (-1.4 * d, 0.0), (d, d), (-d, -d)]
-
-        def fits(tx, ty):
-            in_panel = half_w + 0.02 <= tx <= 1 - half_w - 0.02 and (
-                half_h + 0.02 <= ty <= 1 - half_h - 0.02)
-            clear_of_box = (tx - half_w > box_w + 0.01) or (ty + half_h < 1 - box_h - 0.01)
-            return in_panel and (clear_of_box or not self._has_metrics)
-
-        tx, ty = next(((x + dx, y + dy) for dx, dy in candidates if fits(x + dx, y + dy)),
-                      (min(max(x, 0.5), 0.85), 0.1))
+        size, side = self._style["font_size"], self._side
+        avoid = None
+        if self._style["show_metrics"]:
+            avoid = (0.0, 1 - (5.2 * size + 4) / side, (7.5 * size + 4) / side, 1.0)
+        keep = self.nonempty
+        lo = np.minimum(self.mean_confidence, self.frequency)[keep]
+        bars = np.column_stack([self.edges[:-1][keep], lo, self.edges[1:][keep],
+                                lo + self.gaps[keep]])
+        markers = np.column_stack([self.mean_confidence[keep], self.frequency[keep]])
+        tx, ty = place_label(
+            x, y, below=self.frequency[k] < self.mean_confidence[k], markers=markers,
+            bars=bars, half=(1.3 * size / side, 0.65 * size / side),
+            step=max(2.2 * size / side, 0.1), marker_radius=0.5 * self._style["marker_size"]
+            / side, avoid=avoid)
         return ax.annotate(
             "MCE", xy=(x, y), xytext=(tx, ty), ha="center", va="center",
-            fontsize=matplotlib.rcParams["legend.fontsize"], zorder=6,
+            fontsize=size, zorder=6,
             bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
                   "alpha": 0.8},
             arrowprops={"arrowstyle": "->", "color": "0.15", "linewidth": 0.7,
@@ -348,12 +348,15 @@ class DatasetReliabilityHistogramDisplay:
              norm: str | Normalize = "power", gamma: float = 0.35, colorbar: bool = True,
              show_curve: bool = True, show_counts: bool = True, curve_color="tab:blue",
              count_fontsize: float | None = None, title: str | None = None,
-             xlabel: str = XLABEL, ylabel: str = YLABEL,
+             log_counts: bool | None = None, xlabel: str = XLABEL, ylabel: str = YLABEL,
              preset: str | Preset | None = None) -> DatasetReliabilityHistogramDisplay:
         """Draw into ``ax`` (a new figure sized by ``preset`` when ``None``). ``norm``:
         ``"power"`` (γ = ``gamma``), ``"log"``, ``"linear"`` or a ``Normalize``;
-        ``colorbar`` adds this panel's own colour bar (placed by the layout engine);
-        ``show_counts`` writes the images per column along the top."""
+        ``colorbar`` adds this panel's own colour bar, placed by matplotlib's layout engine
+        (a figure without one, such as ``Figure().subplots(1, 2)``, is given the
+        constrained layout, so that the bar and its label keep off the next panel);
+        ``show_counts`` writes the images per column along the top (image–class pairs
+        for the all-classes panel); ``log_counts`` as in the reliability diagram."""
         kwargs = {k: v for k, v in locals().items() if k not in ("self", "ax", "preset")}
         self._check()
         if ax is None:
@@ -365,7 +368,7 @@ class DatasetReliabilityHistogramDisplay:
         return self._draw(ax, **kwargs)
 
     def _draw(self, ax, *, hist_ax, histogram, cmap, norm, gamma, colorbar, show_curve,
-              show_counts, curve_color, count_fontsize, title, xlabel,
+              show_counts, curve_color, count_fontsize, title, log_counts, xlabel,
               ylabel) -> DatasetReliabilityHistogramDisplay:
         self.ax_, self.hist_ax_ = ax, hist_ax
         self.norm_ = make_norm(norm, gamma=gamma)
@@ -385,21 +388,24 @@ class DatasetReliabilityHistogramDisplay:
                                   label="micro (pooled)", zorder=3)[0]
         self.count_axis_ = None
         if show_counts:
-            self.count_axis_ = self._count_axis(ax, count_fontsize)
+            self.count_axis_ = self._count_axis(ax, count_fontsize, 0.7 if colorbar else 0.85)
         self.hist_bars_ = None
         if hist_ax is not None and histogram:
             count = (self.pooled_count if self.pooled_count is not None
                      else self.images_per_column)
             label = "voxels" if self.pooled_count is not None else "images"
-            self.hist_bars_ = _count_histogram(hist_ax, self.edges, count, ylabel=label)
+            self.hist_bars_ = count_histogram(hist_ax, self.edges, count, ylabel=label,
+                                              log=log_counts)
         if title is None:
             title = self.class_name or ""
             if self.n_images is not None:
                 title = f"{title} ({self.n_images} images)" if title else f"{self.n_images} images"
-        _finish_axes(ax, hist_ax if histogram else None, xlabel=xlabel, ylabel=ylabel,
+        finish_axes(ax, hist_ax if histogram else None, xlabel=xlabel, ylabel=ylabel,
                      title=title)
         self.colorbar_ = None
         if colorbar:
+            if self.figure_.get_layout_engine() is None:
+                self.figure_.set_layout_engine("constrained")
             self.colorbar_ = self.figure_.colorbar(self.mesh_, ax=ax, shrink=0.9, pad=0.02,
                                                    fraction=0.06)
             style_colorbar(self.colorbar_)
@@ -414,27 +420,25 @@ class DatasetReliabilityHistogramDisplay:
         ok = np.isfinite(x) & np.isfinite(y)
         return x[ok], y[ok]
 
-    def _count_axis(self, ax, fontsize: float | None):
-        """Images per column written along the top (every k-th when the labels would
-        collide: ``fontsize`` is the size the layout allows, default 70 % of the font)."""
+    def _count_axis(self, ax, fontsize: float | None, kept: float):
+        """Images per column written along the top, at most 70 % of the font size and every
+        k-th when the labels would collide: ``fontsize`` is the size the layout allows
+        (``None``: the panel's width before layout times ``kept``, what the layout leaves of
+        it, over the number of columns)."""
         axis = ax.secondary_xaxis("top")
         centres = 0.5 * (self.edges[:-1] + self.edges[1:])
         n_bins = centres.size
         base = matplotlib.rcParams["font.size"] * 0.7
-        size = base if fontsize is None else max(min(base, fontsize), 4.0)
-        step = 1 if fontsize is None else max(1, math.ceil(size / max(fontsize, 1e-9) - 0.05))
+        if fontsize is None:  # the room of one column before layout
+            width = ax.get_position().width * ax.figure.get_size_inches()[0] * 72 * kept
+            fontsize = 0.9 * width / n_bins
+        size = max(min(base, fontsize), 4.0)
+        step = max(1, math.ceil(size / max(fontsize, 1e-9) - 0.05))
         labels = [str(n) if i % step == 0 else "" for i, n in
                   enumerate(self.images_per_column.tolist())]
         axis.set_xticks(centres, labels=labels)
         axis.tick_params(axis="x", length=1.5, pad=1, labelsize=size,
                          labelrotation=90 if n_bins > 10 else 0)
-        axis.set_xlabel("images per column", fontsize=base, labelpad=2)
+        unit = "image–class pairs" if self.class_name == ALL_CLASSES else "images"
+        axis.set_xlabel(f"{unit} per column", fontsize=base, labelpad=2)
         return axis
-
-
-def style_colorbar(colorbar) -> None:
-    """The label and thin lines of a reliability histogram's colour bar."""
-    colorbar.set_label("fraction of the column's images")
-    colorbar.outline.set_linewidth(0.5)
-    colorbar.ax.tick_params(width=0.5, length=2)
-

@@ -52,13 +52,18 @@ def single_panel(histogram: bool, preset: Preset, colorbar: bool = False):
 def panel_grid(n_panels: int, preset: Preset, histogram: bool, *, colorbar: bool = False,
                top_labels: bool = False):
     """``(figure, [(ax, hist_ax)] per panel, side)`` on one grid; panels fill rows left to
-    right, ``side`` is a panel's width in inches. The height follows from the width so that
-    square panels leave little empty space."""
+    right, ``side`` is a panel's width in inches. Without a fixed width the figure is wide
+    enough for panels of 85 % of the preset's ``panel_width`` beside the axis names and
+    colour bar. The height follows from the width so that square panels leave little
+    empty space."""
     n_cols = preset.columns(n_panels)
     n_rows = math.ceil(n_panels / n_cols)
-    width = preset.figure_width(n_cols)
     text = preset.font_size / 72  # one line of text, inches
-    side = (width - 5 * text - (7 * text if colorbar else 0)) / n_cols - 3.0 * text
+    extra = 5 * text + (7 * text if colorbar else 0)  # axis names, colour bar
+    width = preset.figure_width(n_cols)
+    if preset.width is None:  # free width: panels at least 85 % of panel_width wide
+        width = max(width, n_cols * (0.85 * preset.panel_width + 3.0 * text) + extra)
+    side = (width - extra) / n_cols - 3.0 * text
     side = max(side, 0.5)
     per_row = side * (1.3 if histogram else 1.0) + (5.0 if histogram else 3.5) * text
     if top_labels:
@@ -92,7 +97,8 @@ def outer_labels(figure: Figure, panels, n_cols: int) -> None:
     if len(panels) == 1:
         return
     for index, (ax, hist_ax) in enumerate(panels):
-        xlabel, ylabel = (hist_ax or ax).get_xlabel(), ax.get_ylabel()
+        xlabel = (hist_ax or ax).get_xlabel()
+        ylabel = ax.get_ylabel().replace("\n", " ")
         ax.set_ylabel("")
         (hist_ax or ax).set_xlabel("")
         if hist_ax is not None and index % n_cols:

@@ -21,8 +21,9 @@ import numpy as np
 from ..aggregate import included, mean_over_classes, reliability_histogram
 from ..results import Results
 from ..stats import BinStats
+from .casefigure import CaseFigure
 from .figures import check_format, make_norm, save_figure
-from .layouts import plot_case, plot_dataset, resolve_classes
+from .layouts import plot_dataset, resolve_classes
 from .presets import Preset, get_preset
 
 KINDS = ("both", "dataset", "case")
@@ -41,10 +42,28 @@ def render_case_figure(case_id: str, stats: BinStats, path: str | Path, *,
                        preset: str | Preset | None = None, dpi: int | None = None,
                        histogram: bool = True, **style) -> Path:
     """Draw the reliability diagrams of every (or the given) class of one case and write them
-    to ``path`` (format from the suffix). Pure inputs, so it runs in a worker process."""
-    figure, _ = plot_case(stats, classes=classes, title=str(case_id), histogram=histogram,
-                          preset=preset, **style)
-    return save_figure(figure, path, dpi=dpi, preset=preset)
+    to ``path`` (format from the suffix). Pure inputs, so it runs in a worker process; for
+    many cases :func:`render_case_figures` builds the figure once."""
+    return render_case_figures([(case_id, stats, path)], classes=classes, preset=preset,
+                               dpi=dpi, histogram=histogram, **style)[0]
+
+
+def render_case_figures(jobs, *, classes: Sequence[int | str] | None = None,
+                        preset: str | Preset | None = None, dpi: int | None = None,
+                        histogram: bool = True, **style) -> list[Path]:
+    """Draw ``jobs`` (``(case id, BinStats, path)`` of one run: same classes and bins) with
+    one :class:`~calibviz.viz.casefigure.CaseFigure`, built once and redrawn per case;
+    returns the paths written."""
+    jobs = list(jobs)
+    if not jobs:
+        return []
+    case_figure = CaseFigure(jobs[0][1], classes=classes, histogram=histogram,
+                             preset=preset, **style)
+    written = []
+    for case_id, stats, path in jobs:
+        case_figure.draw(str(case_id), stats)
+        written.append(case_figure.save(path, dpi=dpi))
+    return written
 
 
 def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
@@ -58,7 +77,7 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
     return save_figure(figure, path, dpi=dpi, preset=preset)
 
 
-def select_cases(results: Results, cases=None, *, max_cases: int = 50,
+def select_cases(results: Results, cases=None, *, max_cases: int = 12,
                  absent: str = "include") -> tuple[list[int], str]:
     """Indices of the cases to draw and a phrase saying how they were chosen.
 
@@ -99,7 +118,7 @@ def _worst(results: Results, count: int, absent: str) -> list[int]:
 
 def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
                    classes: Sequence[int | str] | None = None, fmt: str = "png",
-                   preset: str | Preset | None = None, max_cases: int = 50,
+                   preset: str | Preset | None = None, max_cases: int = 12,
                    absent: str = "include", dpi: int | None = None, workers: int = 1,
                    **style) -> dict:
     """Write the figures of a run.
@@ -128,6 +147,7 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     case_style = {k: v for k, v in style.items() if k not in _DATASET_STYLE}
     summary = {"dataset": None, "cases": [], "n_drawn": 0, "n_skipped": 0,
                "n_cases": len(results), "selection": ""}
+    pending = None
     if kind in ("both", "case"):
         picked, summary["selection"] = select_cases(results, cases, max_cases=max_cases,
                                                     absent=absent)
@@ -135,13 +155,17 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
                  out_dir / "cases" / f"{safe_name(results.cases[i])}.{fmt}") for i in picked]
         _check_unique([path for _, _, path in jobs])
         options = {"classes": classes, "preset": preset, "dpi": dpi, **case_style}
-        summary["cases"] = _render_cases(jobs, options, workers)
+        pending = _start_cases(jobs, options, workers)  # drawn while the dataset figure is
         summary["n_drawn"] = len(picked)
         summary["n_skipped"] = len(results) - len(picked)
-    if kind in ("both", "dataset"):
-        summary["dataset"] = render_dataset_figure(
-            results.stats, out_dir / f"{DATASET_FIGURE}.{fmt}", classes=classes,
-            absent=absent, preset=preset, dpi=dpi, **dataset_style)
+    try:
+        if kind in ("both", "dataset"):
+            summary["dataset"] = render_dataset_figure(
+                results.stats, out_dir / f"{DATASET_FIGURE}.{fmt}", classes=classes,
+                absent=absent, preset=preset, dpi=dpi, **dataset_style)
+    finally:
+        if pending is not None:
+            summary["cases"] = pending()
     return summary
 
 
@@ -158,14 +182,34 @@ def _check_unique(paths: list[Path]) -> None:
         raise ValueError(f"case ids map to the same file name: {', '.join(clashes[:3])}")
 
 
-def _render_one(job_and_options):
-    (case_id, stats, path), options = job_and_options
-    return render_case_figure(case_id, stats, path, **options)
+def _render_chunk(chunk_and_options):
+    chunk, options = chunk_and_options
+    return render_case_figures(chunk, **options)
 
 
-def _render_cases(jobs, options: dict, workers: int) -> list[Path]:
-    if workers <= 1 or len(jobs) < 2:
-        return [_render_one((job, options)) for job in jobs]
+#: Case figures per worker below which a worker process does not pay for its start.
+MIN_FIGURES_PER_WORKER = 4
+
+
+def _start_cases(jobs, options: dict, workers: int):
+    """Start drawing ``jobs``; returns a function that waits and gives the paths in job
+    order. With ``workers > 1`` and enough figures the jobs are split into that many
+    chunks, each drawn with one reused figure in a spawned process, while the caller
+    draws the dataset figure; else they are drawn here, when the result is asked for."""
+    workers = min(workers, len(jobs) // MIN_FIGURES_PER_WORKER)
+    if workers <= 1:
+        return lambda: render_case_figures(jobs, **options)
+    chunks = [jobs[i::workers] for i in range(workers)]
     # spawn, not fork: the parent may hold Numba's worker threads (fork copies their locks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_render_one, [(job, options) for job in jobs], chunksize=4))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    futures = [pool.submit(_render_chunk, (chunk, options)) for chunk in chunks]
+
+    def wait() -> list[Path]:
+        try:
+            drawn = [future.result() for future in futures]
+        finally:
+            pool.shutdown(cancel_futures=True)
+        by_path = {path: path for paths in drawn for path in paths}
+        return [by_path[Path(path)] for _, _, path in jobs]
+
+    return wait

@@ -1,0 +1,151 @@
+"""Artists shared by the displays: the voxel-count histogram under a panel (with the one
+log-axis rule of a figure) and the placement of the MCE label clear of the data.
+
+Positions are in axes fractions (the reliability panels span 0–1 on both axes, so data and
+axes coordinates agree); sizes in points are turned into fractions with the panel's side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
+
+XLABEL = "predicted foreground probability"
+YLABEL = "empirical foreground frequency"
+#: Counts histograms switch to a log axis above this max/min ratio of non-zero counts.
+LOG_COUNT_RATIO = 100
+#: Tick steps of a linear count axis: labels stay short ("500", "2k", "1M").
+LINEAR_STEPS = (1, 2, 5, 10)
+
+
+def needs_log(*counts) -> bool:
+    """Whether count histograms need a log axis: the max/min ratio of the non-zero counts
+    of any of ``counts`` exceeds :data:`LOG_COUNT_RATIO`. A figure passes all its panels,
+    so that its count axes follow one rule."""
+    for count in counts:
+        count = np.asarray(count, dtype=np.float64)
+        positive = count[count > 0]
+        if positive.size and positive.max() / positive.min() > LOG_COUNT_RATIO:
+            return True
+    return False
+
+
+def count_histogram(ax, edges: np.ndarray, count: np.ndarray, *, log: bool | None = None,
+                    color="0.55", ylabel: str | None = "voxels"):
+    """Bars of per-bin voxel counts (non-empty bins only) into ``ax``; a log axis when
+    ``log`` (``None``: when :func:`needs_log` says so for this panel). At most three short
+    tick labels; the axis name ``ylabel`` (``None``: left as it is). Returns the
+    BarContainer."""
+    count = np.asarray(count, dtype=np.float64)
+    keep = count > 0
+    widths = np.diff(edges)
+    bars = ax.bar(edges[:-1][keep], count[keep], width=widths[keep], align="edge",
+                  color=color, edgecolor="white", linewidth=0.3)
+    style_count_axis(ax, log=needs_log(count) if log is None else log)
+    ax.set_xlim(0, 1)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    return bars
+
+
+def style_count_axis(ax, *, log: bool) -> None:
+    """Scale, ticks and tick labels of a count axis (``ax.yaxis``)."""
+    ax.set_yscale("log" if log else "linear")
+    ax.yaxis.set_major_formatter(EngFormatter(sep="", places=None))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(numticks=3) if log
+                               else MaxNLocator(3, steps=list(LINEAR_STEPS)))
+
+
+def _overlap(a, b) -> float:
+    """Area of the intersection of two rectangles ``(x0, y0, x1, y1)``."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def place_label(x: float, y: float, *, below: bool, markers: np.ndarray,
+                bars: np.ndarray, half: tuple[float, float], step: float,
+                marker_radius: float, avoid=None) -> tuple[float, float]:
+    """Centre ``(tx, ty)`` of a label of half-size ``half`` pointing at ``(x, y)``.
+
+    ``markers``: ``[N, 2]`` marker centres; ``bars``: ``[M, 4]`` rectangles ``(x0, y0, x1,
+    y1)``; ``avoid``: a rectangle the label must not touch (the metrics box) or ``None``.
+    Candidates lie on rings of radius 1, 1.6, 2.3 and 3 ``step`` around the point; the
+    label must stay inside the panel and off ``avoid``; among those the one covering the
+    fewest markers, then the least bar area, off the diagonal and nearest wins (ties: the
+    side away from the data, i.e. below the diagonal for an over-confident bin)."""
+    hw, hh = half
+    margin = 0.02
+    best, best_cost = None, np.inf
+    preferred = -1.0 if below else 1.0
+    for ring, radius in enumerate((1.0, 1.6, 2.3, 3.0)):
+        for angle in np.deg2rad(np.arange(0, 360, 22.5)):
+            tx, ty = x + radius * step * np.cos(angle), y + radius * step * np.sin(angle)
+            box = (tx - hw, ty - hh, tx + hw, ty + hh)
+            if box[0] < margin or box[1] < margin or box[2] > 1 - margin or box[3] > 1 - margin:
+                continue
+            if avoid is not None and _overlap(box, avoid) > 0:
+                continue
+            grown = (box[0] - marker_radius, box[1] - marker_radius,
+                     box[2] + marker_radius, box[3] + marker_radius)
+            covered = 0
+            if len(markers):
+                covered = int(np.sum((markers[:, 0] > grown[0]) & (markers[:, 0] < grown[2])
+                                     & (markers[:, 1] > grown[1]) & (markers[:, 1] < grown[3])))
+            bar_area = sum(_overlap(box, bar) for bar in bars) / (4 * hw * hh)
+            crosses = box[1] < box[2] and box[3] > box[0]  # the diagonal y = x passes through
+            side = np.sign(ty - tx) != preferred
+            cost = 100 * covered + 10 * bar_area + 2 * crosses + 0.3 * side + 0.5 * ring
+            if cost < best_cost - 1e-9:
+                best, best_cost = (float(tx), float(ty)), cost
+    return best if best is not None else (min(max(x, 0.5), 0.85), 0.1)
+
+
+def format_value(value: float) -> str:
+    """Metric value as printed on figures: 3 significant digits, ``n/a`` for NaN."""
+    value = float(value)
+    return "n/a" if not math.isfinite(value) else f"{value:.3g}"
+
+
+def fit_label(text: str, ax, font_size: float) -> str:
+    """``text`` on two lines (split at the middle space) when one line would be longer
+    than the square panel ``ax`` is high before layout, so that it does not run on
+    beside the count row underneath."""
+    position = ax.get_position()
+    inches = ax.figure.get_size_inches()
+    side = min(position.width * inches[0], position.height * inches[1]) * 72 * 0.85
+    if "\n" in text or " " not in text or 0.56 * font_size * len(text) <= side:
+        return text
+    spaces = [i for i, char in enumerate(text) if char == " "]
+    middle = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return text[:middle] + "\n" + text[middle + 1:]
+
+
+def finish_axes(ax, hist_ax, *, xlabel: str, ylabel: str, title: str | None) -> None:
+    """Limits 0–1, a square panel, axis names (the x name under the count row when there
+    is one) and the title."""
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_box_aspect(1)
+    size = matplotlib.rcParams["axes.labelsize"]
+    size = size if isinstance(size, (int, float)) else matplotlib.rcParams["font.size"]
+    ax.set_ylabel(fit_label(ylabel, ax, size) if hist_ax is not None else ylabel)
+    if hist_ax is None:
+        ax.set_xlabel(xlabel)
+    else:
+        ax.tick_params(axis="x", labelbottom=False)
+        hist_ax.set_xlabel(xlabel)
+        hist_ax.set_box_aspect(0.25)
+    if title:
+        ax.set_title(title)
+
+
+def style_colorbar(colorbar) -> None:
+    """The label and thin lines of a reliability histogram's colour bar."""
+    colorbar.set_label("fraction of the column's images")
+    colorbar.outline.set_linewidth(0.5)
+    colorbar.ax.tick_params(width=0.5, length=2)
