@@ -156,8 +156,8 @@ def load_results(path: str | os.PathLike) -> Results:
 OWN_OUTPUTS = (
     STATS_FILE, FINE_STATS_FILE, "per_image.csv", "summary.csv", "run.json", "problems.csv",
     "summary.json", "metrics.csv", "*_raw.csv", "*_summary.csv", "comparison.csv",
-    "comparison_micro.csv", "report.html", "figures/dataset_reliability_histogram.*", "figures/cases/*.png",
-    "figures/cases/*.pdf", "figures/cases/*.svg", "figures/comparison.*",
+    "comparison_micro.csv", "report.html", "figures/dataset_reliability_histogram.*",
+    "figures/cases/*.png", "figures/cases/*.pdf", "figures/cases/*.svg", "figures/comparison.*",
 )
 #: Any of these marks a folder as holding a run.
 RUN_MARKERS = (STATS_FILE, "run.json", "per_image.csv", "summary.csv", "figures")
