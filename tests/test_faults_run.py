@@ -303,3 +303,33 @@ def _session_alive(session: int) -> bool:
     result = subprocess.run(["ps", "-eo", "sid=,stat="], capture_output=True, text=True)
     return any(int(sid) == session and not stat_.startswith("Z")
                for sid, stat_ in (line.split() for line in result.stdout.splitlines()))
+
+
+# ------------------------------------------------------------ names
+def test_clashing_case_names_all_get_figures(tmp_path):
+    pred, labels = tmp_path / "pred", tmp_path / "labels"
+    for i, case in enumerate(("case 004", "case_004", "Case_004")):
+        label, probs = make_case(SHAPE, 3, seed=i)
+        write_label(labels / f"{case}.nii.gz", label)
+        write_nifti(pred / f"{case}.nii.gz", np.moveaxis(probs, 0, -1))
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--bootstrap", 0)
+    assert_clean(result, 0)
+    drawn = sorted(p.name for p in (out / "figures" / "cases").iterdir())
+    # cases in discovery order (sorted ids): Case_004, "case 004", case_004
+    assert drawn == ["Case_004.png", "case_004-2.png", "case_004-3.png"]
+
+
+def test_hostile_names_are_printed_literally(tmp_path):
+    pred, labels = tmp_path / "p[", tmp_path / "labels"
+    label, probs = make_case(SHAPE, 3, seed=0)
+    for case in ("x]", "good", "ansi\x1b[31mred"):
+        write_label(labels / f"{case}.nii.gz", label)
+    write_nifti(pred / "good.nii.gz", np.moveaxis(probs, 0, -1))
+    write_nifti(pred / "x].nii.gz", np.full((*SHAPE, 3), 5.0, dtype=np.float32))
+    write_nifti(pred / "ansi\x1b[31mred.nii.gz", np.full((*SHAPE, 3), 5.0, dtype=np.float32))
+    result = evaluate(pred, labels, "--out", tmp_path / "out", "--workers", 1, "--no-figures",
+                      "--bootstrap", 0)
+    assert_clean(result, 0)
+    assert "\x1b[31m" not in result.output and "\\x1b[31m" in result.output
+    assert "p[/x].nii.gz" in result.output  # a rich markup lookalike, printed as is

@@ -37,6 +37,26 @@ def safe_name(case_id: str) -> str:
     return name
 
 
+def unique_file_names(case_ids: Sequence[str]) -> list[str]:
+    """:func:`safe_name` of each case id, made unique (also ignoring case, for file systems
+    that do): a later id whose name is taken gets ``-2``, ``-3``, … in the order given.
+
+    >>> unique_file_names(["case 004", "case_004", "Case_004"])
+    ['case_004', 'case_004-2', 'Case_004-3']
+    """
+    taken: set[str] = set()
+    names = []
+    for case_id in case_ids:
+        base = name = safe_name(case_id)
+        suffix = 1
+        while name.lower() in taken:
+            suffix += 1
+            name = f"{base}-{suffix}"
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
 def render_case_figure(case_id: str, stats: BinStats, path: str | Path, *,
                        classes: Sequence[int | str] | None = None,
                        preset: str | Preset | None = None, dpi: int | None = None,
@@ -151,9 +171,9 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     if kind in ("both", "case"):
         picked, summary["selection"] = select_cases(results, cases, max_cases=max_cases,
                                                     absent=absent)
+        file_names = unique_file_names(results.cases)
         jobs = [(results.cases[i], results.stats[i],
-                 out_dir / "cases" / f"{safe_name(results.cases[i])}.{fmt}") for i in picked]
-        _check_unique([path for _, _, path in jobs])
+                 out_dir / "cases" / f"{file_names[i]}.{fmt}") for i in picked]
         options = {"classes": classes, "preset": preset, "dpi": dpi, **case_style}
         pending = _start_cases(jobs, options, workers)  # drawn while the dataset figure is
         summary["n_drawn"] = len(picked)
@@ -171,15 +191,6 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
 
 _DATASET_STYLE = ("cmap", "norm", "gamma", "show_curve", "show_counts", "all_classes",
                   "curve_color", "title")
-
-
-def _check_unique(paths: list[Path]) -> None:
-    seen: dict[Path, int] = {}
-    for path in paths:
-        seen[path] = seen.get(path, 0) + 1
-    clashes = [str(p) for p, n in seen.items() if n > 1]
-    if clashes:
-        raise ValueError(f"case ids map to the same file name: {', '.join(clashes[:3])}")
 
 
 def _render_chunk(chunk_and_options):
