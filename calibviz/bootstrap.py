@@ -349,3 +349,32 @@ def micro_interval(stats: Sequence[BinStats], metrics: Sequence[str] = SUM_METRI
         return {name: (nan, nan.copy()) for name in metrics}
     samples = micro_samples([stack], metrics, n_bootstrap, seed)[0]
     return {name: percentile_interval(samples[name], confidence) for name in metrics}
+
+
+# --------------------------------------------------------------------------- curve band
+def pooled_frequency_band(stats: Sequence[BinStats], n_bootstrap: int = 2000,
+                          seed: int | None = 0, *, confidence: float = 0.95,
+                          absent: str = "include") -> tuple[np.ndarray, np.ndarray]:
+    """Image-bootstrap band of the pooled (micro) reliability curve: per class and bin the
+    percentile interval of ``Σ sum_y / Σ count`` over resampled images, and as a last row
+    the same for all classes pooled. Returns ``(low, high)``, float64 ``[C + 1, B]`` (NaN
+    where resamples leave the bin empty)."""
+    from .aggregate import included
+
+    check_settings(n_bootstrap, confidence)
+    stats = list(stats)
+    count = np.stack([np.where(included(s, absent)[:, None], s.count, 0) for s in stats])
+    sum_y = np.stack([np.where(included(s, absent)[:, None], s.sum_y, 0) for s in stats])
+    n_images, n_classes, n_bins = count.shape
+    count = np.concatenate([count, count.sum(axis=1, keepdims=True)], axis=1)
+    sum_y = np.concatenate([sum_y, sum_y.sum(axis=1, keepdims=True)], axis=1)
+    flat_count = count.reshape(n_images, -1).astype(np.float64)
+    flat_y = sum_y.reshape(n_images, -1)
+    samples = []
+    for weights in resample_weights(n_images, n_bootstrap, seed):
+        total = weights @ flat_count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            samples.append(np.where(total > 0, (weights @ flat_y) / total, np.nan))
+    low, high = percentile_interval(np.vstack(samples), confidence)
+    shape = (n_classes + 1, n_bins)
+    return low.reshape(shape), high.reshape(shape)

@@ -528,3 +528,26 @@ def test_plot_comparison(tmp_path, demo_models):
     display = PairedDifferencesDisplay(result.differences("calibrated", "ace")).plot()
     assert len(display.points_) == len(CLASSES) + 1
     assert display.zero_line_.get_ydata()[0] == 0
+
+
+def test_pooled_curve_band_equals_a_resampling_loop_and_holds_the_curve():
+    from calibviz.bootstrap import pooled_frequency_band
+
+    rng = np.random.default_rng(5)
+    images = [bin_image(rng.dirichlet([1, 1, 1], size=200).T.astype(np.float32),
+                        rng.integers(0, 3, size=200), n_bins=5) for _ in range(12)]
+    low, high = pooled_frequency_band(images, 300, seed=2)
+    # the same draws by hand: uniforms per resample, floor(u·n)
+    draws = np.random.default_rng(2).random((300, 12))
+    picked = np.minimum((draws * 12).astype(int), 11)
+    samples = []
+    for row in picked:
+        total = sum(images[i] for i in row)
+        samples.append(np.vstack([total.frequency, total.sum_classes().frequency]))
+    samples = np.array(samples)
+    np.testing.assert_allclose(low, np.nanpercentile(samples, 2.5, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(high, np.nanpercentile(samples, 97.5, axis=0), rtol=1e-12)
+    curve = pool(images).frequency
+    inside = np.isfinite(curve)
+    assert np.all((low[:-1][inside] <= curve[inside] + 1e-12)
+                  & (curve[inside] <= high[:-1][inside] + 1e-12))

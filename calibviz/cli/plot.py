@@ -62,6 +62,9 @@ def plot(
         "--norm", help="Colour norm of the dataset histogram.")] = Norm.power,
     gamma: Annotated[float, typer.Option(
         "--gamma", help="Exponent of the power norm.")] = 0.35,
+    band: Annotated[int, typer.Option(
+        "--band", min=0, help="Draw the pooled curve's 95 % image-bootstrap band from this "
+        "many resamples (0: none).")] = 0,
     cmap: Annotated[str, typer.Option(
         "--cmap", help="Matplotlib colour map of the dataset histogram.")] = "YlOrRd",
     font_size: Annotated[float | None, typer.Option(
@@ -93,7 +96,7 @@ def plot(
         summary = render_figures(
             loaded, out_dir, kind=kind, cases=cases, classes=picked, fmt=fmt.value,
             preset=chosen, max_cases=max_cases, absent=absent, dpi=dpi, norm=norm.value,
-            gamma=gamma, cmap=cmap,
+            gamma=gamma, cmap=cmap, band=band,
         )
     except (ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -285,6 +285,8 @@ class DatasetReliabilityHistogramDisplay:
     pooled_confidence, pooled_frequency : float ``[B]`` the micro (pooled) curve (NaN empty)
     pooled_count : ``[B]`` pooled voxels per confidence bin (for the count histogram)
     class_name : panel title; n_images : images in the dataset (for the title)
+    band : ``(low [B], high [B])`` image-bootstrap band of the pooled frequency, drawn
+        around the curve (``calibviz.bootstrap.pooled_frequency_band``), or None
 
     ``__init__`` stores its arguments as given (NumPy arrays; the curve may be ``None``);
     :meth:`from_histogram` and :meth:`from_stats` take calibviz objects.
@@ -297,8 +299,9 @@ class DatasetReliabilityHistogramDisplay:
 
     def __init__(self, counts, edges, *, pooled_confidence=None, pooled_frequency=None,
                  pooled_count=None, class_name: str | None = None,
-                 n_images: int | None = None):
+                 n_images: int | None = None, band=None):
         self.counts = counts
+        self.band = band
         self.edges = edges
         self.pooled_confidence = pooled_confidence
         self.pooled_frequency = pooled_frequency
@@ -386,6 +389,7 @@ class DatasetReliabilityHistogramDisplay:
             self.curve_ = ax.plot(x, y,
                                   marker="o", markersize=2.5, linewidth=1.0, color=curve_color,
                                   label="micro (pooled)", zorder=3)[0]
+            self.band_ = self._draw_band(ax, curve_color)
         self.count_axis_ = None
         if show_counts:
             self.count_axis_ = self._count_axis(ax, count_fontsize, 0.7 if colorbar else 0.85)
@@ -410,6 +414,16 @@ class DatasetReliabilityHistogramDisplay:
                                                    fraction=0.06)
             style_colorbar(self.colorbar_)
         return self
+
+    def _draw_band(self, ax, color):
+        """The curve's bootstrap band (bins where both the curve and the band exist)."""
+        if self.band is None or self.pooled_confidence is None:
+            return None
+        x = np.asarray(self.pooled_confidence, dtype=np.float64)
+        low, high = (np.asarray(b, dtype=np.float64) for b in self.band)
+        ok = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
+        return ax.fill_between(x[ok], low[ok], high[ok], color=color, alpha=0.25, linewidth=0,
+                               zorder=2.5, label="95 % image-bootstrap band")
 
     def _curve(self) -> tuple[np.ndarray, np.ndarray]:
         """The pooled curve's points (bins with finite confidence and frequency)."""

@@ -90,15 +90,32 @@ def plot_case(stats: BinStats, *, classes: Sequence[int | str] | None = None,
     return case_figure.figure, displays
 
 
+def _attach_bands(displays, keys, data, class_names, absent: str, n_bootstrap: int) -> None:
+    """Give each display the bootstrap band of its pooled curve (``keys``: class indices
+    into ``class_names``, or the all-classes panel)."""
+    if isinstance(data, ReliabilityHistogram):
+        raise ValueError("band needs the per-image statistics, not a ReliabilityHistogram")
+    from ..bootstrap import pooled_frequency_band
+
+    images = [s.select(list(class_names)) for s in data]
+    low, high = pooled_frequency_band(images, n_bootstrap, absent=absent)
+    for display, key in zip(displays, keys, strict=True):
+        row = -1 if key == ALL_CLASSES else key
+        display.band = (low[row], high[row])
+
+
 def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
                  classes: Sequence[int | str] | None = None, all_classes: bool | None = None,
                  absent: str = "include", title: str | None = None, histogram: bool = True,
                  preset: str | Preset | None = None, cmap="YlOrRd",
-                 norm: str | Normalize = "power", gamma: float = 0.35, **style):
+                 norm: str | Normalize = "power", gamma: float = 0.35, band: int = 0,
+                 **style):
     """Dataset reliability histograms of every class (or ``classes``) plus, when there is
     more than one class (or ``all_classes=True``), the all-classes panel, with one shared
     colour scale and one colour bar. ``data``: a :class:`ReliabilityHistogram` or the
-    per-image :class:`BinStats` list. Returns ``(figure, displays, colorbar)``."""
+    per-image :class:`BinStats` list. ``band``: that many image-bootstrap resamples draw a
+    95 % band around each pooled curve (needs the per-image list). Returns ``(figure,
+    displays, colorbar)``."""
     histogram_data = (data if isinstance(data, ReliabilityHistogram)
                       else reliability_histogram(data, absent=absent))
     preset = get_preset(preset)
@@ -112,6 +129,8 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
     shared = make_norm(norm, gamma=gamma)
     displays = [DatasetReliabilityHistogramDisplay.from_histogram(histogram_data, key)
                 for key in keys]
+    if band:
+        _attach_bands(displays, keys, data, histogram_data.class_names, absent, band)
     if histogram:  # one count-axis rule for the figure
         style.setdefault("log_counts", needs_log(*(_counts(d) for d in displays)))
     single = len(keys) == 1

@@ -92,8 +92,9 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
                           title: str | None = None, **style) -> Path:
     """Draw the dataset reliability histogram of all (or the given) classes plus the
     all-classes panel and write it to ``path``."""
-    figure, _, _ = plot_dataset(reliability_histogram(stats, absent=absent), classes=classes,
-                                title=title, preset=preset, **style)
+    data = stats if style.get("band") else reliability_histogram(stats, absent=absent)
+    figure, _, _ = plot_dataset(data, classes=classes, absent=absent, title=title,
+                                preset=preset, **style)
     return save_figure(figure, path, dpi=dpi, preset=preset)
 
 
@@ -190,7 +191,7 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
 
 
 _DATASET_STYLE = ("cmap", "norm", "gamma", "show_curve", "show_counts", "all_classes",
-                  "curve_color", "title")
+                  "curve_color", "title", "band")
 
 
 def _render_chunk(chunk_and_options):
