@@ -303,6 +303,9 @@ def run_evaluation(
     except ValueError as error:  # the first case showed the options do not fit the data
         store.finish()
         raise UsageError(str(error)) from None
+    except OSError as error:  # the partial store cannot be written (read-only, disk full)
+        raise UsageError(f"cannot save finished cases in {store.folder}: "
+                         f"{error.strerror or error}") from None
     collector.options["workers"] = used
     report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
                        notices=notices)
