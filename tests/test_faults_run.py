@@ -333,3 +333,17 @@ def test_hostile_names_are_printed_literally(tmp_path):
     assert_clean(result, 0)
     assert "\x1b[31m" not in result.output and "\\x1b[31m" in result.output
     assert "p[/x].nii.gz" in result.output  # a rich markup lookalike, printed as is
+
+
+def test_unwritable_partial_store_is_one_line(tmp_path, monkeypatch):
+    from calibviz import store
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(store.PartialStore, "save", refuse)
+    pred, labels = write_float_folder(tmp_path)
+    result = evaluate(pred, labels, "--out", tmp_path / "out", "--workers", 1)
+    assert_clean(result, 2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: cannot save finished cases") and "denied" in lines[-1]
