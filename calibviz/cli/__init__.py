@@ -12,6 +12,7 @@ import typer
 from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
 from .plot import plot
+from .report import REPORT_EXAMPLE, report
 
 app = typer.Typer(
     name="calibviz",
@@ -50,5 +51,6 @@ def version_command() -> None:
 app.command(epilog=EVALUATE_EXAMPLE)(evaluate)
 app.command()(plot)
 app.command()(demo)
+app.command(epilog=REPORT_EXAMPLE)(report)
 
 __all__ = ["app"]
