@@ -20,8 +20,8 @@ def report(
     results: Annotated[Path, typer.Argument(help="Results folder written by calibviz "
                                             "evaluate (its stats.npz).")],
     compare: Annotated[list[Path] | None, typer.Option(
-        "--compare", help="Another model's results folder to compare with RESULTS (the "
-        "baseline); repeat for more.")] = None,
+        "--compare", metavar="OTHER", help="Another model's results folder to compare "
+        "with RESULTS (the baseline); repeat for more.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="The HTML file to write (default: RESULTS/report.html).")] = None,
     title: Annotated[str | None, typer.Option(

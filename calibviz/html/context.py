@@ -48,10 +48,11 @@ def read_run_json(folder: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- provenance
-def provenance(folder: Path, results: Results, run: dict, *, title: str | None,
-               version: str) -> dict:
+def provenance(folder: Path, results: Results, run: dict, problem_rows: list[dict], *,
+               title: str | None, version: str) -> dict:
     """Title, date, version, the options that define the numbers, and the skipped cases."""
     options = results.options
+    skipped, n_skipped = skipped_cases(results, problem_rows, run)
     name = options.get("name")
     labels = options.get("class_labels") or {}
     classes = ", ".join(
@@ -62,7 +63,7 @@ def provenance(folder: Path, results: Results, run: dict, *, title: str | None,
         ("Predictions", options.get("pred_dir") or "–"),
         ("Labels", options.get("label_dir") or "–"),
         ("Cases evaluated", str(len(results))),
-        ("Cases skipped", str(len(results.skipped))),
+        ("Cases skipped", str(n_skipped)),
         ("Classes", f"{len(results.class_names)}: {classes}" if classes else "0"),
         ("Input format", options.get("format") or "–"),
         ("Bins", f"{options.get('n_bins', '–')} equal-width, {options.get('binning', 'hard')}"
@@ -81,8 +82,8 @@ def provenance(folder: Path, results: Results, run: dict, *, title: str | None,
         "run_finished": str(run.get("finished", ""))[:19].replace("T", " "),
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items() if v),
         "facts": facts,
-        "skipped": skipped_cases(results),
-        "n_skipped": len(results.skipped),
+        "skipped": skipped,
+        "n_skipped": n_skipped,
         "n_cases": len(results),
     }
 
@@ -100,14 +101,19 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def skipped_cases(results: Results) -> list[dict]:
-    """``{case, reasons}`` per skipped case (its error messages), at most :data:`MAX_LISTED`."""
+def skipped_cases(results: Results, problem_rows: list[dict], run: dict) -> tuple[list, int]:
+    """``({case, reasons}, …)`` of the skipped cases (their error messages; at most
+    :data:`MAX_LISTED`) and how many were skipped. ``stats.npz`` keeps no list of them: they
+    are the cases with errors that were not evaluated, and ``run.json`` counts them."""
+    evaluated = set(results.cases)
     reasons: dict[str, list[str]] = {case: [] for case in results.skipped}
-    for problem in results.errors:
-        if problem.case in reasons:
-            reasons[problem.case].append(problem.message)
-    return [{"case": case, "reasons": "; ".join(found) or "no reason recorded"}
-            for case, found in list(reasons.items())[:MAX_LISTED]]
+    for row in problem_rows:
+        if row["severity"] == "error" and row["case"] and row["case"] not in evaluated:
+            reasons.setdefault(row["case"], []).append(row["message"])
+    listed = [{"case": case, "reasons": "; ".join(found) or "no reason recorded"}
+              for case, found in list(reasons.items())[:MAX_LISTED]]
+    counted = run.get("cases_skipped")
+    return listed, max(len(reasons), counted if isinstance(counted, int) else 0)
 
 
 # --------------------------------------------------------------------------- headline
@@ -231,8 +237,9 @@ def case_scores(results: Results, index: int) -> str:
 
 
 # --------------------------------------------------------------------------- problems
-def problems(folder: Path, results: Results) -> dict:
-    """The problems of the run (``problems.csv``, else those stored with the statistics)."""
+def problem_rows(folder: Path, results: Results) -> list[dict]:
+    """The problems of the run (``problems.csv``, else those stored with the statistics):
+    ``{case, file, severity, message}`` each."""
     try:
         table = pd.read_csv(folder / "problems.csv", dtype=str, keep_default_na=False)
         rows = table.reindex(columns=["case", "file", "severity", "message"]).fillna("")
@@ -240,5 +247,10 @@ def problems(folder: Path, results: Results) -> dict:
     except (OSError, ValueError, pd.errors.ParserError):
         rows = [{"case": p.case, "file": p.file, "severity": p.severity,
                  "message": p.message} for p in results.problems]
+    return rows
+
+
+def problems(rows: list[dict]) -> dict:
+    """The problems section: the first :data:`MAX_LISTED` rows and the counts."""
     counts = {s: sum(r["severity"] == s for r in rows) for s in ("error", "warning")}
     return {"rows": rows[:MAX_LISTED], "total": len(rows), **counts}

@@ -115,20 +115,23 @@ def render_report(results_dir: str | os.PathLike, *, compare: Sequence = (),
     if worst < 0:
         raise ValueError(f"--worst must be at least 0, got {worst}")
     folder, results = load_run_folder(results_dir)
+    comparison = comparison_section(folder, compare, n_bootstrap=n_bootstrap, seed=seed,
+                                    confidence=confidence)  # its input errors first
     run = context.read_run_json(folder)
     picked = context.worst_cases(results, worst)
     captions = [context.case_scores(results, i) for i in picked]
+    problem_rows = context.problem_rows(folder, results)
     data = {
-        "p": context.provenance(folder, results, run, title=title, version=__version__),
+        "p": context.provenance(folder, results, run, problem_rows, title=title,
+                                version=__version__),
         "headline": context.headline(folder, results, n_bootstrap=n_bootstrap, seed=seed,
                                      confidence=confidence),
         "dataset": dataset_figure(results),
         "per_image": context.per_image_rows(results, picked),
         "worst": case_figures(results, picked, captions),
         "n_worst_asked": worst,
-        "problems": context.problems(folder, results),
-        "comparison": comparison_section(folder, compare, n_bootstrap=n_bootstrap,
-                                         seed=seed, confidence=confidence),
+        "problems": context.problems(problem_rows),
+        "comparison": comparison,
     }
     return _environment().get_template(TEMPLATE).render(**data)
 
