@@ -14,6 +14,7 @@ from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
 from .plot import plot
 from .sweep import sweep
+from .report import REPORT_EXAMPLE, report
 
 app = typer.Typer(
     name="calibviz",
@@ -54,5 +55,6 @@ app.command()(plot)
 app.command()(compare)
 app.command()(demo)
 app.command()(sweep)
+app.command(epilog=REPORT_EXAMPLE)(report)
 
 __all__ = ["app"]

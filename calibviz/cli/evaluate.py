@@ -113,6 +113,8 @@ def evaluate(
     csv_style: Annotated[CsvStyle, typer.Option(help="tidy, or also the reference "
                                                 "implementation's CSV layout.")] = "tidy",
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary table.")] = False,
+    html_report: Annotated[bool, typer.Option("--report", help="Also write a self-contained "
+                                              "HTML report, OUT/report.html.")] = False,
 ) -> None:
     """Score every case of PRED_DIR against LABEL_DIR and write reports and figures."""
     options = _eval_options(locals())
@@ -123,6 +125,10 @@ def evaluate(
         figures=figures,
         figure_format=str(format), max_case_figures=max_case_figures,
     )
+    if html_report and report.results.stats:
+        from .report import make_report
+
+        typer.echo(f"wrote {make_report(out, None)}")
     if not report.results.stats or strict and (report.n_skipped or report.results.errors):
         raise typer.Exit(1)
 

@@ -1,0 +1,159 @@
+"""Render the self-contained HTML audit report of a run (``calibviz report``).
+
+One Jinja2 template (``report.html.j2``, autoescaped: case and file names are text, never
+markup) filled with the plain data of :mod:`calibviz.html.context` and the inlined figures of
+:mod:`calibviz.html.figures`. The page needs nothing else: CSS, the sorting and filtering
+script and every image are inside the one file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..results import Results
+from . import context
+
+TEMPLATE = "report.html.j2"
+#: Cases whose reliability diagrams are drawn (the worst by mean ACE) unless told otherwise.
+WORST_CASES = 8
+
+
+def load_run_folder(folder: str | os.PathLike) -> tuple[Path, Results]:
+    """The run folder and its results; ``ValueError`` (one line) when ``folder`` is not a
+    calibviz results folder or its ``stats.npz`` cannot be read."""
+    from ..store import STATS_FILE, load_results
+
+    folder = Path(folder)
+    if folder.is_file() and folder.name == STATS_FILE:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder (expected the --out folder of "
+                         "calibviz evaluate)")
+    if not (folder / STATS_FILE).is_file():
+        raise ValueError(f"{folder} is not a calibviz results folder: it holds no "
+                         f"{STATS_FILE} (write one with calibviz evaluate)")
+    results = load_results(folder)
+    if not results.stats:
+        raise ValueError(f"{folder / STATS_FILE} holds no evaluated case; nothing to report")
+    return folder, results
+
+
+def comparison_section(folder: Path, others: Sequence[str | os.PathLike], *,
+                       n_bootstrap: int, seed: int, confidence: float) -> dict | None:
+    """The comparison of every run in ``others`` with this one (the baseline): rows of the
+    table with their verdicts, and one figure per model; ``None`` without ``others``."""
+    if not others:
+        return None
+    from ..comparison import compare_runs, verdict
+    from .figures import comparison_figures
+
+    runs = [folder, *map(Path, others)]
+    comparison = compare_runs(*runs, names=run_names(runs), n_bootstrap=n_bootstrap,
+                              seed=seed, confidence=confidence)
+    rows = []
+    for record in comparison.table.to_dict("records"):
+        better = _better(record)
+        rows.append({
+            "model": record["model"], "metric": context.DISPLAY.get(record["metric"],
+                                                                    record["metric"]),
+            "class": "class mean" if record["class"] == context.CLASS_MEAN
+            else record["class"],
+            "n": int(record["n"]),
+            "base": context.number(record["mean_baseline"]),
+            "other": context.number(record["mean_model"]),
+            "diff": context.number(record["mean_diff"], 3),
+            "ci": f"{context.number(record['ci_low'], 3)} to "
+                  f"{context.number(record['ci_high'], 3)}",
+            "p": context.number(record["wilcoxon_p_holm"], 2),
+            "verdict": verdict(record, method=False), "better": better,
+            "is_mean": record["class"] == context.CLASS_MEAN,
+        })
+    unpaired = comparison.unpaired.to_dict("records")
+    return {"baseline": comparison.baseline.name, "models": list(comparison.models),
+            "rows": rows, "figures": comparison_figures(comparison),
+            "unpaired": unpaired[:context.MAX_LISTED], "n_unpaired": len(unpaired),
+            "confidence": f"{confidence * 100:g}"}
+
+
+def run_names(folders: Sequence[Path]) -> list[str]:
+    """A label per run: its ``--name``, else its prediction folder's name, else its own
+    folder's name; repeated labels get their folder's name added."""
+    names = []
+    for folder in folders:
+        options = context.read_run_json(folder).get("options") or {}
+        names.append(str(options.get("name") or Path(str(options.get("pred_dir") or folder))
+                         .name or folder.resolve().name))
+    if len(set(names)) < len(names):
+        names = [f"{name} ({folder.resolve().name})" for name, folder in zip(names, folders)]
+    if len(set(names)) < len(names):
+        names = [f"{name} #{i + 1}" for i, name in enumerate(names)]
+    return names
+
+
+def _better(record: dict, alpha: float = 0.05) -> str:
+    """``better``/``worse`` (for the model) when the Holm-adjusted Wilcoxon test says so."""
+    p, diff = float(record["wilcoxon_p_holm"]), float(record["mean_diff"])
+    if not p < alpha or diff == 0:
+        return ""
+    higher_better = record["metric"] in context.HIGHER_IS_BETTER
+    return "better" if (diff > 0) == higher_better else "worse"
+
+
+def render_report(results_dir: str | os.PathLike, *, compare: Sequence = (),
+                  title: str | None = None, worst: int = WORST_CASES,
+                  n_bootstrap: int = 10000, seed: int = 0,
+                  confidence: float = 0.95) -> str:
+    """The HTML text of the report of the run in ``results_dir``; with ``compare``, also
+    the comparison of those runs with it (it is the baseline). ``worst``: how many of the
+    worst cases by mean ACE are highlighted and drawn. Raises ``ValueError`` (one line) for
+    a folder that is not a readable results folder."""
+    from .. import __version__
+    from .figures import case_figures, dataset_figure
+
+    if worst < 0:
+        raise ValueError(f"--worst must be at least 0, got {worst}")
+    folder, results = load_run_folder(results_dir)
+    comparison = comparison_section(folder, compare, n_bootstrap=n_bootstrap, seed=seed,
+                                    confidence=confidence)  # its input errors first
+    run = context.read_run_json(folder)
+    picked = context.worst_cases(results, worst)
+    captions = [context.case_scores(results, i) for i in picked]
+    problem_rows = context.problem_rows(folder, results)
+    data = {
+        "p": context.provenance(folder, results, run, problem_rows, title=title,
+                                version=__version__),
+        "headline": context.headline(folder, results, n_bootstrap=n_bootstrap, seed=seed,
+                                     confidence=confidence),
+        "dataset": dataset_figure(results),
+        "per_image": context.per_image_rows(results, picked),
+        "worst": case_figures(results, picked, captions),
+        "n_worst_asked": worst,
+        "problems": context.problems(problem_rows),
+        "comparison": comparison,
+    }
+    return _environment().get_template(TEMPLATE).render(**data)
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("calibviz", "html"),
+        autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+
+
+def write_report(results_dir: str | os.PathLike, out: str | os.PathLike | None = None,
+                 **options) -> Path:
+    """Write the report of ``results_dir`` to ``out`` (default ``results_dir/report.html``)
+    atomically and return its path; ``options`` as in :func:`render_report`."""
+    from ..store import write_atomic
+
+    text = render_report(results_dir, **options)
+    folder = Path(results_dir)
+    folder = folder.parent if folder.is_file() else folder
+    target = Path(out) if out is not None else folder / "report.html"
+    return write_atomic(target, text)
