@@ -13,8 +13,8 @@ from .compare import compare
 from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
 from .plot import plot
-from .sweep import sweep
 from .report import REPORT_EXAMPLE, report
+from .sweep import sweep
 
 app = typer.Typer(
     name="calibviz",

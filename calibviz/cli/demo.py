@@ -36,7 +36,10 @@ def demo(
     typer.echo(f"  {data.monai}  MONAI folder, calibrated model")
     run_with_progress(data.nnunet, data.labels, folder / "results", EvalOptions(), quiet=quiet,
                       workers=workers, figures=figures)
+    results, other = folder / "results", folder / "results_monai"
     typer.echo(
-        f"\nnext: calibviz evaluate {data.monai} {data.labels} --postfix prob "
-        f"--classes background=0,liver=1,tumour=2,vessel=3 --out {folder / 'results_monai'}"
+        f"\nnext:\n  calibviz evaluate {data.monai} {data.labels} --postfix prob "
+        f"--classes background=0,liver=1,tumour=2,vessel=3 --name calibrated --out {other}\n"
+        f"  calibviz compare {results} {other} --names overconfident,calibrated\n"
+        f"  calibviz report {results} --compare {other}"
     )
