@@ -63,6 +63,7 @@ def _pack(results: Results) -> bytes:
         "cases": np.array(results.cases, dtype=str),
         "options_json": np.array(json.dumps(results.options, default=str)),
         "problems_json": np.array(json.dumps([asdict(p) for p in results.problems])),
+        "skipped": np.array(results.skipped, dtype=str),
     }
     if results.stats:
         per_image = [s.to_arrays() for s in results.stats]
@@ -103,8 +104,9 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
     problems = ()
     if "problems_json" in arrays:
         problems = tuple(Problem(**p) for p in json.loads(str(arrays["problems_json"])))
+    skipped = tuple(str(c) for c in np.atleast_1d(arrays.get("skipped", [])).tolist())
     if not cases:
-        return Results((), (), options, problems)
+        return Results((), (), options, problems, skipped)
     missing = [f for f in SUM_FIELDS if f"stats_{f}" not in arrays and f != "n_clipped"]
     if missing:
         raise ValueError(f"{path} lacks the statistics {', '.join(missing)}")
@@ -126,7 +128,8 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
             fields[name] = value[index] if name in SUM_FIELDS else value
         fields["n_images"] = arrays["stats_n_images"][index]
         stats.append(BinStats.from_arrays(fields))
-    return Results(cases=cases, stats=tuple(stats), options=options, problems=problems)
+    return Results(cases=cases, stats=tuple(stats), options=options, problems=problems,
+                   skipped=skipped)
 
 
 def save_results(path: str | os.PathLike, results: Results) -> Path:

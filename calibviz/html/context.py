@@ -21,8 +21,11 @@ from ..results import Results
 DISPLAY = {"ece": "ECE", "ace": "ACE", "mce": "MCE", "brier": "Brier", "dice": "Dice"}
 #: Metrics where a higher value is better (every other one is an error: lower is better).
 HIGHER_IS_BETTER = ("dice",)
-DICE_RULE = ("per channel, prediction thresholded at p > 0.5; NaN when truth and prediction "
-             "are empty")
+DICE_RULES = {
+    "argmax": "the argmax segmentation of the softmax map (as nnU-Net and MONAI write it)",
+    "threshold": "each channel thresholded at p >= 0.5 (the paper's rule)",
+}
+DICE_EMPTY = "; NaN when truth and prediction are empty, 0 with false positives on empty truth"
 MAX_LISTED = 200  # problems and skipped cases listed in full up to this many
 
 
@@ -69,7 +72,8 @@ def provenance(folder: Path, results: Results, run: dict, problem_rows: list[dic
         ("Bins", f"{options.get('n_bins', '–')} equal-width, {options.get('binning', 'hard')}"
                  f" binning, {options.get('closure', 'right')}-closed"),
         ("Absent classes", options.get("absent", "include")),
-        ("Dice rule", DICE_RULE),
+        ("Dice rule", DICE_RULES.get(options.get("dice_rule"),
+                                     "each channel thresholded at p >= 0.5") + DICE_EMPTY),
     ]
     extra = {k: v for k, v in options.items() if k in _EXTRA_OPTIONS and v not in (None, "")}
     facts += [(_EXTRA_OPTIONS[k], _text(v)) for k, v in extra.items()]
