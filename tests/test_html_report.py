@@ -335,7 +335,9 @@ def first_page(page, pdf: Path, stem: Path) -> Path:
 def test_compare_report_in_chromium(browser, compare_report, tmp_path):
     page, log = open_page(browser, compare_report)
     check_page(page, log)
-    assert page.locator("#comparison table.compare tbody tr").count() == 5 * 4
+    from calibviz.metrics import METRICS
+
+    assert page.locator("#comparison table.compare tbody tr").count() == len(METRICS) * 4
     page.screenshot(path=str(tmp_path / "compare_first_screen.png"))
     page.emulate_media(media="print")
     page.pdf(path=str(tmp_path / "compare.pdf"), format="A4", print_background=True)
