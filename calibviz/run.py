@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -88,12 +89,19 @@ def evaluate_cases(
     *,
     workers: int | None,
     on_result: Callable[[CaseResult], None],
+    client=None,
 ) -> int:
     """Evaluate ``cases`` (in ``workers`` processes when > 1), calling ``on_result`` in this
     process as each one finishes, in completion order. ``workers=None`` chooses: the first
     case runs here, and the rest go to one process per core only if they would take more
     than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
+    ``client``: a ``distributed.Client``; the cases then run on its cluster (``workers`` is
+    ignored) and the number of worker threads is returned.
     """
+    if client is not None:
+        from .dask_backend import evaluate_on_cluster
+
+        return evaluate_on_cluster(cases, options, client, on_result)
     if workers is None:
         if not cases:
             return 1
@@ -211,7 +219,8 @@ def _binning_options(options: EvalOptions, pred_dir: Path, label_dir: Path) -> d
     return data
 
 
-def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, **options) -> Results:
+def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, client=None,
+                    **options) -> Results:
     """Discover, pair and evaluate every case of a prediction folder against a label folder.
 
     ``options`` are the fields of :class:`~calibviz.options.EvalOptions` (e.g.
@@ -219,13 +228,14 @@ def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, **options) 
     Returns a :class:`Results` with the ids and per-image :class:`BinStats` of the cases
     that passed every check and every problem found (cases that failed are reported in
     ``problems`` and ``skipped``; the others go on). Raises :class:`ValueError` for a bad
-    option or a missing or empty folder.
+    option or a missing or empty folder. ``client``: a ``distributed.Client``; the cases are
+    evaluated on its cluster (same results as a local run).
     """
     opts = EvalOptions.from_kwargs(**options)
     pred_dir, label_dir = Path(pred_dir), Path(label_dir)
     cases, problems = discover_cases(pred_dir, label_dir, opts)
     collector = _Collector(cases, problems, _binning_options(opts, pred_dir, label_dir))
-    evaluate_cases(cases, opts, workers=workers, on_result=collector)
+    evaluate_cases(cases, opts, workers=workers, on_result=collector, client=client)
     return collector.results()
 
 
@@ -251,6 +261,8 @@ def run_evaluation(
     max_case_figures: int = 50,
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
+    client=None,
 ) -> RunReport:
     """Evaluate every case of ``pred_dir`` against ``label_dir`` and write the reports.
 
@@ -260,10 +272,12 @@ def run_evaluation(
     again). Raises :class:`UsageError` for problems with the folders or options, before any
     case runs; problems with single cases are collected in the results (and
     ``problems.csv``), never raised. ``progress(done, total)`` is called after each case.
+    ``scheduler`` (``tcp://host:8786``, ``local:N``) or ``client``: run on a Dask cluster.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
+    _check_cluster(scheduler, client, workers)
     cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures)
@@ -292,11 +306,8 @@ def run_evaluation(
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
-    try:
-        used = evaluate_cases(todo, options, workers=workers, on_result=on_result)
-    except ValueError as error:  # the first case showed the options do not fit the data
-        store.finish()
-        raise UsageError(str(error)) from None
+    used = _evaluate_todo(todo, options, store, on_result, workers=workers,
+                          scheduler=scheduler, client=client)
     collector.options["workers"] = used
     report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
                        notices=notices)
@@ -349,6 +360,34 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
         except OSError as error:
             raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
     return cases, problems
+
+
+def _evaluate_todo(todo, options, store, on_result, *, workers, scheduler, client) -> int:
+    """:func:`evaluate_cases` here, in a pool or on a cluster; the first case's usage
+    problem ends the run (a :class:`UsageError`)."""
+    with _cluster(scheduler, client) as dask_client:
+        try:
+            return evaluate_cases(todo, options, workers=workers, on_result=on_result,
+                                  client=dask_client)
+        except ValueError as error:  # the first case showed the options do not fit the data
+            store.finish()
+            raise UsageError(str(error)) from None
+
+
+def _check_cluster(scheduler: str | None, client, workers: int | None) -> None:
+    if scheduler is not None:
+        from .dask_backend import check_usage
+
+        check_usage(scheduler, client, workers)
+
+
+def _cluster(scheduler: str | None, client):
+    """A context giving the Dask client to evaluate with (None: here or a local pool)."""
+    if scheduler is None:
+        return nullcontext(client)
+    from .dask_backend import connected
+
+    return connected(scheduler)
 
 
 def _fingerprint(case: Case) -> dict:
