@@ -67,7 +67,7 @@ def connect(scheduler: str) -> Iterator:
     match = _LOCAL.match(scheduler)
     if match:
         cluster = LocalCluster(n_workers=int(match.group(1)), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, dashboard_address=":0")
         try:
             with Client(cluster) as client:
                 yield client
