@@ -27,6 +27,10 @@ def main(argv=None) -> int:
         ["bench_evaluate.py", *(["--quick"] if quick else [])],
         ["bench_plot.py"],
     ]
+    if importlib.util.find_spec("distributed"):
+        runs.append(["bench_scale.py", *(["--quick"] if quick else [])])
+    else:
+        print("(dask.distributed not installed: skipping bench_scale.py)")
     if importlib.util.find_spec("torch"):
         runs.append(["bench_losses.py", *(["--size", "48"] if quick else [])])
     else:
