@@ -220,7 +220,8 @@ def client_limits(client, results, pred: Path, labels: Path, root: Path) -> None
         store.save(case, stats, [], input_fingerprint(
             [pred / f"{case}.nii.gz", labels / f"{case}.nii.gz"]))
     save = (time.perf_counter() - start) / len(results)
-    payload = CaseResult(results.cases[0], results.stats[0], [])
+    payload = client.scatter(CaseResult(results.cases[0], results.stats[0], []),
+                             broadcast=True)  # on the workers: only results travel back
     n_tasks = 400
     start = time.perf_counter()
     futures = [client.submit(echo, payload, pure=False) for _ in range(n_tasks)]
