@@ -28,6 +28,10 @@ def main(argv=None) -> int:
         ["bench_plot.py"],
         ["bench_end_to_end.py", *(["--quick"] if quick else [])],
     ]
+    if importlib.util.find_spec("distributed"):
+        runs.append(["bench_scale.py", *(["--quick"] if quick else [])])
+    else:
+        print("(dask.distributed not installed: skipping bench_scale.py)")
     if importlib.util.find_spec("torch"):
         runs.append(["bench_losses.py", *(["--size", "48"] if quick else [])])
     else:

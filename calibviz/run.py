@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -89,12 +90,19 @@ def evaluate_cases(
     *,
     workers: int | None,
     on_result: Callable[[CaseResult], None],
+    client=None,
 ) -> int:
     """Evaluate ``cases`` (in ``workers`` processes when > 1), calling ``on_result`` in this
     process as each one finishes, in completion order. ``workers=None`` chooses: the first
     case runs here, and the rest go to one process per core only if they would take more
     than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
+    ``client``: a ``distributed.Client``; the cases then run on its cluster (``workers`` is
+    ignored) and the number of worker threads is returned.
     """
+    if client is not None:
+        from .dask_backend import evaluate_on_cluster
+
+        return evaluate_on_cluster(cases, options, client, on_result)
     if workers is None:
         if not cases:
             return 1
@@ -217,7 +225,8 @@ def _binning_options(options: EvalOptions, pred_dir: Path, label_dir: Path) -> d
     return data
 
 
-def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, **options) -> Results:
+def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, client=None,
+                    **options) -> Results:
     """Discover, pair and evaluate every case of a prediction folder against a label folder.
 
     ``options`` are the fields of :class:`~calibviz.options.EvalOptions` (e.g.
@@ -225,13 +234,14 @@ def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, **options) 
     Returns a :class:`Results` with the ids and per-image :class:`BinStats` of the cases
     that passed every check and every problem found (cases that failed are reported in
     ``problems`` and ``skipped``; the others go on). Raises :class:`ValueError` for a bad
-    option or a missing or empty folder.
+    option or a missing or empty folder. ``client``: a ``distributed.Client``; the cases are
+    evaluated on its cluster (same results as a local run).
     """
     opts = EvalOptions.from_kwargs(**options)
     pred_dir, label_dir = Path(pred_dir), Path(label_dir)
     cases, problems = discover_cases(pred_dir, label_dir, opts)
     collector = _Collector(cases, problems, _binning_options(opts, pred_dir, label_dir))
-    evaluate_cases(cases, opts, workers=workers, on_result=collector)
+    evaluate_cases(cases, opts, workers=workers, on_result=collector, client=client)
     return collector.results()
 
 
@@ -260,6 +270,8 @@ def run_evaluation(
     seed: int = 0,
     fine_bins: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
+    client=None,
 ) -> RunReport:
     """Evaluate every case of ``pred_dir`` against ``label_dir`` and write the reports.
 
@@ -272,12 +284,14 @@ def run_evaluation(
     ``fine_bins``: bin at that resolution (a multiple of ``options.n_bins``), keep those
     statistics in ``stats_fine.npz`` and report on ``options.n_bins`` bins (exact: the sums of
     adjacent fine bins).
+    ``scheduler`` (``tcp://host:8786``, ``local:N``) or ``client``: run on a Dask cluster.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
     report_bins = options.n_bins
     fine_options = _with_fine_bins(options, fine_bins)
+    _check_cluster(scheduler, client, workers)
     cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap)
@@ -298,14 +312,8 @@ def run_evaluation(
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
-    try:
-        used = evaluate_cases(todo, options, workers=workers, on_result=on_result)
-    except ValueError as error:  # the first case showed the options do not fit the data
-        store.finish()
-        raise UsageError(str(error)) from None
-    except OSError as error:  # the partial store cannot be written (read-only, disk full)
-        raise UsageError(f"cannot save finished cases in {store.folder}: "
-                         f"{error.strerror or error}") from None
+    used = _evaluate_todo(todo, options, store, on_result, workers=workers,
+                          scheduler=scheduler, client=client)
     collector.options["workers"] = used
     report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
                        notices=notices)
@@ -403,6 +411,37 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
         except OSError as error:
             raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
     return cases, problems
+
+
+def _evaluate_todo(todo, options, store, on_result, *, workers, scheduler, client) -> int:
+    """:func:`evaluate_cases` here, in a pool or on a cluster; the first case's usage
+    problem ends the run (a :class:`UsageError`)."""
+    with _cluster(scheduler, client) as dask_client:
+        try:
+            return evaluate_cases(todo, options, workers=workers, on_result=on_result,
+                                  client=dask_client)
+        except ValueError as error:  # the first case showed the options do not fit the data
+            store.finish()
+            raise UsageError(str(error)) from None
+        except OSError as error:  # the partial store cannot be written (read-only, disk full)
+            raise UsageError(f"cannot save finished cases in {store.folder}: "
+                             f"{error.strerror or error}") from None
+
+
+def _check_cluster(scheduler: str | None, client, workers: int | None) -> None:
+    if scheduler is not None:
+        from .dask_backend import check_usage
+
+        check_usage(scheduler, client, workers)
+
+
+def _cluster(scheduler: str | None, client):
+    """A context giving the Dask client to evaluate with (None: here or a local pool)."""
+    if scheduler is None:
+        return nullcontext(client)
+    from .dask_backend import connected
+
+    return connected(scheduler)
 
 
 def _fingerprint(case: Case) -> dict:

@@ -96,6 +96,10 @@ def evaluate(
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes "
                                                 "(default: one per core when it pays).")]
     = None,
+    scheduler: Annotated[str | None, typer.Option(help="Evaluate on a Dask cluster: "
+                                                  "tcp://host:8786, or local:N (N worker "
+                                                  "processes here); needs calibviz[dask].")]
+    = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, "
                                          "skipping finished cases.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace the results of an earlier run in "
@@ -122,7 +126,7 @@ def evaluate(
         pred_dir, label_dir, out, options, quiet=quiet, workers=workers, resume=resume,
         overwrite=overwrite, name=name, absent=str(absent), csv_style=str(csv_style),
         n_bootstrap=bootstrap, seed=seed, fine_bins=fine_bins,
-        figures=figures,
+        figures=figures, scheduler=scheduler,
         figure_format=str(format), max_case_figures=max_case_figures,
     )
     if html_report and report.results.stats:
