@@ -13,21 +13,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 
-from .io import Case, CaseResult, Problem, discover_cases, evaluate_case
+from .io import Case, CaseResult, Problem, discover_cases
+from .loop import check_cluster, cluster, default_workers, evaluate_cases
 from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
 from .results import Results
 from .store import PartialStore, clear_outputs, holds_run, input_fingerprint
-
-#: Starting worker processes costs about 1.5 s (imports, compiled kernels from the cache);
-#: with the automatic choice, processes are used only when the serial rest would take longer.
-SPAWN_WORTH_SECONDS = 3.0
 
 
 class UsageError(ValueError):
@@ -55,95 +49,6 @@ class RunReport:
     @property
     def problems(self) -> list[Problem]:
         return list(self.results.problems)
-
-
-# ------------------------------------------------------------------------ the loop
-def _init_worker(threads: int, parent: int) -> None:
-    """Worker set-up: share the cores between workers; leave Ctrl-C to the parent, which
-    stops the run (a worker finishes its case quietly instead of printing a traceback); exit
-    at once when the parent dies (kill -9), instead of lingering with a case's memory."""
-    import signal
-    import threading
-
-    import numba
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    while True:
-        time.sleep(0.25)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else (os.cpu_count() or 1))
-
-
-def evaluate_cases(
-    cases: list[Case],
-    options: EvalOptions,
-    *,
-    workers: int | None,
-    on_result: Callable[[CaseResult], None],
-    client=None,
-) -> int:
-    """Evaluate ``cases`` (in ``workers`` processes when > 1), calling ``on_result`` in this
-    process as each one finishes, in completion order. ``workers=None`` chooses: the first
-    case runs here, and the rest go to one process per core only if they would take more
-    than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
-    ``client``: a ``distributed.Client``; the cases then run on its cluster (``workers`` is
-    ignored) and the number of worker threads is returned.
-    """
-    if client is not None:
-        from .dask_backend import evaluate_on_cluster
-
-        return evaluate_on_cluster(cases, options, client, on_result)
-    if workers is None:
-        if not cases:
-            return 1
-        start = time.perf_counter()
-        on_result(evaluate_case(cases[0], options))
-        cases = cases[1:]
-        estimate = (time.perf_counter() - start) * len(cases)
-        workers = default_workers() if estimate > SPAWN_WORTH_SECONDS else 1
-    if workers <= 1 or len(cases) <= 1:
-        for case in cases:
-            on_result(evaluate_case(case, options))
-        return 1
-    _evaluate_in_pool(cases, options, workers, on_result)
-    return min(workers, len(cases))
-
-
-def _evaluate_in_pool(cases, options, workers, on_result) -> None:
-    threads = max(1, default_workers() // workers)
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(cases)), mp_context=get_context("spawn"),
-        initializer=_init_worker, initargs=(threads, os.getpid()),
-    )
-    pending = {pool.submit(evaluate_case, case, options): case for case in cases}
-    try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                case = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as error:  # a crash in a worker is one skipped case
-                    result = CaseResult(case.case_id, None, [Problem(
-                        case.case_id, case.prediction_name,
-                        f"case {case.case_id}: evaluation failed: "
-                        f"{type(error).__name__}: {error}",
-                    )])
-                on_result(result)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
 
 
 class _Collector:
@@ -291,7 +196,7 @@ def run_evaluation(
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
     report_bins = options.n_bins
     fine_options = _with_fine_bins(options, fine_bins)
-    _check_cluster(scheduler, client, workers)
+    check_cluster(scheduler, client, workers)
     cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap)
@@ -318,21 +223,28 @@ def run_evaluation(
     report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
                        notices=notices)
     report.fine = _coarsen_results(report, report_bins) if fine_bins else None
-    evaluated = time.perf_counter()
-    try:
-        clear_outputs(out_dir, keep_partial=True)
-        _write_outputs(report, csv_style=csv_style, figures=figures,
-                       figure_format=figure_format, max_case_figures=max_case_figures,
-                       workers=workers)
-        report.timings = {"evaluate": evaluated - clock, **report.timings}
-        from .report import write_run_json
+    report.timings = {"evaluate": time.perf_counter() - clock}
+    _finish(report, store, started, csv_style=csv_style, figures=figures,
+            figure_format=figure_format, max_case_figures=max_case_figures, workers=workers)
+    return report
 
+
+def _finish(report: RunReport, store: PartialStore, started: datetime, **outputs) -> None:
+    """Replace the folder's earlier outputs by this run's reports, figures and ``run.json``;
+    then the partial store goes (a write failure keeps it, for ``--resume``)."""
+    from .report import write_run_json
+
+    try:
+        clear_outputs(report.out_dir, keep_partial=True)
+        evaluated = report.timings["evaluate"]
+        _write_outputs(report, **outputs)
+        report.timings = {"evaluate": evaluated, **report.timings}
         report.files.append(write_run_json(report, started))
     except OSError as error:
-        raise UsageError(f"cannot write the reports to {out_dir}: {error.strerror or error}; "
-                         "the evaluated cases are kept, rerun with --resume") from None
+        raise UsageError(f"cannot write the reports to {report.out_dir}: "
+                         f"{error.strerror or error}; the evaluated cases are kept, rerun "
+                         "with --resume") from None
     store.finish()
-    return report
 
 
 def _with_fine_bins(options: EvalOptions, fine_bins: int | None) -> EvalOptions:
@@ -416,7 +328,7 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
 def _evaluate_todo(todo, options, store, on_result, *, workers, scheduler, client) -> int:
     """:func:`evaluate_cases` here, in a pool or on a cluster; the first case's usage
     problem ends the run (a :class:`UsageError`)."""
-    with _cluster(scheduler, client) as dask_client:
+    with cluster(scheduler, client) as dask_client:
         try:
             return evaluate_cases(todo, options, workers=workers, on_result=on_result,
                                   client=dask_client)
@@ -426,22 +338,6 @@ def _evaluate_todo(todo, options, store, on_result, *, workers, scheduler, clien
         except OSError as error:  # the partial store cannot be written (read-only, disk full)
             raise UsageError(f"cannot save finished cases in {store.folder}: "
                              f"{error.strerror or error}") from None
-
-
-def _check_cluster(scheduler: str | None, client, workers: int | None) -> None:
-    if scheduler is not None:
-        from .dask_backend import check_usage
-
-        check_usage(scheduler, client, workers)
-
-
-def _cluster(scheduler: str | None, client):
-    """A context giving the Dask client to evaluate with (None: here or a local pool)."""
-    if scheduler is None:
-        return nullcontext(client)
-    from .dask_backend import connected
-
-    return connected(scheduler)
 
 
 def _fingerprint(case: Case) -> dict:

@@ -37,88 +37,102 @@ Writes per_image.csv, summary.csv, stats.npz, run.json, problems.csv and figures
 """
 
 
+#: One line of help per option (``calibviz evaluate --help``).
+HELP = {
+    "pred_dir": "Folder of probability maps (nnU-Net, MONAI, NIfTI, .npy/.npz).",
+    "label_dir": "Folder of ground-truth label NIfTIs.",
+    "out": "Output folder.",
+    "bins": "Number of equal-width bins.",
+    "fine_bins": "Also keep statistics at this finer resolution (a multiple of --bins) in "
+                 "stats_fine.npz, for calibviz sweep.",
+    "closure": "Bin closure: right (e_k < p <= e_k+1, as the paper) or left.",
+    "binning": "Hard bins or the paper's soft (linearly split) bins.",
+    "input_format": "What PRED_DIR holds; auto detects it.",
+    "classes": "Channel names and label values, e.g. 'liver=1,tumour=2'.",
+    "regions": "Score regions, e.g. 'WT=1,2,4;TC=1,4;ET=4'.",
+    "region_preset": "Named label regions: " + ", ".join(REGION_PRESETS) + ".",
+    "include_background": "Score the background channel (default: excluded when the model "
+                          "has one).",
+    "absent": "Classes absent from an image's truth: include (scored), exclude (NaN) or "
+              "drop-case (the image left out).",
+    "mask_dir": "Folder of masks paired by case id; voxels outside are ignored.",
+    "ignore_label": "Label value whose voxels are ignored.",
+    "layout": "Axis order of .npy/.npz arrays, e.g. cijk or ckji.",
+    "npz_key": "Array name inside .npz files.",
+    "class_pattern": "One file per class: pattern with {case} and {class}.",
+    "pattern": "Glob for prediction files (relative to PRED_DIR).",
+    "label_pattern": "Glob for label files (relative to LABEL_DIR).",
+    "postfix": "File-name postfix to strip, e.g. MONAI's seg or prob.",
+    "scale": "Multiplier for integer-stored probabilities without scl_slope, e.g. 1/255.",
+    "self_check": "nnU-Net: the npz argmax must equal the segmentation next to it.",
+    "dice": "Dice's segmentation: auto (argmax for softmax maps, else threshold), argmax, or "
+            "threshold (p >= 0.5 per channel, the paper).",
+    "activation": "The maps hold logits: apply softmax or sigmoid while reading.",
+    "bootstrap": "Bootstrap resamples of the images for the intervals in summary.csv "
+                 "(0: none).",
+    "seed": "Seed of the bootstrap.",
+    "workers": "Parallel worker processes (default: one per core when it pays).",
+    "scheduler": "Evaluate on a Dask cluster: tcp://host:8786, or local:N (N worker "
+                 "processes here); needs calibviz[dask].",
+    "resume": "Continue an interrupted run in --out, skipping finished cases.",
+    "overwrite": "Replace the results of an earlier run in --out (only calibviz's own files).",
+    "name": "Model name for the terminal, figure titles and reports.",
+    "strict": "Exit 1 when a case is skipped; unpaired files are errors.",
+    "figures": "Draw reliability diagrams and dataset histograms.",
+    "format": "Image format of the figures written.",
+    "max_case_figures": "Draw at most this many per-image figures (the worst by ACE).",
+    "csv_style": "tidy, or also the reference implementation's CSV layout.",
+    "quiet": "No progress bar or summary table.",
+    "html_report": "Also write a self-contained HTML report, OUT/report.html.",
+}
+
+
+def _opt(name: str, *flags: str, **options):
+    return typer.Option(*flags, help=HELP[name], **options)
+
+
 def evaluate(
-    pred_dir: Annotated[Path, typer.Argument(help="Folder of probability maps (nnU-Net, "
-                                             "MONAI, NIfTI, .npy/.npz).")],
-    label_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label NIfTIs.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("calibviz-results"),
-    bins: Annotated[int, typer.Option(min=1, help="Number of equal-width bins.")] = 20,
-    fine_bins: Annotated[int | None, typer.Option(
-        min=1, help="Also keep statistics at this finer resolution (a multiple of --bins) "
-        "in stats_fine.npz, for calibviz sweep.")] = None,
-    closure: Annotated[Closure, typer.Option(help="Bin closure: right (e_k < p <= e_k+1, "
-                                             "as the paper) or left.")] = "right",
-    binning: Annotated[Binning, typer.Option(help="Hard bins or the paper's soft "
-                                             "(linearly split) bins.")] = "hard",
-    input_format: Annotated[InputFormat, typer.Option(help="What PRED_DIR holds; auto "
-                                                      "detects it.")] = "auto",
-    classes: Annotated[str | None, typer.Option(help="Channel names and label values, "
-                                                "e.g. 'liver=1,tumour=2'.")] = None,
-    regions: Annotated[str | None, typer.Option(help="Score regions, e.g. "
-                                                "'WT=1,2,4;TC=1,4;ET=4'.")] = None,
-    region_preset: Annotated[RegionPreset | None, typer.Option(
-        help="Named label regions: " + ", ".join(REGION_PRESETS) + ".")] = None,
-    include_background: Annotated[bool | None, typer.Option(
-        "--include-background/--exclude-background",
-        help="Score the background channel (default: excluded when the model has one).",
+    pred_dir: Annotated[Path, typer.Argument(help=HELP["pred_dir"])],
+    label_dir: Annotated[Path, typer.Argument(help=HELP["label_dir"])],
+    out: Annotated[Path, _opt("out")] = Path("calibviz-results"),
+    bins: Annotated[int, _opt("bins", min=1)] = 20,
+    fine_bins: Annotated[int | None, _opt("fine_bins", min=1)] = None,
+    closure: Annotated[Closure, _opt("closure")] = "right",
+    binning: Annotated[Binning, _opt("binning")] = "hard",
+    input_format: Annotated[InputFormat, _opt("input_format")] = "auto",
+    classes: Annotated[str | None, _opt("classes")] = None,
+    regions: Annotated[str | None, _opt("regions")] = None,
+    region_preset: Annotated[RegionPreset | None, _opt("region_preset")] = None,
+    include_background: Annotated[bool | None, _opt(
+        "include_background", "--include-background/--exclude-background",
         show_default=False)] = None,
-    absent: Annotated[Absent, typer.Option(help="Classes absent from an image's truth: "
-                                           "include (scored), exclude (NaN) or drop-case (the "
-                                           "image left out).")] = "include",
-    mask_dir: Annotated[Path | None, typer.Option(help="Folder of masks paired by case id; "
-                                                  "voxels outside are ignored.")] = None,
-    ignore_label: Annotated[int | None, typer.Option(help="Label value whose voxels are "
-                                                     "ignored.")] = None,
-    layout: Annotated[str | None, typer.Option(help="Axis order of .npy/.npz arrays, e.g. "
-                                               "cijk or ckji.")] = None,
-    npz_key: Annotated[str | None, typer.Option(help="Array name inside .npz files.")] = None,
-    class_pattern: Annotated[str | None, typer.Option(help="One file per class: pattern with "
-                                                      "{case} and {class}.")] = None,
-    pattern: Annotated[str | None, typer.Option(help="Glob for prediction files (relative "
-                                                "to PRED_DIR).")] = None,
-    label_pattern: Annotated[str | None, typer.Option(help="Glob for label files (relative "
-                                                      "to LABEL_DIR).")] = None,
-    postfix: Annotated[str | None, typer.Option(help="File-name postfix to strip, e.g. "
-                                                "MONAI's seg or prob.")] = None,
-    scale: Annotated[str | None, typer.Option(help="Multiplier for integer-stored "
-                                              "probabilities without scl_slope, e.g. "
-                                              "1/255.")] = None,
-    self_check: Annotated[bool, typer.Option(help="nnU-Net: the npz argmax must equal the "
-                                             "segmentation next to it.")] = True,
-    dice: Annotated[DiceRule, typer.Option(help="Dice's segmentation: auto (argmax for softmax "
-                                           "maps, else threshold), argmax, or threshold "
-                                           "(p >= 0.5 per channel, the paper).")] = "auto",
-    activation: Annotated[Activation | None, typer.Option(
-        help="The maps hold logits: apply softmax or sigmoid while reading.")] = None,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples of the images for "
-                                           "the intervals in summary.csv (0: none).")] = 10000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
-    workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes "
-                                                "(default: one per core when it pays).")]
-    = None,
-    scheduler: Annotated[str | None, typer.Option(help="Evaluate on a Dask cluster: "
-                                                  "tcp://host:8786, or local:N (N worker "
-                                                  "processes here); needs calibviz[dask].")]
-    = None,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, "
-                                         "skipping finished cases.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace the results of an earlier run in "
-                                            "--out (only calibviz's own files).")] = False,
-    name: Annotated[str | None, typer.Option(help="Model name for the terminal, figure "
-                                             "titles and reports.")] = None,
-    strict: Annotated[bool, typer.Option(help="Exit 1 when a case is skipped; unpaired files "
-                                         "are errors.")] = False,
-    figures: Annotated[bool, typer.Option(help="Draw reliability diagrams and dataset "
-                                          "histograms.")] = True,
-    format: Annotated[FigureFormat, typer.Option("--format", help="Image format of the "
-                                                 "figures written.")] = "png",
-    max_case_figures: Annotated[int, typer.Option(min=0, help="Draw at most this many "
-                                                  "per-image figures (the worst by ACE).")] = 12,
-    csv_style: Annotated[CsvStyle, typer.Option(help="tidy, or also the reference "
-                                                "implementation's CSV layout.")] = "tidy",
-    quiet: Annotated[bool, typer.Option(help="No progress bar or summary table.")] = False,
-    html_report: Annotated[bool, typer.Option("--report", help="Also write a self-contained "
-                                              "HTML report, OUT/report.html.")] = False,
+    absent: Annotated[Absent, _opt("absent")] = "include",
+    mask_dir: Annotated[Path | None, _opt("mask_dir")] = None,
+    ignore_label: Annotated[int | None, _opt("ignore_label")] = None,
+    layout: Annotated[str | None, _opt("layout")] = None,
+    npz_key: Annotated[str | None, _opt("npz_key")] = None,
+    class_pattern: Annotated[str | None, _opt("class_pattern")] = None,
+    pattern: Annotated[str | None, _opt("pattern")] = None,
+    label_pattern: Annotated[str | None, _opt("label_pattern")] = None,
+    postfix: Annotated[str | None, _opt("postfix")] = None,
+    scale: Annotated[str | None, _opt("scale")] = None,
+    self_check: Annotated[bool, _opt("self_check")] = True,
+    dice: Annotated[DiceRule, _opt("dice")] = "auto",
+    activation: Annotated[Activation | None, _opt("activation")] = None,
+    bootstrap: Annotated[int, _opt("bootstrap", min=0)] = 10000,
+    seed: Annotated[int, _opt("seed")] = 0,
+    workers: Annotated[int | None, _opt("workers", min=1)] = None,
+    scheduler: Annotated[str | None, _opt("scheduler")] = None,
+    resume: Annotated[bool, _opt("resume")] = False,
+    overwrite: Annotated[bool, _opt("overwrite")] = False,
+    name: Annotated[str | None, _opt("name")] = None,
+    strict: Annotated[bool, _opt("strict")] = False,
+    figures: Annotated[bool, _opt("figures")] = True,
+    format: Annotated[FigureFormat, _opt("format", "--format")] = "png",
+    max_case_figures: Annotated[int, _opt("max_case_figures", min=0)] = 12,
+    csv_style: Annotated[CsvStyle, _opt("csv_style")] = "tidy",
+    quiet: Annotated[bool, _opt("quiet")] = False,
+    html_report: Annotated[bool, _opt("html_report", "--report")] = False,
 ) -> None:
     """Score every case of PRED_DIR against LABEL_DIR and write reports and figures."""
     options = _eval_options(locals())

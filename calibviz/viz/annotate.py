@@ -149,3 +149,13 @@ def style_colorbar(colorbar) -> None:
     colorbar.set_label("fraction of the column's images")
     colorbar.outline.set_linewidth(0.5)
     colorbar.ax.tick_params(width=0.5, length=2)
+
+
+def draw_band(ax, x, band, color):
+    """The pooled curve's bootstrap band ``(low [B], high [B])`` at the bins' mean
+    confidence ``x`` (bins where all three are finite)."""
+    x = np.asarray(x, dtype=np.float64)
+    low, high = (np.asarray(b, dtype=np.float64) for b in band)
+    ok = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
+    return ax.fill_between(x[ok], low[ok], high[ok], color=color, alpha=0.25, linewidth=0,
+                           zorder=2.5, label="95 % image-bootstrap band")

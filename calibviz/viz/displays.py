@@ -37,13 +37,12 @@ from ..aggregate import reliability_histogram
 from ..metrics import ace, ece, gap_metrics, mce
 from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_per_column
 from .annotate import (  # noqa: F401  (format_value, style_colorbar: public here)
-    LOG_COUNT_RATIO,
     XLABEL,
     YLABEL,
     count_histogram,
+    draw_band,
     finish_axes,
     format_value,
-    needs_log,
     place_label,
     style_colorbar,
 )
@@ -389,7 +388,8 @@ class DatasetReliabilityHistogramDisplay:
             self.curve_ = ax.plot(x, y,
                                   marker="o", markersize=2.5, linewidth=1.0, color=curve_color,
                                   label="micro (pooled)", zorder=3)[0]
-            self.band_ = self._draw_band(ax, curve_color)
+            self.band_ = (None if self.band is None or self.pooled_confidence is None
+                          else draw_band(ax, self.pooled_confidence, self.band, curve_color))
         self.count_axis_ = None
         if show_counts:
             self.count_axis_ = self._count_axis(ax, count_fontsize, 0.7 if colorbar else 0.85)
@@ -414,16 +414,6 @@ class DatasetReliabilityHistogramDisplay:
                                                    fraction=0.06)
             style_colorbar(self.colorbar_)
         return self
-
-    def _draw_band(self, ax, color):
-        """The curve's bootstrap band (bins where both the curve and the band exist)."""
-        if self.band is None or self.pooled_confidence is None:
-            return None
-        x = np.asarray(self.pooled_confidence, dtype=np.float64)
-        low, high = (np.asarray(b, dtype=np.float64) for b in self.band)
-        ok = np.isfinite(x) & np.isfinite(low) & np.isfinite(high)
-        return ax.fill_between(x[ok], low[ok], high[ok], color=color, alpha=0.25, linewidth=0,
-                               zorder=2.5, label="95 % image-bootstrap band")
 
     def _curve(self) -> tuple[np.ndarray, np.ndarray]:
         """The pooled curve's points (bins with finite confidence and frequency)."""
