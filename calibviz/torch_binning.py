@@ -44,6 +44,16 @@ def torch_bin_edges(n_bins: int, dtype: torch.dtype, device=None) -> torch.Tenso
     return edges.to(device=device, dtype=dtype)
 
 
+def _checked(probs: torch.Tensor, outcome: torch.Tensor, n_bins) -> tuple[int, int, int]:
+    """``(n_bins, B, C)`` of ``(B, C, N)`` probabilities and outcomes of the same shape."""
+    if probs.ndim != 3 or outcome.shape != probs.shape:
+        raise ValueError(
+            f"probs and outcome must both be (B, C, N); got {tuple(probs.shape)} and "
+            f"{tuple(outcome.shape)}"
+        )
+    return check_n_bins(n_bins), probs.shape[0], probs.shape[1]
+
+
 def hard_bin_index(probs: torch.Tensor, n_bins: int, *, closure: str = "right") -> torch.Tensor:
     """int64 hard bin of every value of ``probs`` (same shape), as :func:`calibviz.bin_image`.
 
@@ -84,13 +94,7 @@ def binned_sums(
     >>> count.tolist(), [round(v, 6) for v in sum_p.flatten().tolist()], sum_y.tolist()
     ([[[2, 1]]], [0.25, 0.9], [[[1.0, 1.0]]])
     """
-    if probs.ndim != 3 or outcome.shape != probs.shape:
-        raise ValueError(
-            f"probs and outcome must both be (B, C, N); got {tuple(probs.shape)} and "
-            f"{tuple(outcome.shape)}"
-        )
-    n_bins = check_n_bins(n_bins)
-    batch, n_classes, _ = probs.shape
+    n_bins, batch, n_classes = _checked(probs, outcome, n_bins)
     size = batch * n_classes * n_bins
     row = torch.arange(0, size, n_bins, device=probs.device).view(batch, n_classes, 1)
     index = hard_bin_index(probs, n_bins, closure=closure).add_(row).view(-1)
@@ -128,13 +132,7 @@ def binned_calibration(
     weight : ``(B, C, n_bins)`` voxel count (hard, no gradient) or soft weight ``W_k``.
     residual : ``(B, C, n_bins)`` ``Σ w·(p − y)`` (so ``p̄_k − ȳ_k = residual / weight``).
     """
-    if probs.ndim != 3 or outcome.shape != probs.shape:
-        raise ValueError(
-            f"probs and outcome must both be (B, C, N); got {tuple(probs.shape)} and "
-            f"{tuple(outcome.shape)}"
-        )
-    n_bins = check_n_bins(n_bins)
-    batch, n_classes, _ = probs.shape
+    n_bins, batch, n_classes = _checked(probs, outcome, n_bins)
     device = probs.device
     p = probs.to(accumulate_dtype)
     r = p - outcome.to(accumulate_dtype)  # p − y
