@@ -27,6 +27,8 @@ def main(argv=None) -> int:
         ["bench_evaluate.py", *(["--quick"] if quick else [])],
         ["bench_plot.py"],
         ["bench_end_to_end.py", *(["--quick"] if quick else [])],
+        ["bench_compare.py", *(["--quick"] if quick else [])],
+        ["bench_roi_sweep.py", *(["--quick"] if quick else [])],
     ]
     if importlib.util.find_spec("distributed"):
         runs.append(["bench_scale.py", *(["--quick"] if quick else [])])
