@@ -125,7 +125,7 @@ def list_folder(folder: Path, exts: tuple[str, ...], pattern: str | None = None)
         check_pattern(pattern)
         try:
             found = sorted(folder.glob(pattern))
-        except (OSError, ValueError, NotImplementedError) as err:
+        except (OSError, ValueError, RuntimeError) as err:  # pathlib: non-relative patterns
             raise ValueError(f"pattern {pattern!r} in {folder}: {err}") from None
         for path in found:
             if not path.is_dir() or path.name.endswith(exts):
