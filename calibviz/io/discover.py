@@ -346,7 +346,7 @@ def _name(pred) -> str:
 
 def _per_class_files(pred_dir: Path, pattern: str, class_names: list[str]):
     """Group per-class files by case: ``{case: (path per class in class order)}``."""
-    check_pattern(pattern)
+    check_pattern(pattern, "class_pattern")
     glob = pattern.replace("{case}", "*").replace("{class}", "*")
     regex = re.escape(pattern)
     regex = regex.replace(re.escape("{case}"), "(?P<case>.+?)").replace(

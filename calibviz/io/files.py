@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..options import check_relative_glob
 from .types import InputError
 
 #: Operating-system clutter that is never reported as an unused file.
@@ -152,9 +153,6 @@ def list_folder(folder: Path, exts: tuple[str, ...], pattern: str | None = None)
     return listing
 
 
-def check_pattern(pattern: str) -> None:
-    """A glob relative to its folder: no absolute paths, no ``..``."""
-    parts = Path(pattern).parts
-    if Path(pattern).is_absolute() or pattern.startswith(("/", "\\")) or ".." in parts:
-        raise ValueError(f"pattern {pattern!r} must be relative to its folder (no leading '/' "
-                         "and no '..'), e.g. '*/*_seg.nii.gz'")
+def check_pattern(pattern: str, name: str = "pattern") -> None:
+    """A glob relative to its folder: no absolute paths, no ``..`` (the options' rule)."""
+    check_relative_glob(name, pattern)
