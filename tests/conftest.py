@@ -35,6 +35,15 @@ def random_images(n_images=6, n_classes=3, seed=20, shape=(12, 10, 4), n_bins=10
     return images
 
 
+def softmax_batch(seed, batch=3, n_classes=3, spatial=(9, 8, 5), dtype=np.float32):
+    """``(probs (B, C, *spatial), labels (B, *spatial))``: random softmax maps and labels."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(batch, n_classes, *spatial)) * 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, n_classes, size=(batch, *spatial))
+    return probs.astype(dtype), labels
+
+
 @pytest.fixture
 def images():
     """Six small per-image BinStats with three classes and 10 bins."""

@@ -121,11 +121,8 @@ def naive_errors(sums, empty_weight=None):
     return result
 
 
-def naive_voxel_errors(p, y, n_bins, closure="right"):
-    """ECE/ACE/MCE straight from voxel lists (no sufficient statistics)."""
-    p = np.asarray(p, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    index = hard_bin_index(p, edges(n_bins, np.float64), closure)
+def _binned_errors(p, y, index, n_bins) -> dict:
+    """ECE/ACE/MCE of voxels ``p``, ``y`` assigned to bins ``index`` (plain loop)."""
     gaps, counts = [], []
     for b in range(n_bins):
         sel = index == b
@@ -133,10 +130,17 @@ def naive_voxel_errors(p, y, n_bins, closure="right"):
             gaps.append(abs(p[sel].mean() - y[sel].mean()))
             counts.append(sel.sum())
     gaps, counts = np.array(gaps), np.array(counts)
+    return {"ece": float((gaps * counts).sum() / counts.sum()), "ace": float(gaps.mean()),
+            "mce": float(gaps.max())}
+
+
+def naive_voxel_errors(p, y, n_bins, closure="right"):
+    """ECE/ACE/MCE straight from voxel lists (no sufficient statistics)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    index = hard_bin_index(p, edges(n_bins, np.float64), closure)
     return {
-        "ece": float((gaps * counts).sum() / counts.sum()),
-        "ace": float(gaps.mean()),
-        "mce": float(gaps.max()),
+        **_binned_errors(p, y, index, n_bins),
         "brier": float(np.mean((p - y) ** 2)),
     }
 
@@ -246,15 +250,7 @@ def naive_equal_mass(p, y, n_bins):
     order = np.argsort(p, kind="stable")
     p, y = np.asarray(p, float)[order], np.asarray(y, float)[order]
     index = (np.arange(len(p)) * n_bins) // len(p)
-    gaps, counts = [], []
-    for b in range(n_bins):
-        sel = index == b
-        if sel.any():
-            gaps.append(abs(p[sel].mean() - y[sel].mean()))
-            counts.append(sel.sum())
-    gaps, counts = np.array(gaps), np.array(counts)
-    return {"ece": float((gaps * counts).sum() / counts.sum()), "ace": float(gaps.mean()),
-            "mce": float(gaps.max())}
+    return _binned_errors(p, y, index, n_bins)
 
 
 def naive_top_label(probs, labels, classes=None):

@@ -18,15 +18,13 @@ from calibviz.losses import (  # noqa: E402
     torch_bin_edges,
 )
 
+from .conftest import softmax_batch  # noqa: E402
+
 LOSSES = {"hard": HardL1ACELoss, "soft": SoftL1ACELoss}
 
 
 def softmax_case(seed, batch=2, n_classes=3, spatial=(6, 7, 5), dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(batch, n_classes, *spatial)) * 2.0
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    labels = rng.integers(0, n_classes, size=(batch, *spatial))
-    return probs.astype(dtype), labels
+    return softmax_batch(seed, batch, n_classes, spatial, dtype)
 
 
 def expected_ace(probs, labels, binning, **options):

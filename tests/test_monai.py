@@ -14,16 +14,12 @@ import calibviz  # noqa: E402
 from calibviz.monai import CalibrationError, CalibrationErrorMetric, reduce_metric  # noqa: E402
 from calibviz.synthetic import make_case  # noqa: E402
 
+from .conftest import softmax_batch  # noqa: E402
+
 MODES = {"expected": "ece", "average": "ace", "maximum": "mce"}
 REDUCTIONS = ("mean", "sum", "mean_batch", "sum_batch", "mean_channel", "sum_channel", "none")
 
 
-def softmax_batch(seed, batch=3, n_classes=3, spatial=(9, 8, 5), dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(batch, n_classes, *spatial)) * 2.0
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    labels = rng.integers(0, n_classes, size=(batch, *spatial))
-    return probs.astype(dtype), labels
 
 
 def one_hot(labels, n_classes):

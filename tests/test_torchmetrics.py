@@ -17,17 +17,13 @@ import calibviz  # noqa: E402
 from calibviz.synthetic import make_case  # noqa: E402
 from calibviz.torchmetrics import MarginalCalibrationError  # noqa: E402
 
+from .conftest import softmax_batch  # noqa: E402
+
 NAMES = ("ece", "ace", "mce")
 STATES = ("count", "sum_p", "sum_y", "macro_sum", "macro_count")
 
 
 # --------------------------------------------------------------------------- inputs
-def softmax_batch(seed, batch=3, n_classes=3, spatial=(9, 8, 5), dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(batch, n_classes, *spatial)) * 2.0
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    labels = rng.integers(0, n_classes, size=(batch, *spatial))
-    return probs.astype(dtype), labels
 
 
 def smooth_batch(batch=3, n_classes=3, shape=(16, 16, 8)):
