@@ -62,6 +62,7 @@ class _Collector:
         self.progress = progress
         self.finished: dict[str, CaseResult] = {}
         self.failed: dict[str, CaseResult] = {}
+        self.by_id = {case.case_id: case for case in cases}
 
     def __call__(self, result: CaseResult) -> None:
         self.record(self.accept(result))
@@ -86,7 +87,7 @@ class _Collector:
         try:
             first.stats.compatible_with(result.stats)
         except ValueError as error:
-            case = next(c for c in self.cases if c.case_id == result.case_id)
+            case = self.by_id[result.case_id]
             return CaseResult(result.case_id, None, [*result.problems, Problem(
                 case.case_id, case.prediction_name,
                 f"case {case.case_id}: {error} of case {first.case_id} (prediction "
@@ -213,7 +214,7 @@ def run_evaluation(
         result = collector.accept(result)
         if result.ok:  # saved before anything else can interrupt
             store.save(result.case_id, result.stats, result.problems, _fingerprint(
-                next(c for c in cases if c.case_id == result.case_id)), result.info)
+                collector.by_id[result.case_id]), result.info)
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
@@ -319,7 +320,7 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
                          "to continue an interrupted run")
     if overwrite:
         try:
-            clear_outputs(out_dir)
+            clear_outputs(out_dir, keep_partial=resume)
         except OSError as error:
             raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
     return cases, problems

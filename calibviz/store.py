@@ -158,7 +158,11 @@ def load_results(path: str | os.PathLike) -> Results:
 #: these and nothing else.
 OWN_OUTPUTS = (
     STATS_FILE, FINE_STATS_FILE, "per_image.csv", "summary.csv", "run.json", "problems.csv",
-    "summary.json", "metrics.csv", "*_raw.csv", "*_summary.csv", "comparison.csv",
+    "summary.json", "metrics.csv", "comparison.csv",
+    # the reference implementation's layout (--csv-style reference)
+    *(f"{stem}_{part}.csv" for stem in ("macro_ece", "macro_ace", "macro_mce", "mean_dice",
+                                        "micro_ece", "micro_ace", "micro_mce",
+                                        "missing_classes") for part in ("raw", "summary")),
     "comparison_micro.csv", "report.html", "figures/dataset_reliability_histogram.*",
     "figures/cases/*.png", "figures/cases/*.pdf", "figures/cases/*.svg", "figures/comparison.*",
 )

@@ -89,6 +89,7 @@ def test_out_folder_holds_exactly_one_run(tmp_path):
     assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--max-case-figures",
                           2), 0)
     (out / "notes.txt").write_text("mine")
+    (out / "mine_raw.csv").write_text("mine")  # looks like a report file name; is not ours
     second = evaluate(pred, labels, "--out", out, "--workers", 1)
     assert_clean(second, 2)
     assert "--overwrite" in second.output and "--resume" in second.output
@@ -98,6 +99,7 @@ def test_out_folder_holds_exactly_one_run(tmp_path):
     assert_clean(third, 0)
     assert before and not (out / "figures").exists()  # the earlier run's figures are gone
     assert (out / "notes.txt").read_text() == "mine"  # other files are never touched
+    assert (out / "mine_raw.csv").read_text() == "mine"
     assert json.loads((out / "run.json").read_text())["figures"] is None
 
 
