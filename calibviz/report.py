@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import macro_summary, micro_metrics, per_image_metrics, with_class_mean
+from .bootstrap import (
+    SUM_METRICS,
+    SumArrays,
+    macro_mean_interval,
+    micro_samples,
+    percentile_interval,
+)
 from .metrics import METRICS
+from .nnunet_summary import summary_json
+from .reference_layout import reference_tables as reference_layout_tables
 from .results import Results
 from .store import STATS_FILE, save_results, write_atomic
 
@@ -62,8 +71,6 @@ def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int
     (``micro_ci_low``, ``micro_ci_high``); NaN when ``n_bootstrap`` is 0. Columns: metric,
     class, mean, median, max, min, p90, std, notnans, micro, ci_low, ci_high, micro_ci_low,
     micro_ci_high."""
-    from .bootstrap import macro_mean_interval
-
     per_image = per_image_metrics(results.stats, absent=absent)
     macro = macro_summary(results.stats, absent=absent)
     micro = micro_metrics(results.stats, absent=absent)
@@ -95,8 +102,6 @@ def _nanmean(values: np.ndarray, axis=None):
 def _micro_intervals(results: Results, absent: str, n_bootstrap: int, seed: int) -> dict:
     """``{metric: (low [C + 1], high [C + 1])}``: per class and for the class mean of the
     micro values, images resampled and their sums added (no voxel read again)."""
-    from .bootstrap import SUM_METRICS, SumArrays, micro_samples, percentile_interval
-
     if not n_bootstrap:
         return {}
     stack = SumArrays.stack(list(results.stats), absent=absent)
@@ -122,10 +127,8 @@ def reference_tables(results: Results, *, absent: str = "include") -> dict:
     :mod:`calibviz.reference_layout`) as ``{file name: (table, header)}``: what the authors'
     statistics scripts read. Images are named by their prediction file when the run knows
     it, classes by their names."""
-    from .reference_layout import reference_tables as layout
-
     files = results.options.get("prediction_files") or {}
-    return layout(
+    return reference_layout_tables(
         [files.get(case, case) for case in results.cases], results.class_names,
         per_image_metrics(results.stats, absent=absent),
         micro_metrics(results.stats, absent=absent, pooling="reference"),
@@ -147,8 +150,6 @@ def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy",
         write_csv(out_dir / "summary.csv", summary_table(results, absent=absent,
                                                          n_bootstrap=n_bootstrap, seed=seed)),
     ]
-    from .nnunet_summary import summary_json
-
     files.append(write_json(out_dir / "summary.json", summary_json(results)))
     if csv_style == "reference":
         for name, (table, header) in reference_tables(results, absent=absent).items():

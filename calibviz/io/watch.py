@@ -125,8 +125,6 @@ class ChannelWatch:
 
     def _check_range(self, c: int, data: np.ndarray) -> None:
         """Finite and within [0, 1] for a channel the kernel does not see (unscored)."""
-        from ..options import CLIP_TOLERANCE
-
         lo, hi = _range(data, self.inputs.source)
         self.unscored_range = (min(self.unscored_range[0], lo), max(self.unscored_range[1], hi))
         name = self.inputs.resolved.channel_names[c]
