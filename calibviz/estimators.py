@@ -30,10 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import ece
-from .stats import BinStats
-
-#: The name of the top-label row.
-TOP_LABEL = "top-label"
+from .stats import TOP_LABEL, BinStats
 
 _SMOOTH_EPS = 1e-4  # added to the smoothed density (relplot's BaseKernelMixin.smooth)
 _SIGMA_FLOOR = 1e-3  # bandwidths below this are accepted at once (relplot's smECE eps)
@@ -154,4 +151,21 @@ def classwise_ece(stats: BinStats, classes=None) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-__all__ = ["TOP_LABEL", "classwise_ece", "smooth_ece", "top_label_ece", "top_label_stats"]
+def dataset_classwise_ece(stats, *, absent: str = "include") -> float:
+    """Class-wise ECE of a dataset: per image the mean over its classes (not a ``top-label``
+    row) of the marginal ECEs, then the mean over images (NaN skipped at both steps)."""
+    import warnings
+
+    from .aggregate import per_image_metrics
+
+    stats = list(getattr(stats, "stats", stats))
+    if not stats:
+        return float("nan")
+    values = per_image_metrics(stats, absent=absent)["ece"][:, stats[0].class_rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        return float(np.nanmean(np.nanmean(values, axis=1)))
+
+
+__all__ = ["TOP_LABEL", "classwise_ece", "dataset_classwise_ece", "smooth_ece",
+           "top_label_ece", "top_label_stats"]

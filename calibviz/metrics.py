@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .stats import BinStats
+from .stats import TOP_LABEL, BinStats
 
 
 def calibration_gaps(stats: BinStats) -> np.ndarray:
@@ -144,11 +144,13 @@ def dce(stats: BinStats) -> np.ndarray:
 
 
 def dice(stats: BinStats) -> np.ndarray:
-    """Dice of each channel thresholded at ``p > 0.5``; NaN when truth and prediction are empty."""
+    """Dice of each channel thresholded at ``p > 0.5``; NaN when truth and prediction are empty
+    (and for a ``top-label`` row, which is no segmentation)."""
     tp = stats.tp.astype(np.float64)
     denominator = 2 * tp + stats.fp + stats.fn
     out = np.full(stats.n_classes, np.nan)
     np.divide(2 * tp, denominator, out=out, where=denominator > 0)
+    out[[n == TOP_LABEL for n in stats.class_names]] = np.nan
     return out
 
 

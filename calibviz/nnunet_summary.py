@@ -29,7 +29,9 @@ def label_key(members) -> str:
 
 
 def summary_json(results: Results) -> dict:
-    """The ``summary.json`` dict of a run (structure in the module docstring)."""
+    """The ``summary.json`` dict of a run (structure in the module docstring; keys are label
+    values, so a ``top-label`` row is left out)."""
+    results = results.classes_only()
     absent = results.options.get("absent", "include")
     metrics = per_image_metrics(results.stats, absent=absent)
     labels = results.options.get("class_labels") or {}

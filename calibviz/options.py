@@ -195,6 +195,10 @@ class EvalOptions:
     dice : the segmentation Dice scores: "auto" (argmax for softmax maps, else threshold),
         "argmax" or "threshold" (each channel ``p >= 0.5``).
     strict : unpaired files are errors, not warnings.
+    roi : a region of interest, ``"band:MM"`` or ``"box:MM"`` (:mod:`calibviz.roi`): each class
+        is also scored on its own region only, as a second result set.
+    top_label : softmax maps: add a ``top-label`` row (confidence the largest probability,
+        outcome ``argmax == label``).
     """
 
     n_bins: int = 20
@@ -219,6 +223,8 @@ class EvalOptions:
     strict: bool = False
     scale: float | None = None
     activation: str | None = None
+    roi: str | None = None
+    top_label: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -231,6 +237,10 @@ class EvalOptions:
             check_choice("activation", self.activation, ACTIVATIONS)
         set_(self, "empty_weight", check_empty_weight(self.empty_weight))
         set_(self, "scale", parse_scale(self.scale))
+        if self.roi is not None:
+            from .roi import parse_roi
+
+            set_(self, "roi", str(parse_roi(self.roi)))
         if self.regions is not None and self.preset is not None:
             raise ValueError("give either regions or preset, not both")
         for name in ("pattern", "label_pattern"):

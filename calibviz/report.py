@@ -126,7 +126,8 @@ def reference_tables(results: Results, *, absent: str = "include") -> dict:
     """The reference implementation's files (``macro_*_raw.csv`` … ``metrics.csv``, see
     :mod:`calibviz.reference_layout`) as ``{file name: (table, header)}``: what the authors'
     statistics scripts read. Images are named by their prediction file when the run knows
-    it, classes by their names."""
+    it, classes by their names (a ``top-label`` row is left out)."""
+    results = results.classes_only()
     files = results.options.get("prediction_files") or {}
     return reference_layout_tables(
         [files.get(case, case) for case in results.cases], results.class_names,

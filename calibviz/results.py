@@ -3,7 +3,7 @@ found and the options used. Written and read by :mod:`calibviz.store`. NumPy onl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,8 @@ class Results:
     problems : tuple of :class:`calibviz.io.Problem` found while reading (errors of the
         cases that were skipped, warnings of the others)
     skipped : tuple of the ids of cases that could not be evaluated
+    roi : with a region of interest (option ``roi``), the same cases' statistics on each
+        class's region, as a :class:`Results` of their own (None otherwise)
     """
 
     cases: tuple[str, ...]
@@ -27,6 +29,7 @@ class Results:
     options: dict = field(default_factory=dict)
     problems: tuple = ()
     skipped: tuple[str, ...] = ()
+    roi: Results | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -85,6 +88,13 @@ class Results:
         return summary_table(self, absent=self.options.get("absent", "include"),
                              n_bootstrap=int(self.options.get("bootstrap", 0) or 0),
                              seed=int(self.options.get("seed", 0) or 0))
+
+    def classes_only(self) -> Results:
+        """These results without a ``top-label`` row (for outputs keyed by label values)."""
+        if not self.stats or len(self.stats[0].class_rows) == self.stats[0].n_classes:
+            return self
+        rows = self.stats[0].class_rows
+        return replace(self, stats=tuple(s.select(rows) for s in self.stats))
 
     def __repr__(self) -> str:
         first = self.stats[0] if self.stats else None

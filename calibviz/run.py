@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from .io import Case, CaseResult, Problem, discover_cases
 from .loop import check_cluster, cluster, default_workers, evaluate_cases
 from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
 from .results import Results
-from .store import PartialStore, clear_outputs, holds_run, input_fingerprint
+from .store import ROI_PREFIX, PartialStore, clear_outputs, holds_run, input_fingerprint
 
 
 class UsageError(ValueError):
@@ -41,6 +41,7 @@ class RunReport:
     figures: dict | None = None
     notices: list[str] = field(default_factory=list)
     fine: Results | None = None  # the fine statistics with --fine-bins
+    roi: RunReport | None = None  # what was written for the region of interest (--roi)
 
     @property
     def n_skipped(self) -> int:
@@ -115,10 +116,14 @@ class _Collector:
                                        if c.case_id in self.finished}
         skipped = [c.case_id for c in self.cases if c.case_id in self.failed]
         skipped += [p.case for p in self.discovery_problems if p.severity == "error" and p.case]
+        skipped = tuple(dict.fromkeys(skipped))
+        roi = None
+        if self.options.get("roi"):
+            roi = Results(tuple(ordered), tuple(self.finished[c].roi_stats for c in ordered),
+                          {**self.options, "roi_set": True}, tuple(problems), skipped)
         return Results(
             cases=tuple(ordered), stats=tuple(self.finished[c].stats for c in ordered),
-            options=self.options, problems=tuple(problems),
-            skipped=tuple(dict.fromkeys(skipped)),
+            options=self.options, problems=tuple(problems), skipped=skipped, roi=roi,
         )
 
 
@@ -214,7 +219,7 @@ def run_evaluation(
         result = collector.accept(result)
         if result.ok:  # saved before anything else can interrupt
             store.save(result.case_id, result.stats, result.problems, _fingerprint(
-                collector.by_id[result.case_id]), result.info)
+                collector.by_id[result.case_id]), result.info, result.roi_stats)
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
@@ -231,8 +236,9 @@ def run_evaluation(
 
 
 def _finish(report: RunReport, store: PartialStore, started: datetime, **outputs) -> None:
-    """Replace the folder's earlier outputs by this run's reports, figures and ``run.json``;
-    then the partial store goes (a write failure keeps it, for ``--resume``)."""
+    """Replace the folder's earlier outputs by this run's reports, figures and ``run.json``
+    (and the same for the region of interest in ``roi-<spec>/``); then the partial store goes
+    (a write failure keeps it, for ``--resume``)."""
     from .report import write_run_json
 
     try:
@@ -241,11 +247,33 @@ def _finish(report: RunReport, store: PartialStore, started: datetime, **outputs
         _write_outputs(report, **outputs)
         report.timings = {"evaluate": evaluated, **report.timings}
         report.files.append(write_run_json(report, started))
+        report.roi = _write_roi(report, started, **outputs)
     except OSError as error:
         raise UsageError(f"cannot write the reports to {report.out_dir}: "
                          f"{error.strerror or error}; the evaluated cases are kept, rerun "
                          "with --resume") from None
     store.finish()
+
+
+def _write_roi(report: RunReport, started: datetime, **outputs) -> RunReport | None:
+    """The region-of-interest result set, written like the run's own into
+    ``OUT/roi-<spec>/``."""
+    from .report import write_run_json
+    from .roi import parse_roi
+
+    roi = report.results.roi
+    if roi is None:
+        return None
+    out_dir = report.out_dir / f"{ROI_PREFIX}{parse_roi(roi.options['roi']).name}"
+    out_dir.mkdir(exist_ok=True)
+    sub = RunReport(results=roi, n_resumed=report.n_resumed, out_dir=out_dir,
+                    timings={"evaluate": report.timings["evaluate"]})
+    if report.fine is not None and report.fine.roi is not None:
+        sub.fine = report.fine.roi
+    _write_outputs(sub, **outputs)
+    sub.files.append(write_run_json(sub, started))
+    report.files.extend(sub.files)
+    return sub
 
 
 def _with_fine_bins(options: EvalOptions, fine_bins: int | None) -> EvalOptions:
@@ -268,10 +296,14 @@ def _coarsen_results(report: RunReport, n_bins: int) -> Results:
     """Replace the report's fine statistics by their ``n_bins``-bin sums; return the fine."""
     from .sweep import coarsen
 
+    def coarsened(results: Results) -> Results:
+        options = {**results.options, "n_bins": n_bins, "fine_bins": results.options["n_bins"]}
+        return Results(results.cases, tuple(coarsen(s, n_bins) for s in results.stats),
+                       options, results.problems, results.skipped)
+
     fine = report.results
-    options = {**fine.options, "n_bins": n_bins, "fine_bins": fine.options["n_bins"]}
-    report.results = Results(fine.cases, tuple(coarsen(s, n_bins) for s in fine.stats),
-                             options, fine.problems, fine.skipped)
+    roi = None if fine.roi is None else coarsened(fine.roi)
+    report.results = replace(coarsened(fine), roi=roi)
     return fine
 
 
@@ -393,7 +425,6 @@ def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_
                 "are complete, redraw with `calibviz plot`", severity="warning",
             ))
     drawn = time.perf_counter()
-    report.results = Results(results.cases, results.stats, results.options, tuple(problems),
-                             results.skipped)
+    report.results = replace(results, problems=tuple(problems))
     report.files.append(write_problems(report.results.problems, report.out_dir))
     report.timings = {"write": written - start, "figures": drawn - written}

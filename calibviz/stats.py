@@ -16,6 +16,10 @@ import numpy as np
 
 from .options import BINNINGS, CLOSURES, DEFAULT_EMPTY_WEIGHT
 
+#: The name of the top-label row (confidence the largest class probability, outcome
+#: ``argmax == label``): a summary over classes, never pooled with the class rows.
+TOP_LABEL = "top-label"
+
 #: The additive (per-image, poolable) array fields of BinStats.
 SUM_FIELDS = (
     "count", "sum_p", "sum_y", "sum_p2", "sum_py", "tp", "fp", "fn", "tn", "n_clipped"
@@ -208,9 +212,24 @@ class BinStats:
 
     def sum_classes(self, name: str = "all classes") -> BinStats:
         """One class named ``name`` whose sums are those of all classes added (the bins of
-        every class pooled)."""
-        fields = {n: getattr(self, n).sum(axis=0, keepdims=True) for n in SUM_FIELDS}
+        every class pooled; a ``top-label`` row is not a class and is left out)."""
+        rows = self.class_rows
+        fields = {n: getattr(self, n)[rows].sum(axis=0, keepdims=True) for n in SUM_FIELDS}
         return self.replace(**fields, class_names=(name,))
+
+    @property
+    def class_rows(self) -> np.ndarray:
+        """int64 indices of the class rows (every row but a ``top-label`` one)."""
+        return np.array([i for i, n in enumerate(self.class_names) if n != TOP_LABEL],
+                        dtype=np.int64)
+
+    def join(self, other: BinStats) -> BinStats:
+        """The rows of ``self`` followed by those of ``other`` (same bins and convention)."""
+        if (other.n_bins, other.closure, other.binning) != (self.n_bins, self.closure,
+                                                            self.binning):
+            raise ValueError("cannot join statistics of different bins or conventions")
+        fields = {n: np.concatenate([getattr(self, n), getattr(other, n)]) for n in SUM_FIELDS}
+        return self.replace(**fields, class_names=self.class_names + other.class_names)
 
     def mask_classes(self, keep: np.ndarray) -> BinStats:
         """Zero the sums of classes where ``keep`` (bool ``[C]``) is False."""
@@ -338,8 +357,9 @@ class ReliabilityHistogram:
 
     @property
     def all_classes(self) -> np.ndarray:
-        """int64 ``[B_freq, B_conf]``: the grids of all classes summed."""
-        return self.counts.sum(axis=0)
+        """int64 ``[B_freq, B_conf]``: the grids of all classes summed (not a ``top-label``
+        row)."""
+        return self.counts[self.pooled.class_rows].sum(axis=0)
 
     def column_normalised(self, counts: np.ndarray | None = None) -> np.ndarray:
         """float64 grid(s) with each column summed to 1; empty columns are NaN (blank)."""

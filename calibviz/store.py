@@ -53,6 +53,8 @@ STATS_FILE = "stats.npz"
 #: With ``evaluate --fine-bins F``: the per-image statistics at the fine resolution, from which
 #: ``calibviz sweep`` computes any bin count dividing F exactly.
 FINE_STATS_FILE = "stats_fine.npz"
+#: ``OUT/roi-<spec>/`` holds a run's results on the region of interest (same files).
+ROI_PREFIX = "roi-"
 
 
 def _pack(results: Results) -> bytes:
@@ -188,6 +190,11 @@ def clear_outputs(out_dir: str | os.PathLike, *, keep_partial: bool = False) -> 
     for folder in (out_dir / "figures" / "cases", out_dir / "figures"):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
+    for folder in out_dir.glob(f"{ROI_PREFIX}*"):  # the region-of-interest result sets
+        if folder.is_dir() and not folder.is_symlink() and holds_run(folder):
+            removed += clear_outputs(folder, keep_partial=True)
+            if not any(folder.iterdir()):
+                folder.rmdir()
     if not keep_partial:
         PartialStore(out_dir).finish()
     return removed
@@ -251,29 +258,43 @@ class PartialStore:
         write_atomic(stored_path, json.dumps(wanted, indent=2))
         return [], notice
 
+    def _roi_file(self, case_id: str) -> Path:
+        return self.folder / f"{quote(case_id, safe='')}.roi.npz"
+
     def save(self, case_id: str, stats: BinStats, problems, inputs: dict,
-             info: dict | None = None) -> None:
-        """Store one finished case (its BinStats, warnings, input fingerprint and what the
-        run records of it)."""
+             info: dict | None = None, roi: BinStats | None = None) -> None:
+        """Store one finished case (its BinStats, warnings, input fingerprint, what the run
+        records of it and its statistics on the region of interest, written first: the
+        case's own file marks it finished)."""
+        if roi is not None:
+            write_atomic(self._roi_file(case_id), _pack(Results((case_id,), (roi,))))
         write_atomic(self._case_file(case_id), _pack(Results(
-            (case_id,), (stats,), {"inputs": inputs, "info": info},
+            (case_id,), (stats,), {"inputs": inputs, "info": info, "roi": roi is not None},
             problems=tuple(problems))))
 
-    def load(self, case_id: str, inputs: dict) -> tuple[BinStats, list, dict | None] | str | None:
-        """A stored case's ``(stats, problems, info)``; None when absent; a reason
-        (str) when it must be evaluated again (damaged, or its input files changed since)."""
+    def load(self, case_id: str, inputs: dict
+             ) -> tuple[BinStats, list, dict | None, BinStats | None] | str | None:
+        """A stored case's ``(stats, problems, info, roi stats or None)``; None when absent;
+        a reason (str) when it must be evaluated again (damaged, or its input files changed
+        since)."""
         path = self._case_file(case_id)
         if not path.exists():
             return None
         try:
             stored = load_results(path)
+            roi = None
+            if stored.options.get("roi"):
+                roi_stored = load_results(self._roi_file(case_id))
+                if roi_stored.cases != (case_id,):
+                    raise ValueError("another case's statistics")
+                roi = roi_stored.stats[0]
         except (ValueError, KeyError, TypeError):
             return "its stored result is damaged"
         if stored.cases != (case_id,):
             return "its stored result is damaged"
         if stored.options.get("inputs") != inputs:
             return "its input files changed since the interrupted run"
-        return stored.stats[0], list(stored.problems), stored.options.get("info")
+        return stored.stats[0], list(stored.problems), stored.options.get("info"), roi
 
     def finish(self) -> None:
         """Remove the store (the run is complete, or a new one starts)."""

@@ -71,16 +71,16 @@ def _spread(row) -> str:
     return f"{row['mean']:.4f}\n[dim]±{row['std']:.4f}[/dim]"
 
 
-def _headline_table(results, absent: str) -> Table:
+def _headline_table(results, absent: str, where: str = "") -> Table:
     """Per class: macro ACE / ECE / MCE / Dice (mean ± population std over images) and micro
-    ACE / ECE / MCE, read from the report's summary table."""
+    ACE / ECE / MCE, read from the report's summary table. ``where``: the region scored."""
     from ..report import summary_table
 
     summary = summary_table(results, absent=absent).set_index(["metric", "class"])
     first = results.stats[0]
     table = Table(
-        title=f"Calibration over {len(results)} images ({first.n_bins} {first.binning} bins, "
-        f"{first.closure}-closed; absent classes: {absent})",
+        title=f"Calibration{where} over {len(results)} images ({first.n_bins} {first.binning} "
+        f"bins, {first.closure}-closed; absent classes: {absent})",
         title_justify="left",
     )
     table.add_column("class", no_wrap=True)
@@ -95,6 +95,28 @@ def _headline_table(results, absent: str) -> Table:
             *[f"{summary.loc[(m, name), 'micro']:.4f}" for m in ("ace", "ece", "mce")],
         )
     return table
+
+
+def _classwise_line(results, absent: str) -> str:
+    """The class-wise ECE (mean over classes of the marginal ECEs, then over images)."""
+    from ..estimators import dataset_classwise_ece
+
+    value = dataset_classwise_ece(results.stats, absent=absent)
+    return (f"class-wise ECE (mean of the classes' marginal ECEs, then over images): "
+            f"{value:.4f}")
+
+
+def _headline_tables(results, absent: str):
+    """The headline table; with a region of interest, its table beside it (stacked when the
+    terminal is too narrow for both)."""
+    if results.roi is None or not results.roi.stats:
+        return _headline_table(results, absent)
+    from rich.columns import Columns
+
+    spec = results.roi.options.get("roi")
+    return Columns([_headline_table(results, absent, " on every voxel"),
+                    _headline_table(results.roi, absent, f" on the region {spec}")],
+                   padding=(0, 4))
 
 
 def warning_kinds(warnings) -> list[tuple[str, int, str]]:
@@ -123,7 +145,7 @@ def print_summary(report, *, quiet: bool = False) -> None:
         name = results.options.get("name")
         folder = results.options.get("pred_dir", "")
         console.print(Text(f"{name}: {folder}" if name else f"evaluated {folder}"))
-        console.print(_headline_table(results, absent))
+        console.print(_headline_tables(results, absent))
         if results.n_dropped:
             console.print(f"{results.n_dropped} of {len(results)} images left out: a class is "
                           "absent from their ground truth (--absent drop-case)")
@@ -131,10 +153,14 @@ def print_summary(report, *, quiet: bool = False) -> None:
             fate = "scored against an all-zero truth" if absent == "include" else "left out"
             console.print(f"{results.n_absent} image–class pairs have the class absent from "
                           f"the ground truth ({fate}; --absent {absent})")
+        console.print(Text(_classwise_line(results, absent)))
         console.print(
             "ACE is the average calibration error (mean gap over non-empty bins), as in the "
             "paper; macro = mean ± std over images, micro = pooled bins.", style="dim",
         )
+        if results.roi is not None and results.roi.stats:
+            console.print(Text(printable(f"region of interest {results.roi.options['roi']}: "
+                                         f"results in {report.roi.out_dir}/")))
     if quiet:
         console = Console(stderr=True, highlight=False)
     for notice in report.notices if not quiet else []:

@@ -68,6 +68,11 @@ HELP = {
     "dice": "Dice's segmentation: auto (argmax for softmax maps, else threshold), argmax, or "
             "threshold (p >= 0.5 per channel, the paper).",
     "activation": "The maps hold logits: apply softmax or sigmoid while reading.",
+    "roi": "Also score each class on its region of interest only, written to "
+           "OUT/roi-<spec>/: band:MM (voxels within MM mm of the boundary of the truth or "
+           "of the prediction) or box:MM (their bounding box grown by MM mm).",
+    "top_label": "Softmax maps: add a top-label row (confidence the largest probability, "
+                 "outcome argmax == label), as classification papers report.",
     "bootstrap": "Bootstrap resamples of the images for the intervals in summary.csv "
                  "(0: none).",
     "seed": "Seed of the bootstrap.",
@@ -119,6 +124,8 @@ def evaluate(
     self_check: Annotated[bool, _opt("self_check")] = True,
     dice: Annotated[DiceRule, _opt("dice")] = "auto",
     activation: Annotated[Activation | None, _opt("activation")] = None,
+    roi: Annotated[str | None, _opt("roi")] = None,
+    top_label: Annotated[bool, _opt("top_label")] = False,
     bootstrap: Annotated[int, _opt("bootstrap", min=0)] = 10000,
     seed: Annotated[int, _opt("seed")] = 0,
     workers: Annotated[int | None, _opt("workers", min=1)] = None,

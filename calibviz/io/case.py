@@ -14,8 +14,10 @@ import numpy as np
 
 from ..binning import BinAccumulator
 from ..options import EvalOptions
+from ..roi import spacing_from_affine
 from ..stats import BinStats
 from .activation import apply_activation
+from .binner import Binner
 from .checks import (
     CaseContext,
     check_affine,
@@ -28,8 +30,10 @@ from .classes import resolve
 from .files import check_nifti_size, check_readable
 from .nifti import load_nifti
 from .readers import open_source
+from .roipass import ChannelKeeper, roi_stats
 from .segmentation import argmax_confusion, dice_rule
 from .source import Source
+from .toplabel import check_top_label, top_label_row
 from .types import Case, CaseResult, InputError, Problem
 from .watch import CaseInputs, ChannelWatch, logit_hint
 
@@ -47,12 +51,12 @@ def evaluate_case(case: Case, options: EvalOptions | None = None) -> CaseResult:
     if case.error:
         return _failed(ctx, InputError(case.error, case.prediction_name))
     try:
-        stats, info = _evaluate(case, options, ctx)
+        stats, roi, info = _evaluate(case, options, ctx)
     except (InputError, ValueError, OSError, EOFError, MemoryError) as err:
         return _failed(ctx, err)
     except Exception as err:  # a reader bug or an exotic file: still one clear line
         return _failed(ctx, InputError(f"cannot evaluate: {type(err).__name__}: {err}"))
-    return CaseResult(case.case_id, stats, ctx.problems, info)
+    return CaseResult(case.case_id, stats, ctx.problems, info, roi)
 
 
 def _failed(ctx: CaseContext, err: Exception) -> CaseResult:
@@ -68,7 +72,8 @@ def _failed(ctx: CaseContext, err: Exception) -> CaseResult:
     return CaseResult(case.case_id, None, ctx.problems)
 
 
-def _evaluate(case: Case, options: EvalOptions, ctx: CaseContext) -> tuple[BinStats, dict]:
+def _evaluate(case: Case, options: EvalOptions,
+              ctx: CaseContext) -> tuple[BinStats, BinStats | None, dict]:
     for what, path in case.files:  # before any reader opens them (see .files)
         check_readable(path, what)
     label_img = load_nifti(case.label)
@@ -86,7 +91,7 @@ def _evaluate(case: Case, options: EvalOptions, ctx: CaseContext) -> tuple[BinSt
         inputs = _open_inputs(case, options, ctx, source, label_img, label_shape, label_affine)
         info = {"class_labels": {t.name: list(t.members) for t in inputs.resolved.targets},
                 "dice_rule": inputs.dice_rule}
-        return _stream(inputs, ctx), info
+        return (*_stream(inputs, ctx), info)
     finally:
         source.close()
 
@@ -102,6 +107,9 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
         rule = dice_rule(options.dice, resolved)
     except ValueError as err:
         raise ctx.fail(str(err), usage=True) from None
+    if options.top_label and (why := check_top_label(resolved.softmax,
+                                                     resolved.channel_names)):
+        raise ctx.fail(why, usage=True)
     check_shape(ctx, source, label_shape, case)
     for path, img in source.nifti_images:  # shapes agree: the header must fit its file too
         check_nifti_size(path, img, "prediction")
@@ -123,7 +131,7 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
     labels, label_error = load_labels(ctx, case.label, label_img, label_shape, resolved)
     _check_something_scored(ctx, mask, labels, resolved.ignore_label)
     return CaseInputs(case, options, source, resolved, labels, label_error, mask,
-                      segmentation, tuple(label_shape), rule)
+                      segmentation, tuple(label_shape), rule, spacing_from_affine(label_affine))
 
 
 def _open_aligned(ctx, path, what, case, label_shape, label_affine):
@@ -149,14 +157,19 @@ def _check_something_scored(ctx, mask, labels, ignore_label) -> None:
 
 
 # ------------------------------------------------------------------ the channel stream
-def _stream(inputs: CaseInputs, ctx: CaseContext) -> BinStats:
-    """Read, check and bin every channel, then run the checks that need all of them."""
+def _stream(inputs: CaseInputs, ctx: CaseContext) -> tuple[BinStats, BinStats | None]:
+    """Read, check and bin every channel, then run the checks that need all of them; then
+    the optional rows and passes (top-label row, region of interest). Returns the case's
+    statistics and, with ``roi``, those on each class's region of interest."""
     source = inputs.source
     watch = ChannelWatch(inputs, ctx)
-    binner = _Binner(inputs, ctx) if watch.can_bin else None
+    binner = Binner(inputs, ctx) if watch.can_bin else None
+    keeper = ChannelKeeper() if inputs.options.roi and binner is not None else None
     for c in range(source.n_channels):
         data = _read_channel(inputs, ctx, c)
         as_float = watch.observe(c, data, scored=binner is not None and binner.scores(c))
+        if keeper is not None and binner.scores(c):
+            keeper.keep(c, data)
         if binner is not None:
             try:
                 binner.add(c, data, as_float)
@@ -174,7 +187,10 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> BinStats:
         stats = _with_argmax_confusion(stats, inputs, watch.argbest)
     watch.warn_not_probabilities(binner.accumulator.value_range)
     _warn_clipped(ctx, binner.accumulator, watch.clipped_max)
-    return stats
+    roi = roi_stats(inputs, ctx, keeper, watch.argbest) if keeper is not None else None
+    if inputs.options.top_label:
+        stats = stats.join(top_label_row(inputs, watch.best, watch.argbest))
+    return stats, roi
 
 
 def _with_argmax_confusion(stats: BinStats, inputs: CaseInputs, argmax) -> BinStats:
@@ -208,47 +224,3 @@ def _warn_clipped(ctx: CaseContext, accumulator: BinAccumulator, unscored_max: f
     if excursion > CLIP_WARN:
         ctx.warn(f"probabilities lie outside [0, 1] by up to {excursion:.3g}; clipped "
                  "(counted per class in n_clipped)")
-
-
-class _Binner:
-    """Feeds each scored channel (or the sum of a region's channels) to the accumulator."""
-
-    def __init__(self, inputs: CaseInputs, ctx: CaseContext) -> None:
-        options, source, resolved = inputs.options, inputs.source, inputs.resolved
-        precision = source.dtype if source.dtype.kind == "f" else np.float64
-        self.inputs = inputs
-        self.accumulator = BinAccumulator(
-            resolved.names, n_bins=options.n_bins, precision=precision,
-            closure=options.closure, binning=options.binning,
-            empty_weight=options.empty_weight, where=f"case {inputs.case.case_id}: ")
-        self.sum_dtype = (np.float64 if source.dtype.itemsize > 4 or source.integer
-                          else np.float32)
-        self.last_use = {t: max(target.channels) for t, target in enumerate(resolved.targets)}
-        self.partial: dict[int, np.ndarray] = {}
-
-    def scores(self, c: int) -> bool:
-        return any(c in target.channels for target in self.inputs.resolved.targets)
-
-    def add(self, c: int, data: np.ndarray, as_float: np.ndarray | None) -> None:
-        inputs, resolved = self.inputs, self.inputs.resolved
-        common = dict(mask=inputs.mask, ignore_label=resolved.ignore_label,
-                      declared_labels=resolved.declared)
-        for t_index, target in enumerate(resolved.targets):
-            if c not in target.channels:
-                continue
-            region = list(target.members)
-            if len(target.channels) == 1:
-                self.accumulator.add_class(
-                    t_index, data, inputs.labels, region=region, scale=inputs.source.scale,
-                    intercept=inputs.source.intercept, **common)
-                continue
-            if t_index in self.partial:
-                self.partial[t_index] += as_float.astype(self.sum_dtype, copy=False)
-            else:
-                self.partial[t_index] = np.array(as_float, dtype=self.sum_dtype, order="F")
-            if c == self.last_use[t_index]:
-                self.accumulator.add_class(t_index, self.partial.pop(t_index), inputs.labels,
-                                           region=region, **common)
-
-    def result(self) -> BinStats:
-        return self.accumulator.result()

@@ -110,12 +110,14 @@ class Case:
 class CaseResult:
     """Result of one case: its statistics (None when a check failed), the problems found
     and what a run records of it (``info``: the label values of each scored class or region
-    under ``class_labels``, the Dice rule used under ``dice_rule``)."""
+    under ``class_labels``, the Dice rule used under ``dice_rule``); with a region of
+    interest, the statistics on it (``roi_stats``)."""
 
     case_id: str
     stats: BinStats | None
     problems: list[Problem] = field(default_factory=list)
     info: dict | None = None  # what the run reports: class_labels, dice_rule
+    roi_stats: BinStats | None = None  # on each class's region of interest (``roi``)
 
     @property
     def ok(self) -> bool:

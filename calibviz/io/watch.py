@@ -33,6 +33,7 @@ class CaseInputs:
     segmentation: object | None  # nibabel image of nnU-Net's segmentation, for the self-check
     shape: tuple[int, ...]
     dice_rule: str = "threshold"  # "argmax": keep the argmax while streaming (Dice)
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)  # voxel size in mm (the label's affine)
 
 
 def logit_hint(low: float) -> str:
@@ -78,8 +79,11 @@ class ChannelWatch:
         self.best = self.argbest = self.recon = None
         if self.checking and self.region_model:
             self.recon = np.zeros(shape, dtype=np.int16, order="F")
-        elif self.checking or inputs.dice_rule == "argmax":
-            self.best = np.full(shape, -np.inf, dtype=np.float32, order="F")
+        elif self.checking or inputs.dice_rule == "argmax" or options.top_label:
+            # float64 when the values are (top-label bins the largest value itself)
+            exact = source.integer or source.dtype.itemsize > 4
+            self.best = np.full(shape, -np.inf, order="F",
+                                dtype=np.float64 if exact else np.float32)
             self.argbest = np.zeros(shape, order="F",
                                     dtype=np.uint8 if source.n_channels <= 256 else np.int16)
         self.int_max = 0
@@ -141,7 +145,8 @@ class ChannelWatch:
 
     def finish(self) -> None:
         """Softmax channel sums ≈ 1 (warnings)."""
-        self.best = None
+        if not self.inputs.options.top_label:
+            self.best = None
         running, ctx = self.running_sum, self.ctx
         if running is None or self.unscaled_int:
             return

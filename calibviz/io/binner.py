@@ -1,0 +1,72 @@
+"""Feeding one case's streamed channels to the binning kernel: each scored class from its
+channel, each region from the sum of its member channels, optionally each on its own mask
+(the region-of-interest pass)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..binning import BinAccumulator
+from ..stats import BinStats
+from .checks import CaseContext
+from .watch import CaseInputs
+
+#: ``mask_for(target index, probabilities, scaled)`` → bool mask of the voxels to score, or
+#: None for the case's mask; ``scaled``: the probabilities are floats already (a region sum).
+MaskFor = Callable[[int, np.ndarray, bool], "np.ndarray | None"]
+
+
+class Binner:
+    """Feeds each scored channel (or the sum of a region's channels) to the accumulator."""
+
+    def __init__(self, inputs: CaseInputs, ctx: CaseContext,
+                 mask_for: MaskFor | None = None) -> None:
+        options, source, resolved = inputs.options, inputs.source, inputs.resolved
+        precision = source.dtype if source.dtype.kind == "f" else np.float64
+        self.inputs = inputs
+        self.mask_for = mask_for
+        self.accumulator = BinAccumulator(
+            resolved.names, n_bins=options.n_bins, precision=precision,
+            closure=options.closure, binning=options.binning,
+            empty_weight=options.empty_weight, where=f"case {inputs.case.case_id}: ")
+        self.sum_dtype = (np.float64 if source.dtype.itemsize > 4 or source.integer
+                          else np.float32)
+        self.last_use = {t: max(target.channels) for t, target in enumerate(resolved.targets)}
+        self.partial: dict[int, np.ndarray] = {}
+
+    def scores(self, c: int) -> bool:
+        return any(c in target.channels for target in self.inputs.resolved.targets)
+
+    def _mask(self, t_index: int, probs: np.ndarray, scaled: bool) -> np.ndarray | None:
+        if self.mask_for is None:
+            return self.inputs.mask
+        return self.mask_for(t_index, probs, scaled)
+
+    def add(self, c: int, data: np.ndarray, as_float: np.ndarray | None) -> None:
+        """Bin channel ``c`` (as stored) into every target it belongs to; ``as_float``: the
+        same values as floats (needed when ``c`` is part of a region)."""
+        inputs, resolved = self.inputs, self.inputs.resolved
+        common = dict(ignore_label=resolved.ignore_label, declared_labels=resolved.declared)
+        for t_index, target in enumerate(resolved.targets):
+            if c not in target.channels:
+                continue
+            region = list(target.members)
+            if len(target.channels) == 1:
+                self.accumulator.add_class(
+                    t_index, data, inputs.labels, region=region, scale=inputs.source.scale,
+                    intercept=inputs.source.intercept, mask=self._mask(t_index, data, False),
+                    **common)
+                continue
+            if t_index in self.partial:
+                self.partial[t_index] += as_float.astype(self.sum_dtype, copy=False)
+            else:
+                self.partial[t_index] = np.array(as_float, dtype=self.sum_dtype, order="F")
+            if c == self.last_use[t_index]:
+                summed = self.partial.pop(t_index)
+                self.accumulator.add_class(t_index, summed, inputs.labels, region=region,
+                                           mask=self._mask(t_index, summed, True), **common)
+
+    def result(self) -> BinStats:
+        return self.accumulator.result()

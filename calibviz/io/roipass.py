@@ -1,0 +1,111 @@
+"""The region-of-interest pass of one case (``--roi``, :mod:`calibviz.roi`): every scored
+class binned again on its own region only, the voxels near the boundary of its truth or of
+its predicted segmentation (``band:MM``) or their grown bounding box (``box:MM``).
+
+The predicted segmentation is the Dice rule's: the argmax kept while the channels streamed
+(softmax maps) or ``p >= 0.5`` of the class's probability (threshold). The channels are held
+in memory for this pass while they fit in :data:`HOLD_BYTES`; a larger case reads them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..roi import parse_roi, roi_mask
+from ..stats import BinStats
+from .binner import Binner
+from .checks import CaseContext
+from .segmentation import argmax_confusion
+from .watch import CaseInputs, _as_float
+
+#: The most bytes of channel data a case holds for the ROI pass (more: read again).
+HOLD_BYTES = 1 << 30
+
+
+class ChannelKeeper:
+    """The scored channels as read, kept while they fit in ``limit`` bytes."""
+
+    def __init__(self, limit: int = HOLD_BYTES) -> None:
+        self.limit = limit
+        self.kept: dict[int, np.ndarray] = {}
+        self.size = 0
+        self.overflow = False
+
+    def keep(self, c: int, data: np.ndarray) -> None:
+        if self.overflow:
+            return
+        self.size += data.nbytes
+        if self.size > self.limit:
+            self.kept.clear()
+            self.overflow = True
+        else:
+            self.kept[c] = data
+
+    def channels(self, source, scored) -> Iterator[tuple[int, np.ndarray]]:
+        """``(c, data)`` of each scored channel in order: kept, or read again."""
+        for c in scored:
+            yield c, (source.channel(c) if self.overflow else self.kept.pop(c))
+
+
+class RoiMasks:
+    """The region of interest of each target, made when its probabilities are complete; for
+    the argmax rule also the confusion counts inside it."""
+
+    def __init__(self, inputs: CaseInputs, argbest: np.ndarray | None) -> None:
+        self.inputs = inputs
+        self.spec = parse_roi(inputs.options.roi)
+        resolved = inputs.resolved
+        self.argbest = argbest
+        self.predicted_label = None
+        if inputs.dice_rule == "argmax":
+            values = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
+            self.predicted_label = values[argbest]
+        self.valid = inputs.mask
+        if resolved.ignore_label is not None:
+            keep = inputs.labels != resolved.ignore_label
+            self.valid = keep if self.valid is None else self.valid & keep
+        self.confusion = np.zeros((len(resolved.targets), 4), dtype=np.int64)
+        self.empty: list[str] = []
+
+    def __call__(self, t: int, probs: np.ndarray, scaled: bool) -> np.ndarray:
+        inputs = self.inputs
+        target = inputs.resolved.targets[t]
+        truth = np.isin(inputs.labels, list(target.members))
+        if self.predicted_label is not None:
+            segmentation = np.isin(self.predicted_label, list(target.members))
+        else:
+            values = probs if scaled else _as_float(probs, inputs.source)
+            segmentation = values >= 0.5
+        region = roi_mask(truth, segmentation, self.spec, inputs.spacing)
+        if self.valid is not None:
+            region &= self.valid
+        if not region.any():
+            self.empty.append(target.name)
+        if self.predicted_label is not None:
+            self.confusion[t] = argmax_confusion(self.argbest[region], inputs.resolved,
+                                                 inputs.labels[region], None)[t]
+        return region
+
+
+def roi_stats(inputs: CaseInputs, ctx: CaseContext, keeper: ChannelKeeper,
+              argbest: np.ndarray | None) -> BinStats:
+    """The case's statistics on each class's region of interest (same classes and bins)."""
+    masks = RoiMasks(inputs, argbest)
+    binner = Binner(inputs, ctx, mask_for=masks)
+    scored = [c for c in range(inputs.source.n_channels) if binner.scores(c)]
+    needs_float = {c for t in inputs.resolved.targets if len(t.channels) > 1
+                   for c in t.channels}
+    for c, data in keeper.channels(inputs.source, scored):
+        binner.add(c, data, _as_float(data, inputs.source) if c in needs_float else None)
+        del data
+    stats = binner.result()
+    if masks.predicted_label is not None:
+        stats = stats.replace(tp=masks.confusion[:, 0], fp=masks.confusion[:, 1],
+                              fn=masks.confusion[:, 2], tn=masks.confusion[:, 3])
+    if masks.empty:
+        ctx.warn(f"the region of interest {masks.spec} is empty for {', '.join(masks.empty)} "
+                 "(no voxel of the class in the truth or the prediction): its ROI metrics are "
+                 "NaN")
+    return stats
