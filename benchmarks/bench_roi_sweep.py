@@ -6,7 +6,10 @@ Run: ``python benchmarks/bench_roi_sweep.py`` (``--quick``: smaller volumes and 
    256×256×128 with smooth blobs, against binning the same image (``bin_image``, 20 bins) and
    against the masked binning the ROI run adds (one ``add_class(..., mask=band)`` per class).
    Target: binning + band ≤ 1.5 × binning.
-2. ``sweep_table`` of 1,000 images × 15 classes × 7 bin counts from synthetic statistics with
+2. End to end: ``calibviz evaluate --roi band:5mm`` against the plain ``evaluate`` of the same
+   ``.nii.gz`` folder (4 × 256×256×128 float32 softmax maps, written once into
+   ``~/.cache/calibviz-bench``), ``--no-figures --workers 1``.  Target ≤ 1.5×.
+3. ``sweep_table`` of 1,000 images × 15 classes × 7 bin counts from synthetic statistics with
    600 fine bins.  Target < 5 s.
 
 Prints times, ratios and the peak resident memory above the start of each step (VmHWM).
@@ -111,6 +114,49 @@ def bench_roi(shape, n_images: int) -> None:
     print(f"  whole ROI run / plain binning      {whole:7.2f}×  (both result sets)")
 
 
+def roi_folder(shape, n_images: int) -> Path:
+    """``pred/`` (4-D ``(i, j, k, C)`` float32) and ``labels/`` with ``SPACING``, cached."""
+    from calibviz.synthetic import write_label, write_nifti
+
+    name = f"roi-{n_images}x{'x'.join(map(str, shape))}"
+    folder = Path.home() / ".cache" / "calibviz-bench" / name
+    if not (folder / "done").exists():
+        affine = np.diag([*SPACING, 1.0])
+        for i in range(n_images):
+            probs, labels = blob_image(shape, i, n_classes=4)
+            write_label(folder / "labels" / f"case{i}.nii.gz", labels, affine=affine)
+            write_nifti(folder / "pred" / f"case{i}.nii.gz", np.moveaxis(probs, 0, -1),
+                        affine=affine, dtype=np.float32)
+        (folder / "done").write_text("ok")
+    return folder
+
+
+def bench_roi_run(shape, n_images: int, repeats: int = 2) -> None:
+    """Wall time of ``evaluate`` with and without ``--roi band:5mm`` (best of ``repeats``)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = roi_folder(shape, n_images)
+    cli = "from calibviz.cli import app; app()"
+    base = [sys.executable, "-c", cli, "evaluate", str(folder / "pred"), str(folder / "labels"),
+            "--no-figures", "--workers", "1", "--quiet", "--bootstrap", "0", "--overwrite"]
+    best = {}
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([*base, "--out", out], check=True)  # compiled, files cached
+        for _ in range(repeats):
+            for name, extra in (("plain", []), ("roi", ["--roi", "band:5mm"])):
+                start = time.perf_counter()
+                subprocess.run([*base, "--out", out, *extra], check=True)
+                best[name] = min(best.get(name, np.inf), time.perf_counter() - start)
+    print(f"ROI end to end: evaluate of {n_images} × 4 × {'×'.join(map(str, shape))} .nii.gz, "
+          "--no-figures --workers 1")
+    print(f"  evaluate                           {best['plain']:7.2f} s")
+    print(f"  evaluate --roi band:5mm            {best['roi']:7.2f} s")
+    print(f"  ratio                              {best['roi'] / best['plain']:7.2f}×  "
+          "(target ≤ 1.5×)")
+
+
 def synthetic_stats(n_images: int, n_classes: int, n_fine: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     centres = (np.arange(n_fine) + 0.5) / n_fine
@@ -144,9 +190,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         bench_roi((128, 128, 64), 2)
+        bench_roi_run((128, 128, 64), 2)
         bench_sweep(100, 15)
     else:
         bench_roi((256, 256, 128), 4)
+        bench_roi_run((256, 256, 128), 4)
         bench_sweep(1000, 15)
 
 

@@ -55,8 +55,14 @@ def test_partial_store_saves_loads_and_refuses_other_options(tmp_path):
     warning = Problem("a b/c", "f", "case a b/c: w", "warning")
     inputs = {"f": [10, 123]}
     store.save("a b/c", image, [warning], inputs)
-    stats, problems, labels = store.load("a b/c", inputs)
-    assert stats.equals(image) and problems == [warning] and labels is None
+    stats, problems, labels, roi = store.load("a b/c", inputs)
+    assert stats.equals(image) and problems == [warning] and labels is None and roi is None
+    region = random_images(n_images=1, seed=5)[0]
+    store.save("r", image, [], inputs, {"dice_rule": "argmax"}, region)
+    stats, _, info, roi = store.load("r", inputs)
+    assert stats.equals(image) and roi.equals(region) and info == {"dice_rule": "argmax"}
+    next(store.folder.glob("r.roi.npz")).write_bytes(b"damaged")
+    assert "damaged" in store.load("r", inputs)  # its region statistics are part of it
     assert store.load("missing", inputs) is None
     assert "changed" in store.load("a b/c", {"f": [10, 124]})  # stale: evaluate again
     assert store.open({"n_bins": 10}, resume=True)[0]  # differences listed
