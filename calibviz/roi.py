@@ -97,7 +97,7 @@ def _masks(label_mask, seg_mask) -> tuple[np.ndarray, np.ndarray]:
     return truth, seg
 
 
-def _bounding_box(mask: np.ndarray) -> list[tuple[int, int]] | None:
+def bounding_box(mask: np.ndarray) -> list[tuple[int, int]] | None:
     """Per axis the first and last index holding a True voxel; None when empty."""
     box = []
     for axis in range(mask.ndim):
@@ -149,7 +149,7 @@ def _near_boundary(mask: np.ndarray, mm: float, sampling: np.ndarray, out: np.nd
         # a voxel's distance to the boundary of M equals its distance to that of ~M: work on
         # the smaller side (the background class's box would be the whole volume)
         mask = ~mask
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     if box is None:
         return
     limit = mm * mm
@@ -181,7 +181,7 @@ def band(label_mask: np.ndarray, seg_mask: np.ndarray, mm: float, spacing=None) 
     truth, seg = _masks(label_mask, seg_mask)
     mm = RoiSpec("band", mm).mm
     sampling = _spacing(spacing, truth.ndim)
-    out = np.zeros(truth.shape, dtype=bool)
+    out = np.zeros_like(truth, dtype=bool)  # the inputs' memory order
     _near_boundary(truth, mm, sampling, out)
     _near_boundary(seg, mm, sampling, out)
     return out
@@ -199,8 +199,8 @@ def box(label_mask: np.ndarray, seg_mask: np.ndarray, mm: float, spacing=None) -
     truth, seg = _masks(label_mask, seg_mask)
     mm = RoiSpec("box", mm).mm
     sampling = _spacing(spacing, truth.ndim)
-    out = np.zeros(truth.shape, dtype=bool)
-    bounds = _bounding_box(truth | seg)
+    out = np.zeros_like(truth, dtype=bool)  # the inputs' memory order
+    bounds = bounding_box(truth | seg)
     if bounds is not None:
         out[_grown(bounds, truth.shape, [_steps_within(mm, s) for s in sampling])] = True
     return out
@@ -245,6 +245,6 @@ def roi_masks(
 
 
 __all__ = [
-    "ROI_KINDS", "RoiSpec", "band", "boundary_distance", "box", "parse_roi", "roi_mask",
-    "roi_masks", "spacing_from_affine",
+    "ROI_KINDS", "RoiSpec", "band", "boundary_distance", "bounding_box", "box", "parse_roi",
+    "roi_mask", "roi_masks", "spacing_from_affine",
 ]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..binning import BinAccumulator
+from ..roi import bounding_box
 from ..stats import BinStats
 from .checks import CaseContext
 from .watch import CaseInputs
@@ -22,11 +23,12 @@ class Binner:
     """Feeds each scored channel (or the sum of a region's channels) to the accumulator."""
 
     def __init__(self, inputs: CaseInputs, ctx: CaseContext,
-                 mask_for: MaskFor | None = None) -> None:
+                 mask_for: MaskFor | None = None, *, crop: bool = False) -> None:
         options, source, resolved = inputs.options, inputs.source, inputs.resolved
         precision = source.dtype if source.dtype.kind == "f" else np.float64
         self.inputs = inputs
         self.mask_for = mask_for
+        self.crop = crop  # bin only the bounding box of each target's mask
         self.accumulator = BinAccumulator(
             resolved.names, n_bins=options.n_bins, precision=precision,
             closure=options.closure, binning=options.binning,
@@ -39,10 +41,19 @@ class Binner:
     def scores(self, c: int) -> bool:
         return any(c in target.channels for target in self.inputs.resolved.targets)
 
-    def _mask(self, t_index: int, probs: np.ndarray, scaled: bool) -> np.ndarray | None:
-        if self.mask_for is None:
-            return self.inputs.mask
-        return self.mask_for(t_index, probs, scaled)
+    def _bin(self, t_index: int, probs: np.ndarray, scaled: bool, **options) -> None:
+        """Bin target ``t_index``'s probabilities on its mask (cropped to the mask's
+        bounding box with ``crop``: the voxels outside are not scored anyway)."""
+        labels = self.inputs.labels
+        mask = self.inputs.mask if self.mask_for is None else self.mask_for(t_index, probs,
+                                                                             scaled)
+        if self.crop and mask is not None:
+            box = bounding_box(mask)
+            if box is None:  # empty: nothing to score, but the class is binned (NaN)
+                box = [(0, -1)] * mask.ndim
+            crop = tuple(slice(lo, hi + 1) for lo, hi in box)
+            probs, labels, mask = probs[crop], labels[crop], mask[crop]
+        self.accumulator.add_class(t_index, probs, labels, mask=mask, **options)
 
     def add(self, c: int, data: np.ndarray, as_float: np.ndarray | None) -> None:
         """Bin channel ``c`` (as stored) into every target it belongs to; ``as_float``: the
@@ -54,19 +65,15 @@ class Binner:
                 continue
             region = list(target.members)
             if len(target.channels) == 1:
-                self.accumulator.add_class(
-                    t_index, data, inputs.labels, region=region, scale=inputs.source.scale,
-                    intercept=inputs.source.intercept, mask=self._mask(t_index, data, False),
-                    **common)
+                self._bin(t_index, data, False, region=region, scale=inputs.source.scale,
+                          intercept=inputs.source.intercept, **common)
                 continue
             if t_index in self.partial:
                 self.partial[t_index] += as_float.astype(self.sum_dtype, copy=False)
             else:
                 self.partial[t_index] = np.array(as_float, dtype=self.sum_dtype, order="F")
             if c == self.last_use[t_index]:
-                summed = self.partial.pop(t_index)
-                self.accumulator.add_class(t_index, summed, inputs.labels, region=region,
-                                           mask=self._mask(t_index, summed, True), **common)
+                self._bin(t_index, self.partial.pop(t_index), True, region=region, **common)
 
     def result(self) -> BinStats:
         return self.accumulator.result()

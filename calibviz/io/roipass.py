@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..roi import parse_roi, roi_mask
+from ..roi import bounding_box, parse_roi, roi_mask
 from ..stats import BinStats
 from .binner import Binner
 from .checks import CaseContext
@@ -49,6 +49,19 @@ class ChannelKeeper:
             yield c, (source.channel(c) if self.overflow else self.kept.pop(c))
 
 
+def _member_of(values: np.ndarray, members, lookup_size: int) -> np.ndarray:
+    """bool, ``values``' shape and memory order: ``isin(values, members)`` by a lookup table
+    (``values`` non-negative integers below ``lookup_size``, or anything else: False)."""
+    table = np.zeros(lookup_size + 1, dtype=bool)
+    inside = [int(m) for m in members if 0 <= int(m) < lookup_size]
+    table[inside] = True
+    order = "F" if values.flags.f_contiguous and not values.flags.c_contiguous else "C"
+    flat = values.ravel(order=order)
+    if flat.dtype.kind == "i" or flat.max(initial=0) >= lookup_size:
+        flat = np.where((flat >= 0) & (flat < lookup_size), flat, lookup_size)
+    return table[flat].reshape(values.shape, order=order)
+
+
 class RoiMasks:
     """The region of interest of each target, made when its probabilities are complete; for
     the argmax rule also the confusion counts inside it."""
@@ -57,11 +70,9 @@ class RoiMasks:
         self.inputs = inputs
         self.spec = parse_roi(inputs.options.roi)
         resolved = inputs.resolved
-        self.argbest = argbest
-        self.predicted_label = None
-        if inputs.dice_rule == "argmax":
-            values = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
-            self.predicted_label = values[argbest]
+        self.argbest = argbest if inputs.dice_rule == "argmax" else None
+        self.channel_values = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
+        self.label_size = int(max([*resolved.declared, *self.channel_values, 0])) + 1
         self.valid = inputs.mask
         if resolved.ignore_label is not None:
             keep = inputs.labels != resolved.ignore_label
@@ -69,23 +80,32 @@ class RoiMasks:
         self.confusion = np.zeros((len(resolved.targets), 4), dtype=np.int64)
         self.empty: list[str] = []
 
+    def segmentation(self, t: int, probs: np.ndarray, scaled: bool) -> np.ndarray:
+        """The Dice rule's segmentation of target ``t``: its channels' share of the argmax,
+        or ``p >= 0.5``."""
+        members = self.inputs.resolved.targets[t].members
+        if self.argbest is not None:
+            channels = np.flatnonzero(np.isin(self.channel_values, list(members)))
+            return _member_of(self.argbest, channels, len(self.channel_values))
+        values = probs if scaled else _as_float(probs, self.inputs.source)
+        return values >= 0.5
+
     def __call__(self, t: int, probs: np.ndarray, scaled: bool) -> np.ndarray:
         inputs = self.inputs
         target = inputs.resolved.targets[t]
-        truth = np.isin(inputs.labels, list(target.members))
-        if self.predicted_label is not None:
-            segmentation = np.isin(self.predicted_label, list(target.members))
-        else:
-            values = probs if scaled else _as_float(probs, inputs.source)
-            segmentation = values >= 0.5
-        region = roi_mask(truth, segmentation, self.spec, inputs.spacing)
+        truth = _member_of(inputs.labels, target.members, self.label_size)
+        region = roi_mask(truth, self.segmentation(t, probs, scaled), self.spec,
+                          inputs.spacing)
         if self.valid is not None:
             region &= self.valid
-        if not region.any():
+        box = bounding_box(region)
+        if box is None:
             self.empty.append(target.name)
-        if self.predicted_label is not None:
-            self.confusion[t] = argmax_confusion(self.argbest[region], inputs.resolved,
-                                                 inputs.labels[region], None)[t]
+        elif self.argbest is not None:  # counted on the region's bounding box
+            crop = tuple(slice(lo, hi + 1) for lo, hi in box)
+            inside = region[crop]
+            self.confusion[t] = argmax_confusion(self.argbest[crop][inside], inputs.resolved,
+                                                 inputs.labels[crop][inside], None)[t]
         return region
 
 
@@ -93,7 +113,7 @@ def roi_stats(inputs: CaseInputs, ctx: CaseContext, keeper: ChannelKeeper,
               argbest: np.ndarray | None) -> BinStats:
     """The case's statistics on each class's region of interest (same classes and bins)."""
     masks = RoiMasks(inputs, argbest)
-    binner = Binner(inputs, ctx, mask_for=masks)
+    binner = Binner(inputs, ctx, mask_for=masks, crop=True)
     scored = [c for c in range(inputs.source.n_channels) if binner.scores(c)]
     needs_float = {c for t in inputs.resolved.targets if len(t.channels) > 1
                    for c in t.channels}
@@ -101,7 +121,7 @@ def roi_stats(inputs: CaseInputs, ctx: CaseContext, keeper: ChannelKeeper,
         binner.add(c, data, _as_float(data, inputs.source) if c in needs_float else None)
         del data
     stats = binner.result()
-    if masks.predicted_label is not None:
+    if masks.argbest is not None:
         stats = stats.replace(tp=masks.confusion[:, 0], fp=masks.confusion[:, 1],
                               fn=masks.confusion[:, 2], tn=masks.confusion[:, 3])
     if masks.empty:
