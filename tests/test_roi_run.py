@@ -207,3 +207,22 @@ def test_bad_roi_is_a_usage_error(tmp_path):
     result = evaluate(pred, labels, "--out", tmp_path / "out", "--roi", "ring:5")
     assert result.exit_code == 2
     assert "--roi: expected band:MM or box:MM" in result.output
+
+
+def test_roi_files_and_figures_on_the_demo_data(demo, tmp_path):
+    out = tmp_path / "out"
+    result = evaluate(demo / "nnunet_overconfident", demo / "labels", "--out", out, "--roi",
+                      "band:3mm", "--top-label", "--max-case-figures", 2, "--bootstrap", 50,
+                      "--workers", 1)
+    assert result.exit_code == 0, result.output
+    roi = out / "roi-band-3mm"
+    for folder in (out, roi):
+        assert (folder / "figures" / "dataset_reliability_histogram.png").stat().st_size > 10_000
+        assert len(list((folder / "figures" / "cases").glob("*.png"))) == 2
+        assert (folder / "summary.csv").exists() and (folder / "run.json").exists()
+    main, region = rows(out), rows(roi)
+    assert "top-label" in main.index.get_level_values("class")
+    assert "top-label" not in region.index.get_level_values("class")
+    foreground = main.drop(index="top-label", level="class")
+    assert (region["n_voxels"] <= foreground["n_voxels"]).all()
+    assert (region["n_voxels"] < foreground["n_voxels"]).any()
