@@ -211,7 +211,7 @@ def test_bad_roi_is_a_usage_error(tmp_path):
 
 def test_roi_files_and_figures_on_the_demo_data(demo, tmp_path):
     out = tmp_path / "out"
-    result = evaluate(demo / "nnunet_overconfident", demo / "labels", "--out", out, "--roi",
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--roi",
                       "band:3mm", "--top-label", "--max-case-figures", 2, "--bootstrap", 50,
                       "--workers", 1)
     assert result.exit_code == 0, result.output
