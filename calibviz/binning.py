@@ -76,133 +76,8 @@ _BLOCK = 2048  # voxels decoded and binned at a time inside a chunk (buffers sta
 # leading columns of the kernel's label table: a voxel outside the mask, a value outside it
 _IDX_MASKED, _IDX_OUTSIDE, _IDX_FIRST = 0, 1, 2
 
-# stored probability kinds (one typed view each; the others are 1×1 placeholders)
-_P_F32, _P_F64, _P_U8, _P_U16, _P_I16, _P_I32 = 0, 1, 2, 3, 4, 5
-# stored label kinds
-_L_U8, _L_U16, _L_I16, _L_I32, _L_I64 = 0, 1, 2, 3, 4
 
 _JIT = {"cache": _CACHE, "nogil": True, "error_model": "numpy"}
-
-
-@numba.njit(**_JIT)
-def _decode_labels(kind, lu8, lu16, li16, li32, li64, row, offset, n_lut, mask, use_mask,
-                   start, stop, idx):  # pragma: no cover - compiled
-    """``idx[i]``: column of voxel ``start + i`` in the kernel's label table: ``label -
-    offset + 2`` inside it, ``_IDX_OUTSIDE`` for any other value, ``_IDX_MASKED`` outside
-    the mask."""
-    n = stop - start
-    if kind == _L_U8:
-        for i in range(n):
-            code = np.int64(lu8[row, start + i]) - offset
-            idx[i] = code + _IDX_FIRST if code >= 0 and code < n_lut else _IDX_OUTSIDE
-    elif kind == _L_U16:
-        for i in range(n):
-            code = np.int64(lu16[row, start + i]) - offset
-            idx[i] = code + _IDX_FIRST if code >= 0 and code < n_lut else _IDX_OUTSIDE
-    elif kind == _L_I16:
-        for i in range(n):
-            code = np.int64(li16[row, start + i]) - offset
-            idx[i] = code + _IDX_FIRST if code >= 0 and code < n_lut else _IDX_OUTSIDE
-    elif kind == _L_I32:
-        for i in range(n):
-            code = np.int64(li32[row, start + i]) - offset
-            idx[i] = code + _IDX_FIRST if code >= 0 and code < n_lut else _IDX_OUTSIDE
-    else:
-        for i in range(n):
-            lab = li64[row, start + i]
-            # compare before subtracting: far-out values must not wrap around
-            inside = lab >= offset and lab - offset < n_lut
-            idx[i] = lab - offset + _IDX_FIRST if inside else _IDX_OUTSIDE
-    if use_mask:
-        for i in range(n):
-            if not mask[start + i]:
-                idx[i] = _IDX_MASKED
-
-
-@numba.njit(**_JIT)
-def _decode_probs(kind, pf32, pf64, pu8, pu16, pi16, pi32, row, mode, table, slope, divisor,
-                  intercept, start, stop, out):  # pragma: no cover - compiled
-    """``out[i]``: probability of voxel ``start + i`` as float64 (table, affine or direct)."""
-    n = stop - start
-    if mode == _TABLE:
-        if kind == _P_U8:
-            for i in range(n):
-                out[i] = table[pu8[row, start + i]]
-        else:
-            for i in range(n):
-                out[i] = table[pu16[row, start + i]]
-    elif kind == _P_F32:
-        for i in range(n):
-            out[i] = np.float64(pf32[row, start + i])
-    elif kind == _P_F64:
-        for i in range(n):
-            out[i] = pf64[row, start + i]
-    elif kind == _P_I16:
-        for i in range(n):
-            out[i] = np.float64(pi16[row, start + i])
-    else:
-        for i in range(n):
-            out[i] = np.float64(pi32[row, start + i])
-    if mode == _AFFINE:
-        for i in range(n):
-            out[i] = out[i] * slope / divisor + intercept
-
-
-@numba.njit(**_JIT)
-def _clip(p, tolerance, checks, value_range):  # pragma: no cover - compiled
-    """A value outside [0, 1]: counted, and clipped when within ``tolerance`` (else -1)."""
-    if not np.isfinite(p):
-        checks[_NONFINITE] += 1
-        return -1.0
-    value_range[0] = p if p < value_range[0] else value_range[0]
-    value_range[1] = p if p > value_range[1] else value_range[1]
-    if p < -tolerance or p > 1.0 + tolerance:
-        checks[_FAR_OUT] += 1
-        return -1.0
-    checks[_CLIPPED] += 1
-    return 0.0 if p < 0.0 else 1.0
-
-
-@numba.njit(**_JIT)
-def _edge_bin(p, k, edges, right_closed):  # pragma: no cover - compiled
-    """The bin of ``p`` by the exact edge rule, searching from ``k`` (near the answer)."""
-    last = edges.shape[0] - 2
-    k = k if k < last else last
-    if right_closed:
-        while k > 0 and p <= edges[k]:
-            k -= 1
-        while k < last and p > edges[k + 1]:
-            k += 1
-    else:
-        while k > 0 and p < edges[k]:
-            k -= 1
-        while k < last and p >= edges[k + 1]:
-            k += 1
-    return k
-
-
-@numba.njit(**_JIT)
-def _soft_add(row, p, y, n_bins):  # pragma: no cover - compiled
-    """Soft binning of one voxel: linear split between neighbouring bin centres (k + 1/2) / B."""
-    fb = np.float64(n_bins)
-    x = p * fb - 0.5
-    if x <= 0.0:
-        k, w_lo = 0, 1.0
-    elif x >= fb - 1.0:
-        k, w_lo = n_bins - 1, 1.0
-    else:
-        k = np.int64(x)
-        w_lo = 1.0 - (x - k)
-    for step in range(2):
-        w = w_lo if step == 0 else 1.0 - w_lo
-        if w == 0.0:
-            continue
-        j = (k + step) * 5
-        row[j] += w
-        row[j + 1] += w * p
-        row[j + 2] += w * y
-        row[j + 3] += w * p * p
-        row[j + 4] += w * p * y
 
 
 @numba.njit(**_JIT)
@@ -212,125 +87,182 @@ def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_
     """Bin the ``n`` decoded voxels of one block of one class into ``acc`` ``[4, B * 5]``.
 
     Voxel ``i`` adds to copy ``i % 4`` (blocks start at multiples of 4), in voxel order, so
-    every sum sees the same additions in the same order whatever the block size. Values in
-    ``[0, t_lo]`` are in bin 0 and values in ``[t_hi, 1]`` in bin B-1 by the edge rule
-    (``t_lo < 0.5 <= t_hi``); the sums of those two bins stay in registers, their counts
-    and Σy are counted as integers (exact in any order). Other values take the general
-    path: outcome and value checks, clipping, ``floor(p·B)`` with the exact edge rule near
-    an edge. ``counters`` int64 ``[5]`` (scored, predicted positive, true positive, truth,
+    every sum sees the same additions in the same order whatever the block size. First the
+    values outside [0, 1] of scored voxels are counted and clipped (or set to -1: skipped).
+    Then, copy by copy: values in ``[0, t_lo]`` are in bin 0 and values in ``[t_hi, 1]`` in
+    bin B-1 by the edge rule (``t_lo < 0.5 <= t_hi``, or -1 and 2: no such fast path), the
+    sums of those two bins stay in registers and their counts and Σy are counted as integers
+    (exact in any order); other values take ``floor(p·B)``, with the exact edge rule near an
+    edge. ``counters`` int64 ``[5]`` (scored, predicted positive, true positive, truth,
     clipped), ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are updated in place.
     """
+    n_out = 0
+    for i in range(n):
+        p = p_buf[i]
+        n_out += not (p >= 0.0 and p <= 1.0)
+    if n_out:  # rare: check, count and clip the values outside [0, 1] of scored voxels
+        for i in range(n):
+            p = p_buf[i]
+            if p >= 0.0 and p <= 1.0 or lut_row[idx[i]] > _POSITIVE:
+                continue
+            if not np.isfinite(p):
+                checks[_NONFINITE] += 1
+                p_buf[i] = -1.0
+                continue
+            value_range[0] = p if p < value_range[0] else value_range[0]
+            value_range[1] = p if p > value_range[1] else value_range[1]
+            if p < -tolerance or p > 1.0 + tolerance:
+                checks[_FAR_OUT] += 1
+                p_buf[i] = -1.0
+                continue
+            checks[_CLIPPED] += 1
+            counters[4] += 1
+            p_buf[i] = 0.0 if p < 0.0 else 1.0
     n_bins = edges.shape[0] - 1
     last = n_bins - 1
     fb = np.float64(n_bins)
     e = last * 5
-    n_lo = y_lo = n_hi = y_hi = 0  # fast-path end-bin voxels (bin 0 never positive)
-    n_gen = y_gen = pos_gen = pos_y_gen = n_clip = 0  # general-path voxels
-    n_lo_gen = y_lo_gen = n_hi_gen = y_hi_gen = 0  # general-path end-bin voxels
+    near_hi = 1.0 - near_edge
+    n_lo = y_lo = n_hi = y_hi = 0  # fast-path voxels (bin 0 never positive, bin B-1 always)
+    n_rest = y_rest = pos = pos_y = undeclared = 0  # the others
+    stop = np.uint64(n)
+    step = np.uint64(_COPIES)
     for copy in range(_COPIES):
         row = acc[copy]
-        s0, s1, s2 = row[1], row[3], row[4]
-        t0, t1, t2 = row[e + 1], row[e + 3], row[e + 4]
-        for i in range(copy, n, _COPIES):
-            outcome = lut_row[idx[i]]
+        s0 = row[1]
+        s1 = row[3]
+        s2 = row[4]
+        t0 = row[e + 1]
+        t1 = row[e + 3]
+        t2 = row[e + 4]
+        for i in range(np.uint64(copy), stop, step):  # unsigned: no negative-index wrapping
+            outcome = lut_row[np.uint64(idx[i])]
             p = p_buf[i]
-            if outcome > _POSITIVE:
-                if outcome == _UNDECLARED and count_undeclared:
-                    checks[_UNDECLARED_N] += 1
+            if outcome > _POSITIVE or p < 0.0:  # not scored
+                if outcome == _UNDECLARED:
+                    undeclared += 1
+                continue
+            if p <= t_lo:
+                s0 += p
+                s1 += p * p
+                if outcome:  # Σp·y: p·1 or p·0, the same sums as adding p·y
+                    s2 += p
+                    y_lo += 1
+                n_lo += 1
+                continue
+            if p >= t_hi:
+                t0 += p
+                t1 += p * p
+                if outcome:
+                    t2 += p
+                    y_hi += 1
+                n_hi += 1
                 continue
             o = np.int64(outcome)
             y = np.float64(o)
-            if p <= t_lo and p >= 0.0:
-                s0 += p
-                s1 += p * p
-                s2 += p * y
-                n_lo += 1
-                y_lo += o
-                continue
-            if p >= t_hi and p <= 1.0:
-                t0 += p
-                t1 += p * p
-                t2 += p * y
-                n_hi += 1
-                y_hi += o
-                continue
-            if not (p >= 0.0 and p <= 1.0):
-                p = _clip(p, tolerance, checks, value_range)
-                if p < 0.0:
-                    continue
-                n_clip += 1
             positive = np.int64(p >= 0.5)  # the threshold rule: p >= 0.5, as MONAI AsDiscrete
-            n_gen += 1
-            y_gen += o
-            pos_gen += positive
-            pos_y_gen += positive * o
-            if soft:
-                _soft_add(row, p, y, n_bins)
+            n_rest += 1
+            y_rest += o
+            pos += positive
+            pos_y += positive & o
+            if soft:  # linear split between neighbouring bin centres (k + 1/2) / B
+                x = p * fb - 0.5
+                k = np.int64(x) if x > 0.0 else 0
+                w = 1.0 if x <= 0.0 or x >= fb - 1.0 else 1.0 - (x - k)
+                k = k if k < last else last
+                for side in range(2):
+                    j = (k + side) * 5
+                    row[j] += w
+                    row[j + 1] += w * p
+                    row[j + 2] += w * y
+                    row[j + 3] += w * p * p
+                    row[j + 4] += w * p * y
+                    w = 1.0 - w
+                    if w == 0.0:
+                        break
                 continue
             # x = p·B: away from an integer (farther than the edge rounding allows), floor(x)
-            # is the bin under either closure; near one, apply the edge rule
+            # is the bin under either closure; near one, the edge rule decides
             x = p * fb
             k = np.int64(x)
             frac = x - k
-            if frac <= near_edge or frac >= 1.0 - near_edge:
-                k = _edge_bin(p, k, edges, right_closed)
+            if frac <= near_edge or frac >= near_hi:
+                k = k if k < last else last
+                if right_closed:
+                    while k > 0 and p <= edges[k]:
+                        k -= 1
+                    while k < last and p > edges[k + 1]:
+                        k += 1
+                else:
+                    while k > 0 and p < edges[k]:
+                        k -= 1
+                    while k < last and p >= edges[k + 1]:
+                        k += 1
+            j = k * 5
+            row[j] += 1.0
+            row[j + 2] += y
             if k == 0:
                 s0 += p
                 s1 += p * p
                 s2 += p * y
-                n_lo_gen += 1
-                y_lo_gen += o
             elif k == last:
                 t0 += p
                 t1 += p * p
                 t2 += p * y
-                n_hi_gen += 1
-                y_hi_gen += o
             else:
-                j = k * 5
-                row[j] += 1.0
                 row[j + 1] += p
-                row[j + 2] += y
                 row[j + 3] += p * p
                 row[j + 4] += p * y
         if soft:  # soft binning adds straight into the row
             continue
         if last > 0:  # one bin: the "last" registers alias bin 0's and stay unused
-            row[e + 1], row[e + 3], row[e + 4] = t0, t1, t2
-        row[1], row[3], row[4] = s0, s1, s2
-    counters[0] += n_lo + n_hi + n_gen
-    counters[1] += n_hi + pos_gen
-    counters[2] += y_hi + pos_y_gen
-    counters[3] += y_lo + y_hi + y_gen
-    counters[4] += n_clip
-    if not soft:  # integer counts and Σy of the end bins (exact: any order gives the same)
-        acc[0, 0] += np.float64(n_lo + n_lo_gen)
-        acc[0, 2] += np.float64(y_lo + y_lo_gen)
-        if last > 0:
-            acc[0, e] += np.float64(n_hi + n_hi_gen)
-            acc[0, e + 2] += np.float64(y_hi + y_hi_gen)
+            row[e + 1] = t0
+            row[e + 3] = t1
+            row[e + 4] = t2
+        row[1] = s0
+        row[3] = s1
+        row[4] = s2
+    acc[0, 0] += np.float64(n_lo)
+    acc[0, 2] += np.float64(y_lo)
+    acc[0, e] += np.float64(n_hi)
+    acc[0, e + 2] += np.float64(y_hi)
+    counters[0] += n_lo + n_hi + n_rest
+    counters[1] += n_hi + pos
+    counters[2] += y_hi + pos_y
+    counters[3] += y_lo + y_hi + y_rest
+    if count_undeclared:
+        checks[_UNDECLARED_N] += undeclared
+
+
+@numba.njit(**_JIT, inline="always")
+def _column(label, offset, n_lut):  # pragma: no cover - compiled
+    """Column of ``label`` in the kernel's label table: ``label - offset + 2``, or
+    ``_IDX_OUTSIDE`` for a value outside it (compared before subtracting: no wrap-around)."""
+    if label >= offset and label - offset < n_lut:
+        return label - offset + _IDX_FIRST
+    return _IDX_OUTSIDE
 
 
 @numba.njit(**_JIT)
 def _bin_slots(
-    slot_lo, slot_hi, sums, counters, checks, value_range, p_buf, idx,
-    pkind, pf32, pf64, pu8, pu16, pi16, pi32, mode, table, slope, divisor, intercept,
-    lkind, lu8, lu16, li16, li32, li64, lut, lut_offset, mask, use_mask,
-    edges, t_lo, t_hi, near_edge, right_closed, soft, tolerance, n_classes, n_vox,
-    n_label_rows,
+    slot_lo, slot_hi, sums, counters, checks, value_range, p_buf, idx, probs, labels, mode,
+    table, slope, divisor, intercept, lut, offset, mask, use_mask, edges, t_lo, t_hi,
+    near_edge, right_closed, soft, tolerance,
 ):  # pragma: no cover - compiled
     """Bin every chunk of slots ``slot_lo .. slot_hi - 1`` into their rows of the outputs.
 
-    Probabilities ``[C, N]`` are in the typed view ``pkind`` selects, labels ``[1 or C, N]``
-    in the view ``lkind`` selects (one signature for every input dtype); lut uint8
-    ``[C, 2 + L]`` (columns: masked, outside the values, values ``offset ..``); p_buf
-    float64 and idx int32 ``[_BLOCK]`` are this thread's work buffers.
+    probs ``[C, N]`` (decoded by table, affine or directly), labels ``[1 or C, N]``; one
+    compiled version per pair of their dtypes, made when first used. lut uint8 ``[C, 2 + L]``
+    (columns: masked, outside the values, values ``offset ..``); p_buf float64 and idx
+    uint32 ``[_BLOCK]`` are this thread's work buffers: the block's probabilities of one
+    class and columns of its labels.
     Outputs: sums float64 ``[S, C, copies, B * 5]`` (interleaved n or W, Σp, Σy, Σp², Σp·y
     per bin), counters int64 ``[S, C, 5]`` (scored, predicted positive, true positive, truth,
     clipped), checks int64 ``[S, 4]`` and the out-of-range value span ``[S, 2]``.
     Chunk ``i`` always belongs to slot ``i % N_SLOTS``: the result does not depend on how the
     slots are shared out between threads.
     """
+    n_classes, n_vox = probs.shape
     n_lut = lut.shape[1] - _IDX_FIRST
     n_chunks = (n_vox + CHUNK - 1) // CHUNK
     for slot in range(slot_lo, slot_hi):
@@ -338,16 +270,27 @@ def _bin_slots(
             chunk_stop = (chunk + 1) * CHUNK
             chunk_stop = chunk_stop if chunk_stop < n_vox else n_vox
             for start in range(chunk * CHUNK, chunk_stop, _BLOCK):
-                stop = start + _BLOCK if start + _BLOCK < chunk_stop else chunk_stop
+                n = _BLOCK if start + _BLOCK < chunk_stop else chunk_stop - start
                 for c in range(n_classes):
-                    if c == 0 or n_label_rows > 1:
-                        row = c if n_label_rows > 1 else 0
-                        _decode_labels(lkind, lu8, lu16, li16, li32, li64, row, lut_offset,
-                                       n_lut, mask, use_mask, start, stop, idx)
-                    _decode_probs(pkind, pf32, pf64, pu8, pu16, pi16, pi32, c, mode, table,
-                                  slope, divisor, intercept, start, stop, p_buf)
+                    if c == 0 or labels.shape[0] > 1:
+                        r = c if labels.shape[0] > 1 else 0
+                        for i in range(n):
+                            idx[i] = _column(np.int64(labels[r, start + i]), offset, n_lut)
+                        if use_mask:
+                            for i in range(n):
+                                if not mask[start + i]:
+                                    idx[i] = _IDX_MASKED
+                    if mode == _TABLE:
+                        for i in range(n):
+                            p_buf[i] = table[np.int64(probs[c, start + i])]
+                    else:
+                        for i in range(n):
+                            p_buf[i] = np.float64(probs[c, start + i])
+                        if mode == _AFFINE:
+                            for i in range(n):
+                                p_buf[i] = p_buf[i] * slope / divisor + intercept
                     _bin_block(
-                        sums[slot, c], p_buf, idx, lut[c], stop - start, edges, t_lo, t_hi,
+                        sums[slot, c], p_buf, idx, lut[c], n, edges, t_lo, t_hi,
                         near_edge, right_closed, soft, tolerance, c == 0, counters[slot, c],
                         checks[slot], value_range[slot],
                     )
@@ -369,7 +312,7 @@ def _bin_kernel(*args, n_classes: int, n_vox: int, n_bins: int):
     threads = max(1, min(numba.get_num_threads(), used))
 
     def work(lo, hi):
-        buffers = np.empty(_BLOCK, dtype=np.float64), np.empty(_BLOCK, dtype=np.int32)
+        buffers = np.empty(_BLOCK, dtype=np.float64), np.empty(_BLOCK, dtype=np.uint32)
         _bin_slots(lo, hi, *outputs, *buffers, *args)
 
     if threads == 1:
@@ -775,11 +718,11 @@ def _slope_divisor(scale) -> tuple[float, float]:
     return scale, 1.0
 
 
-# one compiled signature for every input: each dtype the kernel reads has its own argument
+# the dtypes the kernel reads (one compiled version per pair in use); others are converted
 _P_TYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.uint16, np.int16,
                                        np.int32))
 _L_TYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.int32, np.int64))
-_PLACEHOLDERS = {t: np.zeros((1, 1), dtype=t) for t in {*_P_TYPES, *_L_TYPES, np.dtype(bool)}}
+_NO_MASK = np.zeros(1, dtype=bool)
 
 
 def _writable(array: np.ndarray) -> np.ndarray:
@@ -829,24 +772,16 @@ def _run_kernel(
     mode, table, slope, divisor, inter = _decoder(probs.dtype, scale, intercept, where)
     probs = _kernel_probs(probs)
     labels = _kernel_labels(labels, offset, lut.shape[1])
-    p_views = [_PLACEHOLDERS[t] for t in _P_TYPES]
-    pkind = _P_TYPES.index(probs.dtype)
-    p_views[pkind] = probs
-    l_views = [_PLACEHOLDERS[t] for t in _L_TYPES]
-    lkind = _L_TYPES.index(labels.dtype)
-    l_views[lkind] = labels
     use_mask = mask is not None  # shape checked by _checked_mask
     if use_mask and not mask.flags.c_contiguous:
         mask = np.ascontiguousarray(mask)
     soft = acc.binning == "soft"
     t_lo, t_hi = (-1.0, 2.0) if soft else _end_bin_bounds(acc.edges, acc.closure)
     sums, counters, checks, value_range, used = _bin_kernel(
-        pkind, *p_views, mode, table, float(slope), float(divisor), float(inter),
-        lkind, *l_views, _kernel_lut(lut, strict), np.int64(offset),
-        mask if use_mask else _PLACEHOLDERS[np.dtype(np.bool_)][0], use_mask,
+        probs, labels, mode, table, float(slope), float(divisor), float(inter),
+        _kernel_lut(lut, strict), np.int64(offset), mask if use_mask else _NO_MASK, use_mask,
         acc.edges, t_lo, t_hi, float(_near_edge(acc.edges)), acc.closure == "right",
-        soft, float(CLIP_TOLERANCE), probs.shape[0], probs.shape[1],
-        labels.shape[0], n_classes=probs.shape[0], n_vox=probs.shape[1],
+        soft, float(CLIP_TOLERANCE), n_classes=probs.shape[0], n_vox=probs.shape[1],
         n_bins=len(acc.edges) - 1,
     )
     checks = checks.sum(axis=0)
@@ -895,15 +830,15 @@ def _kernel_lut(lut: np.ndarray, strict: bool) -> np.ndarray:
 
 def _end_bin_bounds(edges: np.ndarray, closure: str) -> tuple[float, float]:
     """(t_lo, t_hi): values in ``[0, t_lo]`` belong to bin 0 and values in ``[t_hi, 1]`` to
-    the last bin under the closure's edge rule, with ``t_lo < 0.5 <= t_hi`` (the threshold
-    rule ``p >= 0.5`` is then known on both without a test)."""
+    the last bin under the closure's edge rule, with ``t_lo < 0.5 <= t_hi`` (so neither
+    needs the threshold test); no fast path (-1, 2) with fewer than 3 bins."""
     last = len(edges) - 2
+    if last < 2:
+        return -1.0, 2.0
     if closure == "right":  # bin 0: p <= e_1; last bin: p > e_B-1
         t_lo, t_hi = edges[1], np.nextafter(edges[last], np.inf)
     else:  # bin 0: p < e_1; last bin: p >= e_B-1
         t_lo, t_hi = np.nextafter(edges[1], -np.inf), edges[last]
-    t_lo = min(t_lo, np.nextafter(0.5, -np.inf))
-    t_hi = np.inf if last == 0 else max(t_hi, 0.5)
     return float(t_lo), float(t_hi)
 
 
