@@ -77,24 +77,27 @@ _BLOCK = 2048  # voxels decoded and binned at a time inside a chunk (buffers sta
 _IDX_MASKED, _IDX_OUTSIDE, _IDX_FIRST = 0, 1, 2
 
 
-_JIT = {"cache": _CACHE, "nogil": True, "error_model": "numpy"}
+_JIT = {"cache": _CACHE, "nogil": True, "error_model": "numpy", "no_cfunc_wrapper": True}
+# kernels called only from compiled code: no Python entry point to compile
+_INNER = {**_JIT, "no_cpython_wrapper": True}
 
 
-@numba.njit(**_JIT)
-def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_closed, soft,
-               tolerance, count_undeclared, counters, checks, value_range,
-               ):  # pragma: no cover - compiled
+@numba.njit(**_INNER)
+def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, tolerance,
+               count_undeclared, counters, checks, value_range):  # pragma: no cover - compiled
     """Bin the ``n`` decoded voxels of one block of one class into ``acc`` ``[4, B * 5]``.
 
     Voxel ``i`` adds to copy ``i % 4`` (blocks start at multiples of 4), in voxel order, so
     every sum sees the same additions in the same order whatever the block size. First the
     values outside [0, 1] of scored voxels are counted and clipped (or set to -1: skipped).
     Then, copy by copy: values in ``[0, t_lo]`` are in bin 0 and values in ``[t_hi, 1]`` in
-    bin B-1 by the edge rule (``t_lo < 0.5 <= t_hi``, or -1 and 2: no such fast path), the
-    sums of those two bins stay in registers and their counts and Σy are counted as integers
-    (exact in any order); other values take ``floor(p·B)``, with the exact edge rule near an
-    edge. ``counters`` int64 ``[5]`` (scored, predicted positive, true positive, truth,
-    clipped), ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are updated in place.
+    bin B-1 (``t_lo < 0.5 <= t_hi``, or -1 and 2: no such fast path); the sums of those
+    two bins stay in registers and their counts and Σy are counted as integers (exact in
+    any order). Other values take ``floor(p·B)``, with the exact edge rule near an edge:
+    bin ``k`` holds ``cuts[k] <= p < cuts[k + 1]`` (``cuts``: the edges, or just above
+    them when right-closed; see :func:`_cuts`). ``counters`` int64 ``[5]`` (scored,
+    predicted positive, true positive, truth, clipped), ``checks`` int64 ``[4]`` and
+    ``value_range`` ``[2]`` are updated in place.
     """
     n_out = 0
     for i in range(n):
@@ -118,7 +121,7 @@ def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_
             checks[_CLIPPED] += 1
             counters[4] += 1
             p_buf[i] = 0.0 if p < 0.0 else 1.0
-    n_bins = edges.shape[0] - 1
+    n_bins = cuts.shape[0] - 1
     last = n_bins - 1
     fb = np.float64(n_bins)
     e = last * 5
@@ -139,8 +142,7 @@ def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_
             outcome = lut_row[np.uint64(idx[i])]
             p = p_buf[i]
             if outcome > _POSITIVE or p < 0.0:  # not scored
-                if outcome == _UNDECLARED:
-                    undeclared += 1
+                undeclared += outcome == _UNDECLARED
                 continue
             if p <= t_lo:
                 s0 += p
@@ -166,20 +168,7 @@ def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_
             pos += positive
             pos_y += positive & o
             if soft:  # linear split between neighbouring bin centres (k + 1/2) / B
-                x = p * fb - 0.5
-                k = np.int64(x) if x > 0.0 else 0
-                w = 1.0 if x <= 0.0 or x >= fb - 1.0 else 1.0 - (x - k)
-                k = k if k < last else last
-                for side in range(2):
-                    j = (k + side) * 5
-                    row[j] += w
-                    row[j + 1] += w * p
-                    row[j + 2] += w * y
-                    row[j + 3] += w * p * p
-                    row[j + 4] += w * p * y
-                    w = 1.0 - w
-                    if w == 0.0:
-                        break
+                _soft_add(row, p, y, fb, last)
                 continue
             # x = p·B: away from an integer (farther than the edge rounding allows), floor(x)
             # is the bin under either closure; near one, the edge rule decides
@@ -188,16 +177,10 @@ def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_
             frac = x - k
             if frac <= near_edge or frac >= near_hi:
                 k = k if k < last else last
-                if right_closed:
-                    while k > 0 and p <= edges[k]:
-                        k -= 1
-                    while k < last and p > edges[k + 1]:
-                        k += 1
-                else:
-                    while k > 0 and p < edges[k]:
-                        k -= 1
-                    while k < last and p >= edges[k + 1]:
-                        k += 1
+                while k > 0 and p < cuts[k]:
+                    k -= 1
+                while k < last and p >= cuts[k + 1]:
+                    k += 1
             j = k * 5
             row[j] += 1.0
             row[j + 2] += y
@@ -234,6 +217,29 @@ def _bin_block(acc, p_buf, idx, lut_row, n, edges, t_lo, t_hi, near_edge, right_
         checks[_UNDECLARED_N] += undeclared
 
 
+@numba.njit(**_INNER)
+def _soft_add(row, p, y, fb, last):  # pragma: no cover - compiled
+    """Soft binning of one voxel: linear split between neighbouring bin centres (k + 1/2) / B."""
+    x = p * fb - 0.5
+    if x <= 0.0:
+        k, w_lo = 0, 1.0
+    elif x >= fb - 1.0:
+        k, w_lo = last, 1.0
+    else:
+        k = np.int64(x)
+        w_lo = 1.0 - (x - k)
+    for step in range(2):
+        w = w_lo if step == 0 else 1.0 - w_lo
+        if w == 0.0:
+            continue
+        j = (k + step) * 5
+        row[j] += w
+        row[j + 1] += w * p
+        row[j + 2] += w * y
+        row[j + 3] += w * p * p
+        row[j + 4] += w * p * y
+
+
 @numba.njit(**_JIT, inline="always")
 def _column(label, offset, n_lut):  # pragma: no cover - compiled
     """Column of ``label`` in the kernel's label table: ``label - offset + 2``, or
@@ -246,8 +252,8 @@ def _column(label, offset, n_lut):  # pragma: no cover - compiled
 @numba.njit(**_JIT)
 def _bin_slots(
     slot_lo, slot_hi, sums, counters, checks, value_range, p_buf, idx, probs, labels, mode,
-    table, slope, divisor, intercept, lut, offset, mask, use_mask, edges, t_lo, t_hi,
-    near_edge, right_closed, soft, tolerance,
+    table, slope, divisor, intercept, lut, offset, mask, use_mask, cuts, t_lo, t_hi,
+    near_edge, soft, tolerance,
 ):  # pragma: no cover - compiled
     """Bin every chunk of slots ``slot_lo .. slot_hi - 1`` into their rows of the outputs.
 
@@ -290,9 +296,9 @@ def _bin_slots(
                             for i in range(n):
                                 p_buf[i] = p_buf[i] * slope / divisor + intercept
                     _bin_block(
-                        sums[slot, c], p_buf, idx, lut[c], n, edges, t_lo, t_hi,
-                        near_edge, right_closed, soft, tolerance, c == 0, counters[slot, c],
-                        checks[slot], value_range[slot],
+                        sums[slot, c], p_buf, idx, lut[c], n, cuts, t_lo, t_hi, near_edge,
+                        soft, tolerance, c == 0, counters[slot, c], checks[slot],
+                        value_range[slot],
                     )
 
 
@@ -780,8 +786,8 @@ def _run_kernel(
     sums, counters, checks, value_range, used = _bin_kernel(
         probs, labels, mode, table, float(slope), float(divisor), float(inter),
         _kernel_lut(lut, strict), np.int64(offset), mask if use_mask else _NO_MASK, use_mask,
-        acc.edges, t_lo, t_hi, float(_near_edge(acc.edges)), acc.closure == "right",
-        soft, float(CLIP_TOLERANCE), n_classes=probs.shape[0], n_vox=probs.shape[1],
+        _cuts(acc.edges, acc.closure), t_lo, t_hi, float(_near_edge(acc.edges)), soft,
+        float(CLIP_TOLERANCE), n_classes=probs.shape[0], n_vox=probs.shape[1],
         n_bins=len(acc.edges) - 1,
     )
     checks = checks.sum(axis=0)
@@ -840,6 +846,13 @@ def _end_bin_bounds(edges: np.ndarray, closure: str) -> tuple[float, float]:
     else:  # bin 0: p < e_1; last bin: p >= e_B-1
         t_lo, t_hi = np.nextafter(edges[1], -np.inf), edges[last]
     return float(t_lo), float(t_hi)
+
+
+def _cuts(edges: np.ndarray, closure: str) -> np.ndarray:
+    """float64 ``[B + 1]``: bin ``k`` holds ``cuts[k] <= p < cuts[k + 1]`` for p in [0, 1]:
+    the edges when left-closed; when right-closed (``e_k < p <= e_k+1``) the next float64
+    above each edge, so one comparison serves both closures."""
+    return edges if closure == "left" else np.nextafter(edges, np.inf)
 
 
 def _near_edge(edges: np.ndarray) -> float:
