@@ -93,7 +93,8 @@ def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, t
     Then, copy by copy: values in ``[0, t_lo]`` are in bin 0 and values in ``[t_hi, 1]`` in
     bin B-1 (``t_lo < 0.5 <= t_hi``, or -1 and 2: no such fast path); the sums of those
     two bins stay in registers and their counts and Σy are counted as integers (exact in
-    any order). Other values take ``floor(p·B)``, with the exact edge rule near an edge:
+    any order). Other values (with the fast paths: all in the middle bins, as the values
+    are in [0, 1]) take ``floor(p·B)``, with the exact edge rule near an edge:
     bin ``k`` holds ``cuts[k] <= p < cuts[k + 1]`` (``cuts``: the edges, or just above
     them when right-closed; see :func:`_cuts`). ``counters`` int64 ``[5]`` (scored,
     predicted positive, true positive, truth, clipped), ``checks`` int64 ``[4]`` and
@@ -181,22 +182,14 @@ def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, t
                     k -= 1
                 while k < last and p >= cuts[k + 1]:
                     k += 1
+            # a middle bin (with the fast paths, bins 0 and B-1 take no other value)
             j = k * 5
             row[j] += 1.0
+            row[j + 1] += p
             row[j + 2] += y
-            if k == 0:
-                s0 += p
-                s1 += p * p
-                s2 += p * y
-            elif k == last:
-                t0 += p
-                t1 += p * p
-                t2 += p * y
-            else:
-                row[j + 1] += p
-                row[j + 3] += p * p
-                row[j + 4] += p * y
-        if soft:  # soft binning adds straight into the row
+            row[j + 3] += p * p
+            row[j + 4] += p * y
+        if soft or t_lo < 0.0:  # no fast path: every voxel went straight into the row
             continue
         if last > 0:  # one bin: the "last" registers alias bin 0's and stay unused
             row[e + 1] = t0
@@ -240,15 +233,6 @@ def _soft_add(row, p, y, fb, last):  # pragma: no cover - compiled
         row[j + 4] += w * p * y
 
 
-@numba.njit(**_JIT, inline="always")
-def _column(label, offset, n_lut):  # pragma: no cover - compiled
-    """Column of ``label`` in the kernel's label table: ``label - offset + 2``, or
-    ``_IDX_OUTSIDE`` for a value outside it (compared before subtracting: no wrap-around)."""
-    if label >= offset and label - offset < n_lut:
-        return label - offset + _IDX_FIRST
-    return _IDX_OUTSIDE
-
-
 @numba.njit(**_JIT)
 def _bin_slots(
     slot_lo, slot_hi, sums, counters, checks, value_range, p_buf, idx, probs, labels, mode,
@@ -280,8 +264,10 @@ def _bin_slots(
                 for c in range(n_classes):
                     if c == 0 or labels.shape[0] > 1:
                         r = c if labels.shape[0] > 1 else 0
-                        for i in range(n):
-                            idx[i] = _column(np.int64(labels[r, start + i]), offset, n_lut)
+                        for i in range(n):  # compared before subtracting: no wrap-around
+                            lab = np.int64(labels[r, start + i])
+                            inside = lab >= offset and lab - offset < n_lut
+                            idx[i] = lab - offset + _IDX_FIRST if inside else _IDX_OUTSIDE
                         if use_mask:
                             for i in range(n):
                                 if not mask[start + i]:
