@@ -289,18 +289,18 @@ def _bin_slots(
 
 
 def _bin_kernel(*args, n_classes: int, n_vox: int, n_bins: int):
-    """Run :func:`_bin_slots` over all slots on ``numba.get_num_threads()`` threads (the
-    compiled code releases the GIL); returns (sums, counters, checks, value_range, used
-    slots)."""
-    sums = np.zeros((N_SLOTS, n_classes, _COPIES, n_bins * 5), dtype=np.float64)
-    counters = np.zeros((N_SLOTS, n_classes, 5), dtype=np.int64)
-    checks = np.zeros((N_SLOTS, 4), dtype=np.int64)
-    value_range = np.empty((N_SLOTS, 2), dtype=np.float64)
+    """Run :func:`_bin_slots` over the slots that hold chunks on ``numba.get_num_threads()``
+    threads (the compiled code releases the GIL); returns (sums, counters, checks,
+    value_range)."""
+    n_chunks = -(-n_vox // CHUNK)
+    used = max(1, min(N_SLOTS, n_chunks))  # slots past the chunk count would stay empty
+    sums = np.zeros((used, n_classes, _COPIES, n_bins * 5), dtype=np.float64)
+    counters = np.zeros((used, n_classes, 5), dtype=np.int64)
+    checks = np.zeros((used, 4), dtype=np.int64)
+    value_range = np.empty((used, 2), dtype=np.float64)
     value_range[:, 0] = np.inf
     value_range[:, 1] = -np.inf
     outputs = (sums, counters, checks, value_range)
-    n_chunks = -(-n_vox // CHUNK)
-    used = min(N_SLOTS, n_chunks)  # slots past the chunk count stay empty
     threads = max(1, min(numba.get_num_threads(), used))
 
     def work(lo, hi):
@@ -309,13 +309,13 @@ def _bin_kernel(*args, n_classes: int, n_vox: int, n_bins: int):
 
     if threads == 1:
         work(0, used)
-        return (*outputs, used)
+        return outputs
     bounds = np.linspace(0, used, threads + 1).round().astype(int)
     with _pool(threads) as pool:
         futures = [pool.submit(work, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
         for future in futures:
             future.result()
-    return (*outputs, used)
+    return outputs
 
 
 def _pool(threads: int):
@@ -324,11 +324,10 @@ def _pool(threads: int):
     return ThreadPoolExecutor(threads, thread_name_prefix="calibviz-bin")
 
 
-def _reduce_slots(sums: np.ndarray, used: int) -> np.ndarray:
-    """float64 ``[C, B * 5]``: the used slots and their copies added in one fixed order
-    (the others hold zeros)."""
+def _reduce_slots(sums: np.ndarray) -> np.ndarray:
+    """float64 ``[C, B * 5]``: the slots and their copies added in one fixed order."""
     out = np.zeros(sums.shape[1:2] + sums.shape[3:])
-    for slot in range(used):
+    for slot in range(sums.shape[0]):
         for copy in range(sums.shape[2]):
             out += sums[slot, :, copy]
     return out
@@ -769,7 +768,7 @@ def _run_kernel(
         mask = np.ascontiguousarray(mask)
     soft = acc.binning == "soft"
     t_lo, t_hi = (-1.0, 2.0) if soft else _end_bin_bounds(acc.edges, acc.closure)
-    sums, counters, checks, value_range, used = _bin_kernel(
+    sums, counters, checks, value_range = _bin_kernel(
         probs, labels, mode, table, float(slope), float(divisor), float(inter),
         _kernel_lut(lut, strict), np.int64(offset), mask if use_mask else _NO_MASK, use_mask,
         _cuts(acc.edges, acc.closure), t_lo, t_hi, float(_near_edge(acc.edges)), soft,
@@ -796,7 +795,7 @@ def _run_kernel(
             f"declares (declared: {_declared_values(lut, offset)})"
         )
     # fixed-order reduction over slots and copies: independent of the thread count
-    per_bin = _reduce_slots(sums, used).reshape(len(names), -1, 5)
+    per_bin = _reduce_slots(sums).reshape(len(names), -1, 5)
     counts = per_bin[..., 0]
     if acc.binning == "hard":
         counts = np.rint(counts).astype(np.int64)
