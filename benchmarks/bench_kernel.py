@@ -1,24 +1,33 @@
 """Binning kernel vs a careful vectorised NumPy version (``floor(p·B)`` and five float64
-bincounts per class) vs the read floor.
+bincounts per class) vs the read floor, and the compiled kernels' first-call cost.
 
-Run: ``python benchmarks/bench_kernel.py`` (``--quick`` for a smaller volume). The maps are
+Run: ``python benchmarks/bench_kernel.py`` (``--quick`` for smaller volumes). The maps are
 smooth synthetic softmax outputs (most values near 0 or 1, as in real networks' maps), made
 once into ``~/.cache/calibviz-bench``; uniform random values would flatter nothing real.
 Prints, per volume: kernel time per image (all cores and 1 thread), the NumPy time, the
-time to read the array once (``np.sum``), the
-ratios, and the peak resident memory above the input arrays (VmHWM, reset before each run).
+time to read the array once (``np.sum``), the ratios, and the peak resident memory above
+the input arrays (VmHWM, reset before each run). Then the first call of ``bin_image`` and
+of the ROI distance transform in a fresh process with an empty Numba cache (cold: compiled)
+vs the same again (warm: loaded from that cache), wall and CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from calibviz import bin_image
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's calibviz, not an installed one
+
+from calibviz import bin_image  # noqa: E402
 
 
 def reset_peak() -> None:
@@ -123,16 +132,55 @@ def run(n_classes: int, shape: tuple[int, ...], repeats: int) -> dict:
     return {"kernel": kernel, "numpy": reference, "floor": floor, "memory": kernel_mem}
 
 
+#: Times the first calls of bin_image and squared_edt in a fresh process (wall, CPU seconds).
+FIRST_CALLS = """
+import time
+import numpy as np
+from calibviz import bin_image
+from calibviz._edt import squared_edt
+p = np.random.default_rng(0).dirichlet(np.ones(3), size=(6, 5, 4)).transpose(3, 0, 1, 2)
+for name, call in (
+    ("bin_image", lambda: bin_image(p.astype(np.float32), p.argmax(0).astype(np.uint8))),
+    ("squared_edt", lambda: squared_edt(p[0] > 0.5, (1.0, 1.0, 2.0))),
+):
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    print(name, time.perf_counter() - wall, time.process_time() - cpu)
+"""
+
+
+def first_calls(cache: str) -> dict:
+    """{name: (wall, cpu)} of the first calls in a new process using Numba cache ``cache``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": cache}
+    done = subprocess.run([sys.executable, "-c", FIRST_CALLS], env=env, cwd=cache,
+                          check=True, capture_output=True, text=True)
+    return {name: (float(wall), float(cpu))
+            for name, wall, cpu in (line.split() for line in done.stdout.splitlines())}
+
+
+def compile_row() -> None:
+    """First calls with an empty Numba cache (compiling) vs with that cache filled."""
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+        cold = first_calls(cache)
+        warm = min((first_calls(cache) for _ in range(2)), key=lambda r: r["bin_image"][0])
+    print("\nfirst call in a new process: empty Numba cache (cold) vs filled (warm)")
+    for name in cold:
+        (cw, cc), (ww, wc) = cold[name], warm[name]
+        print(f"  {name:12s} cold {cw:6.2f} s wall {cc:6.2f} s CPU   warm {ww:6.2f} s wall "
+              f"{wc:6.2f} s CPU   compile cost {cw - ww:6.2f} s wall {cc - wc:6.2f} s CPU")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller volumes, fewer repeats")
     args = parser.parse_args(argv)
-    cases = [(4, (256, 256, 128)), (16, (256, 256, 160))]
+    cases = [(4, (256, 256, 128)), (16, (128, 128, 80)), (16, (256, 256, 160))]
     if args.quick:
         cases = [(4, (128, 128, 64)), (16, (128, 128, 80))]
     print("== binning kernel (calibviz.bin_image) ==")
     for n_classes, shape in cases:
         run(n_classes, shape, repeats=2 if args.quick else 3)
+    compile_row()
 
 
 if __name__ == "__main__":

@@ -71,366 +71,248 @@ def _cache_setting() -> bool:
 
 _CACHE = _cache_setting()
 
-_COPIES = 4  # interleaved accumulator copies: break store-to-load chains on a busy bin
+_COPIES = 4  # accumulator copies: voxel v adds to copy v % 4 (short dependency chains)
 _BLOCK = 2048  # voxels decoded and binned at a time inside a chunk (buffers stay in cache)
-_SKIP = -1  # bin index of a voxel that is not scored
-_MASKED = np.int64(-(2**62))  # label code of a voxel outside the mask
-
-# stored probability kinds (one typed view each; the others are 1×1 placeholders)
-_P_F32, _P_F64, _P_U8, _P_U16, _P_I16, _P_I32 = 0, 1, 2, 3, 4, 5
-# stored label kinds
-_L_U8, _L_U16, _L_I16, _L_I32, _L_I64 = 0, 1, 2, 3, 4
+# leading columns of the kernel's label table: a voxel outside the mask, a value outside it
+_IDX_MASKED, _IDX_OUTSIDE, _IDX_FIRST = 0, 1, 2
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="never")
-def _decode_labels(kind, lu8, lu16, li16, li32, li64, row, offset, mask, use_mask, start, stop,
-                   codes):  # pragma: no cover - compiled
-    """``codes[i] = label[start + i] - offset`` (at least -1), ``_MASKED`` outside the mask."""
-    n = stop - start
-    if kind == _L_U8:
-        for i in range(n):
-            codes[i] = np.int64(lu8[row, start + i]) - offset
-    elif kind == _L_U16:
-        for i in range(n):
-            codes[i] = np.int64(lu16[row, start + i]) - offset
-    elif kind == _L_I16:
-        for i in range(n):
-            codes[i] = np.int64(li16[row, start + i]) - offset
-    elif kind == _L_I32:
-        for i in range(n):
-            codes[i] = np.int64(li32[row, start + i]) - offset
-    else:
-        for i in range(n):
-            lab = li64[row, start + i]
-            # far-out values: any code outside the table means the same
-            codes[i] = -1 if lab < offset - 1 else lab - offset
-    for i in range(n):
-        codes[i] = max(codes[i], -1)
-    if use_mask:
-        for i in range(n):
-            if not mask[start + i]:
-                codes[i] = _MASKED
+_JIT = {"cache": _CACHE, "nogil": True, "error_model": "numpy", "no_cfunc_wrapper": True}
+# kernels called only from compiled code: no Python entry point to compile
+_INNER = {**_JIT, "no_cpython_wrapper": True}
 
 
-@numba.njit(cache=_CACHE, nogil=True, inline="never")
-def _decode_probs(kind, pf32, pf64, pu8, pu16, pi16, pi32, row, mode, table, slope, divisor,
-                  intercept, start, stop, out):  # pragma: no cover - compiled
-    """``out[i]``: probability of voxel ``start + i`` as float64 (table, affine or direct)."""
-    n = stop - start
-    if mode == _TABLE:
-        if kind == _P_U8:
-            for i in range(n):
-                out[i] = table[pu8[row, start + i]]
-        else:
-            for i in range(n):
-                out[i] = table[pu16[row, start + i]]
-    elif kind == _P_F32:
-        for i in range(n):
-            out[i] = np.float64(pf32[row, start + i])
-    elif kind == _P_F64:
-        for i in range(n):
-            out[i] = pf64[row, start + i]
-    elif kind == _P_I16:
-        for i in range(n):
-            out[i] = np.float64(pi16[row, start + i])
-    else:
-        for i in range(n):
-            out[i] = np.float64(pi32[row, start + i])
-    if mode == _AFFINE:
-        for i in range(n):
-            out[i] = out[i] * slope / divisor + intercept
+@numba.njit(**_INNER)
+def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, tolerance,
+               count_undeclared, counters, checks, value_range):  # pragma: no cover - compiled
+    """Bin the ``n`` decoded voxels of one block of one class into ``acc`` ``[4, B * 5]``.
 
-
-@numba.njit(cache=_CACHE, nogil=True, inline="never")
-def _bin_run(
-    acc, p_buf, codes, lut_row, strict_labels, count_undeclared, edges, near_edge,
-    right_closed, soft, tolerance, n, bins, y_buf, counters, checks, value_range,
-):  # pragma: no cover - compiled
-    """Bin the ``n`` decoded voxels of one block of one class into ``acc`` ``[copies, B * 5]``.
-
-    Voxel ``i`` of the block adds to copy ``i % copies`` (blocks start at multiples of the
-    copy count), in voxel order, so every sum sees the same additions in the same order
-    whatever the block size. ``counters`` int64 ``[5]`` (scored, predicted positive, true
-    positive, truth, clipped), ``checks`` int64 ``[4]`` and ``value_range`` ``[2]`` are
-    updated in place. ``near_edge``: how close (in bin widths) to an edge a value must be for
-    the exact edge comparison to be needed.
+    Voxel ``i`` adds to copy ``i % 4`` (blocks start at multiples of 4), in voxel order, so
+    every sum sees the same additions in the same order whatever the block size. First the
+    values outside [0, 1] of scored voxels are counted and clipped (or set to -1: skipped).
+    Then, copy by copy: values in ``[0, t_lo]`` are in bin 0 and values in ``[t_hi, 1]`` in
+    bin B-1 (``t_lo < 0.5 <= t_hi``, or -1 and 2: no such fast path); the sums of those
+    two bins stay in registers and their counts and Σy are counted as integers (exact in
+    any order). Other values (with the fast paths: all in the middle bins, as the values
+    are in [0, 1]) take ``floor(p·B)``, with the exact edge rule near an edge:
+    bin ``k`` holds ``cuts[k] <= p < cuts[k + 1]`` (``cuts``: the edges, or just above
+    them when right-closed; see :func:`_cuts`). ``counters`` int64 ``[5]`` (scored,
+    predicted positive, true positive, truth, clipped), ``checks`` int64 ``[4]`` and
+    ``value_range`` ``[2]`` are updated in place.
     """
-    n_bins = edges.shape[0] - 1
-    n_lut = lut_row.shape[0]
-    last = n_bins - 1
-    fb = np.float64(n_bins)
-    n_scored = 0
-    n_pos = 0
-    n_pos_y = 0
-    n_y = 0
-    n_clip = 0
-    # pass 1: outcome, checks and bin of every voxel (no accumulation)
+    n_out = 0
     for i in range(n):
-        code = codes[i]
-        bins[i] = _SKIP
-        if code == _MASKED:
-            continue
-        if code < 0 or code >= n_lut:
-            if strict_labels:
-                if count_undeclared:
-                    checks[_UNDECLARED_N] += 1
-                continue
-            outcome = _NEGATIVE
-        else:
-            outcome = lut_row[code]
-        if outcome > _POSITIVE:
-            if outcome == _UNDECLARED and count_undeclared:
-                checks[_UNDECLARED_N] += 1
-            continue
         p = p_buf[i]
-        if not (p >= 0.0 and p <= 1.0):
+        n_out += not (p >= 0.0 and p <= 1.0)
+    if n_out:  # rare: check, count and clip the values outside [0, 1] of scored voxels
+        for i in range(n):
+            p = p_buf[i]
+            if p >= 0.0 and p <= 1.0 or lut_row[idx[i]] > _POSITIVE:
+                continue
             if not np.isfinite(p):
                 checks[_NONFINITE] += 1
+                p_buf[i] = -1.0
                 continue
-            value_range[0] = min(value_range[0], p)
-            value_range[1] = max(value_range[1], p)
+            value_range[0] = p if p < value_range[0] else value_range[0]
+            value_range[1] = p if p > value_range[1] else value_range[1]
             if p < -tolerance or p > 1.0 + tolerance:
                 checks[_FAR_OUT] += 1
+                p_buf[i] = -1.0
                 continue
             checks[_CLIPPED] += 1
-            n_clip += 1
-            p = min(max(p, 0.0), 1.0)
-            p_buf[i] = p
-        y_int = np.int64(outcome)
-        positive = np.int64(p >= 0.5)  # the threshold rule: p >= 0.5, as MONAI AsDiscrete
-        n_scored += 1
-        n_y += y_int
-        n_pos += positive
-        n_pos_y += positive * y_int
-        y_buf[i] = np.float64(y_int)
-        if soft:
-            bins[i] = 0
-            continue
-        # x = p·B: away from an integer (farther than the edge rounding allows), floor(x)
-        # is the bin under either closure; near one, apply the edge rule
-        x = p * fb
-        k = np.int64(x)
-        frac = x - k
-        if frac <= near_edge or frac >= 1.0 - near_edge:
-            k = min(k, last)
-            if right_closed:
-                while k > 0 and p <= edges[k]:
-                    k -= 1
-                while k < last and p > edges[k + 1]:
-                    k += 1
-            else:
-                while k > 0 and p < edges[k]:
-                    k -= 1
-                while k < last and p >= edges[k + 1]:
-                    k += 1
-        bins[i] = k
-    counters[0] += n_scored
-    counters[1] += n_pos
-    counters[2] += n_pos_y
-    counters[3] += n_y
-    counters[4] += n_clip
-    if soft:
-        _soft_sums(acc, p_buf, y_buf, bins, n, n_bins)
-    else:
-        _hard_sums(acc, p_buf, y_buf, bins, n, last)
-
-
-@numba.njit(cache=_CACHE, nogil=True, inline="never")
-def _soft_sums(acc, p_buf, y_buf, bins, n, n_bins):  # pragma: no cover - compiled
-    """Soft binning: linear split between neighbouring bin centres (k + 1/2) / B."""
+            counters[4] += 1
+            p_buf[i] = 0.0 if p < 0.0 else 1.0
+    n_bins = cuts.shape[0] - 1
+    last = n_bins - 1
     fb = np.float64(n_bins)
-    for i in range(n):
-        if bins[i] == _SKIP:
-            continue
-        p = p_buf[i]
-        y = y_buf[i]
-        row = acc[i & (_COPIES - 1)]
-        x = p * fb - 0.5
-        if x <= 0.0:
-            k, w_lo = 0, 1.0
-        elif x >= fb - 1.0:
-            k, w_lo = n_bins - 1, 1.0
-        else:
-            k = np.int64(x)
-            w_lo = 1.0 - (x - k)
-        for step in range(2):
-            w = w_lo if step == 0 else 1.0 - w_lo
-            if w == 0.0:
-                continue
-            j = (k + step) * 5
-            row[j] += w
-            row[j + 1] += w * p
-            row[j + 2] += w * y
-            row[j + 3] += w * p * p
-            row[j + 4] += w * p * y
-
-
-@numba.njit(inline="always")
-def _add(k, p, y, last, row, s0, s1, s2, t0, t1, t2):  # pragma: no cover - compiled
-    """One voxel: the end bins' Σp, Σp², Σp·y in registers (s: bin 0, t: bin B-1), any other
-    bin straight into ``row``; counts and Σy of the end bins are counted separately."""
-    if k == 0:
-        s0 += p
-        s1 += p * p
-        s2 += p * y
-    elif k == last:
-        t0 += p
-        t1 += p * p
-        t2 += p * y
-    elif k > 0:
-        j = k * 5
-        row[j] += 1.0
-        row[j + 1] += p
-        row[j + 2] += y
-        row[j + 3] += p * p
-        row[j + 4] += p * y
-    return s0, s1, s2, t0, t1, t2
-
-
-@numba.njit(cache=_CACHE, nogil=True, inline="never")
-def _hard_sums(acc, p_buf, y_buf, bins, n, last):  # pragma: no cover - compiled
-    """Add a block's binned voxels to ``acc`` ``[4 copies, B * 5]``, voxel ``i`` to copy
-    ``i % 4``. Most voxels of a softmax map fall in the first or last bin: those sums stay in
-    registers (four independent copies, loaded from ``acc`` and stored back, so every sum
-    gets exactly the additions, in the same order, that a plain scatter would make); the
-    counts and Σy there are integers, counted exactly."""
-    r0 = acc[0]
-    r1 = acc[1]
-    r2 = acc[2]
-    r3 = acc[3]
     e = last * 5
-    a0, a1, a2 = r0[1], r0[3], r0[4]
-    b0, b1, b2 = r1[1], r1[3], r1[4]
-    c0, c1, c2 = r2[1], r2[3], r2[4]
-    d0, d1, d2 = r3[1], r3[3], r3[4]
-    f0, f1, f2 = r0[e + 1], r0[e + 3], r0[e + 4]
-    g0, g1, g2 = r1[e + 1], r1[e + 3], r1[e + 4]
-    h0, h1, h2 = r2[e + 1], r2[e + 3], r2[e + 4]
-    q0, q1, q2 = r3[e + 1], r3[e + 3], r3[e + 4]
-    n_lo = np.zeros(_COPIES, dtype=np.int64)
-    y_lo = np.zeros(_COPIES, dtype=np.int64)
-    n_hi = np.zeros(_COPIES, dtype=np.int64)
-    y_hi = np.zeros(_COPIES, dtype=np.int64)
-    if last == 0:  # one bin: the "last" registers stay unused
-        f0 = g0 = h0 = q0 = f1 = g1 = h1 = q1 = f2 = g2 = h2 = q2 = 0.0
-    stop4 = n - n % 4
-    for i in range(0, stop4, 4):
-        k = bins[i]
-        a0, a1, a2, f0, f1, f2 = _add(k, p_buf[i], y_buf[i], last, r0,
-                                      a0, a1, a2, f0, f1, f2)
-        k = bins[i + 1]
-        b0, b1, b2, g0, g1, g2 = _add(k, p_buf[i + 1], y_buf[i + 1], last, r1,
-                                      b0, b1, b2, g0, g1, g2)
-        k = bins[i + 2]
-        c0, c1, c2, h0, h1, h2 = _add(k, p_buf[i + 2], y_buf[i + 2], last, r2,
-                                      c0, c1, c2, h0, h1, h2)
-        k = bins[i + 3]
-        d0, d1, d2, q0, q1, q2 = _add(k, p_buf[i + 3], y_buf[i + 3], last, r3,
-                                      d0, d1, d2, q0, q1, q2)
-    for i in range(n):
-        k = bins[i]
-        if k == 0:
-            n_lo[i & 3] += 1
-            y_lo[i & 3] += np.int64(y_buf[i])
-        elif k == last and k > 0:
-            n_hi[i & 3] += 1
-            y_hi[i & 3] += np.int64(y_buf[i])
-    r0[1], r0[3], r0[4] = a0, a1, a2
-    r1[1], r1[3], r1[4] = b0, b1, b2
-    r2[1], r2[3], r2[4] = c0, c1, c2
-    r3[1], r3[3], r3[4] = d0, d1, d2
-    if last > 0:
-        r0[e + 1], r0[e + 3], r0[e + 4] = f0, f1, f2
-        r1[e + 1], r1[e + 3], r1[e + 4] = g0, g1, g2
-        r2[e + 1], r2[e + 3], r2[e + 4] = h0, h1, h2
-        r3[e + 1], r3[e + 3], r3[e + 4] = q0, q1, q2
-    for i in range(stop4, n):  # the tail, straight into memory
-        k = bins[i]
-        if k < 0:
-            continue
-        row = acc[i & 3]
-        p = p_buf[i]
-        y = y_buf[i]
-        j = k * 5
-        if k != 0 and k != last:
-            row[j] += 1.0
-            row[j + 2] += y
-        row[j + 1] += p
-        row[j + 3] += p * p
-        row[j + 4] += p * y
-    # integer counts and Σy of the end bins (exact: any order gives the same float64)
+    near_hi = 1.0 - near_edge
+    n_lo = y_lo = n_hi = y_hi = 0  # fast-path voxels (bin 0 never positive, bin B-1 always)
+    n_rest = y_rest = pos = pos_y = undeclared = 0  # the others
+    stop = np.uint64(n)
+    step = np.uint64(_COPIES)
     for copy in range(_COPIES):
-        acc[copy, 0] += np.float64(n_lo[copy])
-        acc[copy, 2] += np.float64(y_lo[copy])
-        if last > 0:
-            acc[copy, e] += np.float64(n_hi[copy])
-            acc[copy, e + 2] += np.float64(y_hi[copy])
+        row = acc[copy]
+        s0 = row[1]
+        s1 = row[3]
+        s2 = row[4]
+        t0 = row[e + 1]
+        t1 = row[e + 3]
+        t2 = row[e + 4]
+        for i in range(np.uint64(copy), stop, step):  # unsigned: no negative-index wrapping
+            outcome = lut_row[np.uint64(idx[i])]
+            p = p_buf[i]
+            if outcome > _POSITIVE or p < 0.0:  # not scored
+                undeclared += outcome == _UNDECLARED
+                continue
+            if p <= t_lo:
+                s0 += p
+                s1 += p * p
+                if outcome:  # Σp·y: p·1 or p·0, the same sums as adding p·y
+                    s2 += p
+                    y_lo += 1
+                n_lo += 1
+                continue
+            if p >= t_hi:
+                t0 += p
+                t1 += p * p
+                if outcome:
+                    t2 += p
+                    y_hi += 1
+                n_hi += 1
+                continue
+            o = np.int64(outcome)
+            y = np.float64(o)
+            positive = np.int64(p >= 0.5)  # the threshold rule: p >= 0.5, as MONAI AsDiscrete
+            n_rest += 1
+            y_rest += o
+            pos += positive
+            pos_y += positive & o
+            if soft:  # linear split between neighbouring bin centres (k + 1/2) / B
+                _soft_add(row, p, y, fb, last)
+                continue
+            # x = p·B: away from an integer (farther than the edge rounding allows), floor(x)
+            # is the bin under either closure; near one, the edge rule decides
+            x = p * fb
+            k = np.int64(x)
+            frac = x - k
+            if frac <= near_edge or frac >= near_hi:
+                k = k if k < last else last
+                while k > 0 and p < cuts[k]:
+                    k -= 1
+                while k < last and p >= cuts[k + 1]:
+                    k += 1
+            # a middle bin (with the fast paths, bins 0 and B-1 take no other value)
+            j = k * 5
+            row[j] += 1.0
+            row[j + 1] += p
+            row[j + 2] += y
+            row[j + 3] += p * p
+            row[j + 4] += p * y
+        if soft or t_lo < 0.0:  # no fast path: every voxel went straight into the row
+            continue
+        if last > 0:  # one bin: the "last" registers alias bin 0's and stay unused
+            row[e + 1] = t0
+            row[e + 3] = t1
+            row[e + 4] = t2
+        row[1] = s0
+        row[3] = s1
+        row[4] = s2
+    acc[0, 0] += np.float64(n_lo)
+    acc[0, 2] += np.float64(y_lo)
+    acc[0, e] += np.float64(n_hi)
+    acc[0, e + 2] += np.float64(y_hi)
+    counters[0] += n_lo + n_hi + n_rest
+    counters[1] += n_hi + pos
+    counters[2] += y_hi + pos_y
+    counters[3] += y_lo + y_hi + y_rest
+    if count_undeclared:
+        checks[_UNDECLARED_N] += undeclared
 
 
-@numba.njit(cache=_CACHE, nogil=True)
+@numba.njit(**_INNER)
+def _soft_add(row, p, y, fb, last):  # pragma: no cover - compiled
+    """Soft binning of one voxel: linear split between neighbouring bin centres (k + 1/2) / B."""
+    x = p * fb - 0.5
+    if x <= 0.0:
+        k, w_lo = 0, 1.0
+    elif x >= fb - 1.0:
+        k, w_lo = last, 1.0
+    else:
+        k = np.int64(x)
+        w_lo = 1.0 - (x - k)
+    for step in range(2):
+        w = w_lo if step == 0 else 1.0 - w_lo
+        if w == 0.0:
+            continue
+        j = (k + step) * 5
+        row[j] += w
+        row[j + 1] += w * p
+        row[j + 2] += w * y
+        row[j + 3] += w * p * p
+        row[j + 4] += w * p * y
+
+
+@numba.njit(**_JIT)
 def _bin_slots(
-    slot_lo, slot_hi, sums, counters, checks, value_range,
-    pkind, pf32, pf64, pu8, pu16, pi16, pi32, mode, table, slope, divisor, intercept,
-    lkind, lu8, lu16, li16, li32, li64, lut, lut_offset, strict_labels, mask, use_mask,
-    edges, near_edge, right_closed, soft, tolerance, n_classes, n_vox, n_label_rows,
+    slot_lo, slot_hi, sums, counters, checks, value_range, p_buf, idx, probs, labels, mode,
+    table, slope, divisor, intercept, lut, offset, mask, use_mask, cuts, t_lo, t_hi,
+    near_edge, soft, tolerance,
 ):  # pragma: no cover - compiled
     """Bin every chunk of slots ``slot_lo .. slot_hi - 1`` into their rows of the outputs.
 
-    Probabilities ``[C, N]`` are in the typed view ``pkind`` selects, labels ``[1 or C, N]``
-    in the view ``lkind`` selects (one signature for every input dtype), lut uint8 ``[C, L]``.
+    probs ``[C, N]`` (decoded by table, affine or directly), labels ``[1 or C, N]``; one
+    compiled version per pair of their dtypes, made when first used. lut uint8 ``[C, 2 + L]``
+    (columns: masked, outside the values, values ``offset ..``); p_buf float64 and idx
+    uint32 ``[_BLOCK]`` are this thread's work buffers: the block's probabilities of one
+    class and columns of its labels.
     Outputs: sums float64 ``[S, C, copies, B * 5]`` (interleaved n or W, Σp, Σy, Σp², Σp·y
     per bin), counters int64 ``[S, C, 5]`` (scored, predicted positive, true positive, truth,
     clipped), checks int64 ``[S, 4]`` and the out-of-range value span ``[S, 2]``.
     Chunk ``i`` always belongs to slot ``i % N_SLOTS``: the result does not depend on how the
     slots are shared out between threads.
     """
-    per_class_labels = n_label_rows > 1
+    n_classes, n_vox = probs.shape
+    n_lut = lut.shape[1] - _IDX_FIRST
     n_chunks = (n_vox + CHUNK - 1) // CHUNK
-    codes = np.empty(_BLOCK, dtype=np.int64)
-    p_buf = np.empty(_BLOCK, dtype=np.float64)
-    y_buf = np.empty(_BLOCK, dtype=np.float64)
-    bins = np.empty(_BLOCK, dtype=np.int64)
     for slot in range(slot_lo, slot_hi):
         for chunk in range(slot, n_chunks, N_SLOTS):
-            chunk_stop = min((chunk + 1) * CHUNK, n_vox)
+            chunk_stop = (chunk + 1) * CHUNK
+            chunk_stop = chunk_stop if chunk_stop < n_vox else n_vox
             for start in range(chunk * CHUNK, chunk_stop, _BLOCK):
-                stop = min(start + _BLOCK, chunk_stop)
-                if not per_class_labels:
-                    _decode_labels(lkind, lu8, lu16, li16, li32, li64, 0, lut_offset, mask,
-                                   use_mask, start, stop, codes)
+                n = _BLOCK if start + _BLOCK < chunk_stop else chunk_stop - start
                 for c in range(n_classes):
-                    if per_class_labels:
-                        _decode_labels(lkind, lu8, lu16, li16, li32, li64, c, lut_offset,
-                                       mask, use_mask, start, stop, codes)
-                    _decode_probs(pkind, pf32, pf64, pu8, pu16, pi16, pi32, c, mode, table,
-                                  slope, divisor, intercept, start, stop, p_buf)
-                    _bin_run(
-                        sums[slot, c], p_buf, codes, lut[c], strict_labels, c == 0, edges,
-                        near_edge, right_closed, soft, tolerance, stop - start, bins, y_buf,
-                        counters[slot, c], checks[slot], value_range[slot],
+                    if c == 0 or labels.shape[0] > 1:
+                        r = c if labels.shape[0] > 1 else 0
+                        for i in range(n):  # compared before subtracting: no wrap-around
+                            lab = np.int64(labels[r, start + i])
+                            inside = lab >= offset and lab - offset < n_lut
+                            idx[i] = lab - offset + _IDX_FIRST if inside else _IDX_OUTSIDE
+                        if use_mask:
+                            for i in range(n):
+                                if not mask[start + i]:
+                                    idx[i] = _IDX_MASKED
+                    if mode == _TABLE:
+                        for i in range(n):
+                            p_buf[i] = table[np.int64(probs[c, start + i])]
+                    else:
+                        for i in range(n):
+                            p_buf[i] = np.float64(probs[c, start + i])
+                        if mode == _AFFINE:
+                            for i in range(n):
+                                p_buf[i] = p_buf[i] * slope / divisor + intercept
+                    _bin_block(
+                        sums[slot, c], p_buf, idx, lut[c], n, cuts, t_lo, t_hi, near_edge,
+                        soft, tolerance, c == 0, counters[slot, c], checks[slot],
+                        value_range[slot],
                     )
 
 
 def _bin_kernel(*args, n_classes: int, n_vox: int, n_bins: int):
-    """Run :func:`_bin_slots` over all slots on ``numba.get_num_threads()`` threads (the
-    compiled code releases the GIL); returns (sums, counters, checks, value_range)."""
-    sums = np.zeros((N_SLOTS, n_classes, _COPIES, n_bins * 5), dtype=np.float64)
-    counters = np.zeros((N_SLOTS, n_classes, 5), dtype=np.int64)
-    checks = np.zeros((N_SLOTS, 4), dtype=np.int64)
-    value_range = np.empty((N_SLOTS, 2), dtype=np.float64)
+    """Run :func:`_bin_slots` over the slots that hold chunks on ``numba.get_num_threads()``
+    threads (the compiled code releases the GIL); returns (sums, counters, checks,
+    value_range)."""
+    n_chunks = -(-n_vox // CHUNK)
+    used = max(1, min(N_SLOTS, n_chunks))  # slots past the chunk count would stay empty
+    sums = np.zeros((used, n_classes, _COPIES, n_bins * 5), dtype=np.float64)
+    counters = np.zeros((used, n_classes, 5), dtype=np.int64)
+    checks = np.zeros((used, 4), dtype=np.int64)
+    value_range = np.empty((used, 2), dtype=np.float64)
     value_range[:, 0] = np.inf
     value_range[:, 1] = -np.inf
     outputs = (sums, counters, checks, value_range)
-    n_chunks = -(-n_vox // CHUNK)
-    used = min(N_SLOTS, n_chunks)  # slots past the chunk count stay empty
     threads = max(1, min(numba.get_num_threads(), used))
+
+    def work(lo, hi):
+        buffers = np.empty(_BLOCK, dtype=np.float64), np.empty(_BLOCK, dtype=np.uint32)
+        _bin_slots(lo, hi, *outputs, *buffers, *args)
+
     if threads == 1:
-        _bin_slots(0, used, *outputs, *args)
+        work(0, used)
         return outputs
     bounds = np.linspace(0, used, threads + 1).round().astype(int)
     with _pool(threads) as pool:
-        futures = [pool.submit(_bin_slots, int(lo), int(hi), *outputs, *args)
-                   for lo, hi in zip(bounds[:-1], bounds[1:])]
+        futures = [pool.submit(work, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
         for future in futures:
             future.result()
     return outputs
@@ -442,15 +324,12 @@ def _pool(threads: int):
     return ThreadPoolExecutor(threads, thread_name_prefix="calibviz-bin")
 
 
-@numba.njit(cache=_CACHE)
-def _reduce_slots(sums):  # pragma: no cover - compiled
-    """float64 ``[C, B * 5]``: slots and copies added in one fixed order for every class."""
+def _reduce_slots(sums: np.ndarray) -> np.ndarray:
+    """float64 ``[C, B * 5]``: the slots and their copies added in one fixed order."""
     out = np.zeros(sums.shape[1:2] + sums.shape[3:])
     for slot in range(sums.shape[0]):
-        for c in range(sums.shape[1]):
-            for copy in range(sums.shape[2]):
-                for j in range(sums.shape[3]):
-                    out[c, j] += sums[slot, c, copy, j]
+        for copy in range(sums.shape[2]):
+            out += sums[slot, :, copy]
     return out
 
 
@@ -830,11 +709,11 @@ def _slope_divisor(scale) -> tuple[float, float]:
     return scale, 1.0
 
 
-# one compiled signature for every input: each dtype the kernel reads has its own argument
+# the dtypes the kernel reads (one compiled version per pair in use); others are converted
 _P_TYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.uint16, np.int16,
                                        np.int32))
 _L_TYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.int32, np.int64))
-_PLACEHOLDERS = {t: np.zeros((1, 1), dtype=t) for t in {*_P_TYPES, *_L_TYPES, np.dtype(bool)}}
+_NO_MASK = np.zeros(1, dtype=bool)
 
 
 def _writable(array: np.ndarray) -> np.ndarray:
@@ -884,22 +763,16 @@ def _run_kernel(
     mode, table, slope, divisor, inter = _decoder(probs.dtype, scale, intercept, where)
     probs = _kernel_probs(probs)
     labels = _kernel_labels(labels, offset, lut.shape[1])
-    p_views = [_PLACEHOLDERS[t] for t in _P_TYPES]
-    pkind = _P_TYPES.index(probs.dtype)
-    p_views[pkind] = probs
-    l_views = [_PLACEHOLDERS[t] for t in _L_TYPES]
-    lkind = _L_TYPES.index(labels.dtype)
-    l_views[lkind] = labels
     use_mask = mask is not None  # shape checked by _checked_mask
     if use_mask and not mask.flags.c_contiguous:
         mask = np.ascontiguousarray(mask)
+    soft = acc.binning == "soft"
+    t_lo, t_hi = (-1.0, 2.0) if soft else _end_bin_bounds(acc.edges, acc.closure)
     sums, counters, checks, value_range = _bin_kernel(
-        pkind, *p_views, mode, table, float(slope), float(divisor), float(inter),
-        lkind, *l_views, lut, np.int64(offset), bool(strict),
-        mask if use_mask else _PLACEHOLDERS[np.dtype(np.bool_)][0], use_mask,
-        acc.edges, float(_near_edge(acc.edges)), acc.closure == "right",
-        acc.binning == "soft", float(CLIP_TOLERANCE), probs.shape[0], probs.shape[1],
-        labels.shape[0], n_classes=probs.shape[0], n_vox=probs.shape[1],
+        probs, labels, mode, table, float(slope), float(divisor), float(inter),
+        _kernel_lut(lut, strict), np.int64(offset), mask if use_mask else _NO_MASK, use_mask,
+        _cuts(acc.edges, acc.closure), t_lo, t_hi, float(_near_edge(acc.edges)), soft,
+        float(CLIP_TOLERANCE), n_classes=probs.shape[0], n_vox=probs.shape[1],
         n_bins=len(acc.edges) - 1,
     )
     checks = checks.sum(axis=0)
@@ -935,6 +808,36 @@ def _run_kernel(
         clipped,
     ], axis=1)
     return counts, per_bin[..., 1:], confusion
+
+
+def _kernel_lut(lut: np.ndarray, strict: bool) -> np.ndarray:
+    """uint8 ``[C, 2 + L]``: ``lut`` behind two columns, a voxel outside the mask (excluded)
+    and a label value outside the table (undeclared when ``strict``, else negative)."""
+    lead = np.empty((lut.shape[0], _IDX_FIRST), dtype=np.uint8)
+    lead[:, _IDX_MASKED] = _EXCLUDED
+    lead[:, _IDX_OUTSIDE] = _UNDECLARED if strict else _NEGATIVE
+    return np.concatenate([lead, lut], axis=1)
+
+
+def _end_bin_bounds(edges: np.ndarray, closure: str) -> tuple[float, float]:
+    """(t_lo, t_hi): values in ``[0, t_lo]`` belong to bin 0 and values in ``[t_hi, 1]`` to
+    the last bin under the closure's edge rule, with ``t_lo < 0.5 <= t_hi`` (so neither
+    needs the threshold test); no fast path (-1, 2) with fewer than 3 bins."""
+    last = len(edges) - 2
+    if last < 2:
+        return -1.0, 2.0
+    if closure == "right":  # bin 0: p <= e_1; last bin: p > e_B-1
+        t_lo, t_hi = edges[1], np.nextafter(edges[last], np.inf)
+    else:  # bin 0: p < e_1; last bin: p >= e_B-1
+        t_lo, t_hi = np.nextafter(edges[1], -np.inf), edges[last]
+    return float(t_lo), float(t_hi)
+
+
+def _cuts(edges: np.ndarray, closure: str) -> np.ndarray:
+    """float64 ``[B + 1]``: bin ``k`` holds ``cuts[k] <= p < cuts[k + 1]`` for p in [0, 1]:
+    the edges when left-closed; when right-closed (``e_k < p <= e_k+1``) the next float64
+    above each edge, so one comparison serves both closures."""
+    return edges if closure == "left" else np.nextafter(edges, np.inf)
 
 
 def _near_edge(edges: np.ndarray) -> float:

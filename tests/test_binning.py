@@ -229,3 +229,41 @@ def test_values_just_around_edges_match_naive(dtype, n_bins):
         expected = naive.naive_bin(values[None], labels, n_bins=n_bins, classes=[1],
                                    closure=closure)
         np.testing.assert_array_equal(stats.count, expected["count"])
+
+
+@pytest.mark.parametrize("closure", ["right", "left"])
+def test_clipped_values_add_exactly_as_their_clipped_value(closure):
+    """A value clipped to 0 or 1 adds at its own place among its copy's voxels: the sums equal
+    those of the same map with 0 and 1 written in, to the last bit."""
+    rng = np.random.default_rng(8)
+    near = rng.random(20000) * 0.04
+    probs = np.where(rng.random(near.size) < 0.5, near, 1 - near)
+    labels = rng.integers(0, 2, size=probs.size)
+    out = rng.random(probs.size) < 0.05
+    clipped = probs.copy()
+    clipped[out] = np.where(probs[out] < 0.5, 0.0, 1.0)
+    noisy = clipped.copy()
+    noisy[out] = np.where(probs[out] < 0.5, -1e-7, 1 + 1e-7)
+    stats = bin_image(noisy, labels, n_bins=20, closure=closure)
+    assert stats.n_clipped.tolist() == [int(out.sum())]
+    reference = bin_image(clipped, labels, n_bins=20, closure=closure)
+    for name in SUM_FIELDS:
+        np.testing.assert_array_equal(getattr(stats, name), getattr(reference, name), name)
+
+
+def test_values_outside_the_mask_are_not_checked():
+    probs = np.array([[0.2, np.nan, 7.0, 0.9]])
+    labels = np.array([0, 1, 1, 1])
+    mask = np.array([True, False, False, True])
+    stats = bin_image(probs, labels, classes=[1], mask=mask, n_bins=10)
+    expected = naive.naive_bin(probs[:, mask], labels[mask], n_bins=10, classes=[1])
+    assert_matches_naive(stats, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, np.uint64])
+def test_label_dtypes_bin_alike(dtype):
+    rng = np.random.default_rng(9)
+    probs, labels = random_case(rng, (30, 20, 9), 3, np.float32)
+    labels[rng.random(labels.shape) < 0.05] = 7  # ignored
+    expected = bin_image(probs, labels.astype(np.int32), ignore_label=7)
+    assert bin_image(probs, labels.astype(dtype), ignore_label=7).equals(expected)
