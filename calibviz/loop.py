@@ -4,7 +4,9 @@ to the caller in completion order through ``on_result``."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -19,18 +21,45 @@ from .options import EvalOptions
 SPAWN_WORTH_SECONDS = 3.0
 
 
+def warm_up(*modules: str, kernel: bool = True) -> threading.Thread:
+    """Start in a daemon thread what would otherwise hold up the run later: the binning
+    kernel loaded from Numba's cache (about 1 s of CPU in a fresh process, before the first
+    case can bin) and the ``modules`` imported (``calibviz.report`` imports pandas). The
+    first case's reading (GIL-free decoding) overlaps it; an error here is ignored (the
+    case meets it again and reports it). Returns the thread."""
+    thread = threading.Thread(target=_warm, args=(modules, kernel), daemon=True,
+                              name="calibviz-warm-up")
+    thread.start()
+    return thread
+
+
+def _warm(modules: tuple[str, ...], kernel: bool) -> None:
+    try:
+        if kernel:
+            import numpy as np
+
+            from .binning import BinAccumulator
+
+            BinAccumulator(["warm-up"], precision=np.float32).add_class(
+                0, np.zeros(1, np.float32), np.zeros(1, np.uint8), label_value=1)
+        for module in modules:
+            importlib.import_module(module)
+    except Exception:  # noqa: S110 - only a head start: the run meets the error itself
+        pass
+
+
 def _init_worker(threads: int, parent: int) -> None:
     """Worker set-up: share the cores between workers; leave Ctrl-C to the parent, which
     stops the run (a worker finishes its case quietly instead of printing a traceback); exit
     at once when the parent dies (kill -9), instead of lingering with a case's memory."""
     import signal
-    import threading
 
     import numba
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    warm_up()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -64,6 +93,8 @@ def evaluate_cases(
         from .dask_backend import evaluate_on_cluster
 
         return evaluate_on_cluster(cases, options, client, on_result)
+    if cases and (workers is None or workers <= 1 or len(cases) <= 1):
+        warm_up()  # the first case is evaluated here
     if workers is None:
         if not cases:
             return 1

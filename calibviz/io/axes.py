@@ -58,13 +58,12 @@ class AxisCheck:
     def observe(self, c: int, data: np.ndarray) -> None:
         if not self.active:
             return
+        from .segmentation import track_argmax
         from .watch import _as_float
 
         values = _as_float(np.ascontiguousarray(data[self.sub]), self.source)
         if self.softmax:
-            better = values > self.best
-            np.copyto(self.best, values, where=better)
-            self.arg[better] = c
+            track_argmax(self.best, self.arg, values, c)
         elif c == 0:
             self.predicted = (values > 0.5).astype(np.int64)
 

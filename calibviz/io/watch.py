@@ -12,6 +12,7 @@ from ..options import CLIP_TOLERANCE, EvalOptions
 from .axes import AxisCheck
 from .checks import CaseContext
 from .classes import Resolved
+from .segmentation import track_argmax
 from .source import Source
 from .types import Case
 
@@ -108,9 +109,7 @@ class ChannelWatch:
         if self.running_sum is not None:
             self.running_sum += as_float
         if self.best is not None:
-            better = np.greater(as_float, self.best)
-            np.copyto(self.best, as_float, where=better)
-            np.copyto(self.argbest, c, where=better)
+            track_argmax(self.best, self.argbest, as_float, c)
         if self.recon is not None:
             self.recon[as_float > 0.5] = self.inputs.case.model.regions_class_order[c]
         return as_float
