@@ -182,11 +182,21 @@ def _cores() -> int:
         else (os.cpu_count() or 1)
 
 
+def _prepare_worker() -> int:
+    """On each worker before the first case: start loading the compiled kernel in a thread
+    (the first cases' reading overlaps it); returns the machine's cores."""
+    from .loop import warm_up
+
+    warm_up()
+    return _cores()
+
+
 def _thread_shares(client) -> dict[str, int]:
     """Threads per task on each worker: its machine's cores over the tasks that machine's
-    workers run at once (two single-threaded workers on 2 cores: one thread each)."""
+    workers run at once (two single-threaded workers on 2 cores: one thread each). Each
+    worker starts loading the compiled kernel meanwhile (:func:`_prepare_worker`)."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
-    cores = client.run(_cores)
+    cores = client.run(_prepare_worker)
     per_host = Counter()
     for info in workers.values():
         per_host[info["host"]] += info.get("nthreads", 1)

@@ -4,7 +4,8 @@ GIL, so the two overlap on separate cores).
 
 :class:`ReadAhead` wraps any :class:`~calibviz.io.source.Source`; it hands out the same arrays
 in the same order, raises the same errors (when the channel is asked for, not when it was
-read ahead), and never touches the wrapped source from two threads at once.
+read ahead), and never touches the wrapped source from two threads at once. Channel 0 is
+read from the start, while the case's label is read and its headers checked.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class _Read(threading.Thread):
 
 
 class ReadAhead:
-    """``source`` with channel ``c + 1`` read in a thread as channel ``c`` is handed out.
+    """``source`` with channel ``c + 1`` read in a thread as channel ``c`` is handed out, and
+    channel 0 as soon as it is opened.
 
     Every attribute but :meth:`channel` and :meth:`close` is the wrapped source's. At most one
     read is in flight (one channel of memory more); asking for another channel than the one
@@ -53,7 +55,8 @@ class ReadAhead:
 
     def __init__(self, source: Source) -> None:
         self.inner = source
-        self._ahead: _Read | None = None
+        # channel 0 first: read while the label is read and the case is checked
+        self._ahead: _Read | None = _Read(source, 0) if source.n_channels else None
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
