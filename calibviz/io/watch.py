@@ -87,7 +87,8 @@ class ChannelWatch:
         self.clipped_max = 0.0
         self.fraction_seen = False
         self.unscored_range = (np.inf, -np.inf)
-        self.axes = AxisCheck(inputs) if not self.checking and self.can_bin else None
+        self.axes = (AxisCheck(inputs, argmax_kept=self.argbest is not None)
+                     if not self.checking and self.can_bin else None)
 
     def observe(self, c: int, data: np.ndarray, *, scored: bool) -> np.ndarray | None:
         """Check channel ``c``; returns it as floats when a later step needs them."""
@@ -191,7 +192,7 @@ class ChannelWatch:
             self.ctx.warn("every probability is 0 or 1: a hard segmentation, not "
                           "probabilities; calibration of it is meaningless")
         if self.axes is not None:
-            self.axes.finish(self.ctx)
+            self.axes.finish(self.ctx, self.argbest)
 
     def refuse_unscaled_integers(self) -> None:
         """An integer map without a scale: a hard mask ({0, 1}) or a missing scale."""

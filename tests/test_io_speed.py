@@ -1,5 +1,6 @@
-"""Reading ahead (channel c + 1 read in a thread while c is binned), the running argmax and
-the argmax confusion counts: the same results as the plain, naive computations."""
+"""The faster paths give what the plain ones give: reading ahead (channel c + 1 read in a
+thread while c is binned), the running argmax, the argmax confusion counts, the transposed
+volume check on the argmax kept for Dice, the kernel warmed up in a thread."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from calibviz.io.segmentation import argmax_confusion, track_argmax
 from calibviz.io.source import Source
 from calibviz.io.types import InputError
 from calibviz.loop import warm_up
+from calibviz.run import evaluate_folder
+from calibviz.synthetic import make_case, write_label, write_nifti
 
 
 class _Recording(Source):
@@ -147,3 +150,17 @@ def test_warm_up_ignores_what_it_cannot_do():
     thread = warm_up("calibviz.no_such_module", kernel=True)
     thread.join(timeout=120)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("dice", ["argmax", "threshold"])  # argmax kept for Dice, or not
+def test_transposed_volume_is_flagged_with_either_dice_rule(tmp_path, dice):
+    for case, swap in (("c0", False), ("c1", True)):
+        labels, probs = make_case((16, 16, 6), 3, seed=4)
+        if swap:
+            probs = np.swapaxes(probs, 1, 2)
+        write_label(tmp_path / "labels" / f"{case}.nii.gz", labels)
+        write_nifti(tmp_path / "pred" / f"{case}.nii.gz", np.moveaxis(probs, 0, -1))
+    result = evaluate_folder(tmp_path / "pred", tmp_path / "labels", dice=dice)
+    flagged = {p.case for p in result.problems if "looks transposed" in p.message}
+    assert flagged == {"c1"}
+    assert result.options["dice_rule"] == dice
