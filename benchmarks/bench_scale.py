@@ -13,8 +13,11 @@ on 2 cores; ``--quick`` for 16 cases of 64x64x32). The folder (4-class smooth so
 * "CLI" rows: ``calibviz evaluate --no-figures`` in a fresh process, what a user waits for
   (interpreter start and imports included; ``--scheduler local:2`` also starts its cluster).
 
-MB are the stored voxels (prediction float32 + label uint8) per second; peak memory is the
-resident memory of this process and all its children together, sampled every 50 ms.
+MB are the stored voxels (prediction float32 + label uint8) per second; CPU and peak memory
+are those of this process and all its children together (CPU per case; the LocalCluster's
+idle workers are counted in the API rows that use it), sampled every 50 ms. As the 1-worker run
+already uses both cores part of the time (the kernel's 2 threads, channels read ahead), the
+summary also compares the rates with "2 cores' worth" of its CPU per case.
 """
 
 from __future__ import annotations
@@ -112,43 +115,60 @@ def dataset(n_cases: int, shape) -> tuple[Path, Path]:
 
 
 # ----------------------------------------------------------------------- measuring
-class PeakMemory:
-    """Peak resident memory of this process and its children, sampled in a thread."""
+class Usage:
+    """Peak resident memory and CPU seconds of this process and its children (each child's
+    CPU as last seen, so workers that exit during the run count too), sampled in a thread."""
 
     def __init__(self, interval: float = 0.05) -> None:
         import psutil
 
         self.process, self.interval, self.peak = psutil.Process(), interval, 0
         self._stop = threading.Event()
+        self._cpu: dict[int, list[float]] = {}  # pid -> [first seen, last seen]
 
-    def _rss(self) -> int:
+    @staticmethod
+    def _seconds(proc) -> float:
+        times = proc.cpu_times()
+        return times.user + times.system
+
+    def _sample(self, initial: bool = False) -> None:
         total = 0
         for proc in [self.process, *self.process.children(recursive=True)]:
             with contextlib.suppress(Exception):  # exited meanwhile
                 total += proc.memory_info().rss
-        return total
+                seconds = self._seconds(proc)
+                first = seconds if initial else 0.0  # a child started since: all its CPU
+                self._cpu.setdefault(proc.pid, [first, seconds])[1] = seconds
+        self.peak = max(self.peak, total)
 
-    def _sample(self) -> None:
+    def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
+            self._sample()
             time.sleep(self.interval)
 
-    def __enter__(self) -> PeakMemory:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+    @property
+    def cpu(self) -> float:
+        return sum(last - first for first, last in self._cpu.values())
+
+    def __enter__(self) -> Usage:
+        self._sample(initial=True)  # what runs already: counted from now on
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 class Row:
     """One measured way of evaluating the folder: seconds, peak memory, steady rate."""
 
-    def __init__(self, name: str, seconds: float, peak: int, n_cases: int,
+    def __init__(self, name: str, seconds: float, usage: Usage, n_cases: int,
                  stamps: list[float] | None = None) -> None:
-        self.name, self.seconds, self.peak, self.n = name, seconds, peak, n_cases
+        self.name, self.seconds, self.n = name, seconds, n_cases
+        self.peak, self.cpu = usage.peak, usage.cpu
         self.rate = n_cases / seconds
         self.steady = None
         skip = max(4, n_cases // 10)
@@ -159,41 +179,42 @@ class Row:
         steady = (f"  steady {self.steady:6.2f} cases/s {self.steady * megabytes:6.1f} MB/s"
                   if self.steady else "")
         print(f"  {self.name:<36} {self.seconds:6.2f} s {self.rate:6.2f} cases/s "
-              f"{self.rate * megabytes:6.1f} MB/s{steady}  peak {self.peak / 2**20:5.0f} MiB")
+              f"{self.rate * megabytes:6.1f} MB/s{steady}  CPU {self.cpu / self.n:5.2f} s/case"
+              f"  peak {self.peak / 2**20:5.0f} MiB")
 
 
 def api_run(name: str, pred: Path, labels: Path, out: Path, n_cases: int, **how) -> Row:
     """``run_evaluation`` (no figures) into ``out``, timing each finished case."""
     stamps: list[float] = []
-    with PeakMemory() as memory:
+    with Usage() as memory:
         start = time.perf_counter()
         run_evaluation(pred, labels, out, EvalOptions(), figures=False, overwrite=True,
                        progress=lambda done, total: stamps.append(time.perf_counter()), **how)
         seconds = time.perf_counter() - start
     stamps = [t - start for t in stamps[1:]]  # the first call reports 0 done
-    return Row(name, seconds, memory.peak, n_cases, stamps)
+    return Row(name, seconds, memory, n_cases, stamps)
 
 
 def cli_run(name: str, pred: Path, labels: Path, out: Path, n_cases: int, *flags) -> Row:
     argv = [sys.executable, "-m", "calibviz", "evaluate", str(pred), str(labels), "--out",
             str(out), "--no-figures", "--quiet", "--overwrite", *flags]
-    with PeakMemory() as memory:
+    with Usage() as memory:
         start = time.perf_counter()
         subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-    return Row(name, seconds, memory.peak, n_cases)
+    return Row(name, seconds, memory, n_cases)
 
 
 def bare_read(pred: Path, labels: Path, n_cases: int) -> Row:
     import nibabel as nib
 
-    with PeakMemory() as memory:
+    with Usage() as memory:
         start = time.perf_counter()
         for path in sorted(pred.glob("*.nii.gz")):
             nib.load(path).get_fdata()
             nib.load(labels / path.name).get_fdata()
         seconds = time.perf_counter() - start
-    return Row("bare read (nibabel get_fdata)", seconds, memory.peak, n_cases)
+    return Row("bare read (nibabel get_fdata)", seconds, memory, n_cases)
 
 
 def same_csvs(a: Path, b: Path) -> bool:
@@ -241,7 +262,7 @@ def compare_figures(client, results, n_figures: int, root: Path) -> None:
             client, many, root / "cluster")),
     ):
         (root / "cluster").mkdir(exist_ok=True)
-        with PeakMemory() as memory:
+        with Usage() as memory:
             start = time.perf_counter()
             draw()
             timings[name] = time.perf_counter() - start
@@ -323,6 +344,12 @@ def summary(rows: dict[str, Row], read: Row) -> None:
           f"total, {ratio('warm', 'pool2', 'steady')} steady"
           + (f"; CLI {ratio('cli-dask', 'cli2')}" if "cli2" in rows else ""))
     print(f"  evaluate (1 worker) / bare read rate: {rows['pool1'].rate / read.rate:.2f}")
+    one = rows["pool1"]
+    bound = 2 * one.n / one.cpu  # both cores busy with the 1-worker run's CPU per case
+    print(f"  2 cores' worth of the 1-worker run's CPU ({one.cpu / one.n:.2f} s/case): "
+          f"{bound:.2f} cases/s; the 1-worker run reaches {one.rate / bound:.0%} of it, the "
+          f"pool of 2 {rows['pool2'].rate / bound:.0%} ({(rows['pool2'].steady or 0) / bound:.0%}"
+          " steady)")
 
 
 def main(argv=None) -> None:

@@ -4,6 +4,8 @@ volume check on the argmax kept for Dice, the kernel warmed up in a thread."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -11,11 +13,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from calibviz import loop
+from calibviz.io import discover_cases, evaluate_case
 from calibviz.io.prefetch import ReadAhead
 from calibviz.io.segmentation import argmax_confusion, track_argmax
 from calibviz.io.source import Source
 from calibviz.io.types import InputError
-from calibviz.loop import warm_up
+from calibviz.loop import _share, warm_up
+from calibviz.options import EvalOptions
 from calibviz.run import evaluate_folder
 from calibviz.synthetic import make_case, write_label, write_nifti
 
@@ -164,3 +169,53 @@ def test_transposed_volume_is_flagged_with_either_dice_rule(tmp_path, dice):
     flagged = {p.case for p in result.problems if "looks transposed" in p.message}
     assert flagged == {"c1"}
     assert result.options["dice_rule"] == dice
+
+
+# ------------------------------------------------------------------ the local pool
+def _small_folder(root, n=6):
+    for i in range(n):
+        labels, probs = make_case((10, 9, 6), 3, seed=i)
+        write_label(root / "labels" / f"case{i}.nii.gz", labels)
+        write_nifti(root / "pred" / f"case{i}.nii.gz", np.moveaxis(probs, 0, -1))
+    return discover_cases(root / "pred", root / "labels", EvalOptions())[0]
+
+
+def _here_or_die(case, options):
+    """Records the cases evaluated in the test's process; with ``CALIBVIZ_TEST_DIE`` set, a
+    started worker dies at its first case."""
+    if os.getpid() == int(os.environ["CALIBVIZ_TEST_PARENT"]):
+        _HERE.append(case.case_id)
+    elif os.environ.get("CALIBVIZ_TEST_DIE"):
+        os._exit(1)
+    return evaluate_case(case, options)
+
+
+_HERE: list[str] = []
+
+
+def test_share_of_the_started_processes():
+    assert [_share(1, left) for left in (1, 2, 3, 4, 40)] == [1, 1, 2, 2, 2]
+    assert [_share(3, left) for left in (1, 4, 8, 40)] == [1, 3, 6, 6]
+
+
+@pytest.mark.parametrize("die", [False, True])
+def test_pool_evaluates_here_too_and_each_case_once(tmp_path, monkeypatch, die):
+    cases = _small_folder(tmp_path)
+    alone = {r.case_id: r for r in (evaluate_case(c, EvalOptions()) for c in cases)}
+    monkeypatch.setenv("CALIBVIZ_TEST_PARENT", str(os.getpid()))
+    monkeypatch.setenv("CALIBVIZ_TEST_DIE", "1" if die else "")
+    monkeypatch.setattr(loop, "evaluate_case", _here_or_die)
+    here = []
+    monkeypatch.setattr(sys.modules[__name__], "_HERE", here)
+    got = []
+    used = loop.evaluate_cases(cases, EvalOptions(), workers=2, on_result=got.append)
+    assert used == 2 and sorted(r.case_id for r in got) == sorted(alone)  # each once
+    assert here and len(here) < len(cases)  # shared between this process and the other
+    for result in got:
+        if result.ok:
+            assert result.stats.equals(alone[result.case_id].stats)
+        else:  # the started process died, with the cases given to it
+            assert die and result.case_id not in here
+            assert "evaluation failed: BrokenProcessPool" in result.problems[0].message
+    failed = [r.case_id for r in got if not r.ok]
+    assert failed == [] if not die else (failed and len(here) == len(cases) - len(failed))
