@@ -59,6 +59,8 @@ class ReadAhead:
         self._ahead: _Read | None = _Read(source, 0) if source.n_channels else None
 
     def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def channel(self, c: int) -> np.ndarray:
