@@ -9,7 +9,9 @@ on 2 cores; ``--quick`` for 16 cases of 64x64x32). The folder (4-class smooth so
 * "API" rows: :func:`calibviz.run.run_evaluation` (``figures=False``: discovery, the partial
   store, the reports) from this process, whose imports and compiled kernels are warm; the
   pool's workers and a fresh LocalCluster's workers start cold (imports, kernel cache) inside
-  the timed run. "steady" is the rate after the first ``max(4, n/10)`` cases.
+  the timed run. The LocalCluster is the one ``--scheduler local:2`` starts
+  (:func:`calibviz.dask_backend.connect`), started before the timed runs. "steady" is the
+  rate after the first ``max(4, n/10)`` cases.
 * "CLI" rows: ``calibviz evaluate --no-figures`` in a fresh process, what a user waits for
   (interpreter start and imports included; ``--scheduler local:2`` also starts its cluster).
 
@@ -363,8 +365,7 @@ def main(argv=None) -> None:
     n_cases, shape = args.cases, tuple(int(s) for s in args.shape.split(","))
     if args.quick:
         n_cases, shape, args.figures = 16, (64, 64, 32), min(args.figures, 40)
-    from distributed import Client, LocalCluster
-
+    from calibviz.dask_backend import connect
     from calibviz.run import evaluate_folder
 
     pred, labels = dataset(n_cases, shape)
@@ -379,18 +380,14 @@ def main(argv=None) -> None:
         out = Path(folder)
         rows = pool_rows(pred, labels, n_cases, out)
         start = time.perf_counter()
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
-        client = Client(cluster)
-        started = time.perf_counter() - start
-        rows.update(cluster_rows(pred, labels, n_cases, out, client))
-        with tempfile.TemporaryDirectory() as store:
-            client_limits(client, local, pred, labels, Path(store))
-        if args.figures:
-            with tempfile.TemporaryDirectory() as figures:
-                compare_figures(client, local, args.figures, Path(figures))
-        client.close()
-        cluster.close()
+        with connect("local:2") as client:  # the LocalCluster of --scheduler local:2
+            started = time.perf_counter() - start
+            rows.update(cluster_rows(pred, labels, n_cases, out, client))
+            with tempfile.TemporaryDirectory() as store:
+                client_limits(client, local, pred, labels, Path(store))
+            if args.figures:
+                with tempfile.TemporaryDirectory() as figures:
+                    compare_figures(client, local, args.figures, Path(figures))
         if not args.no_cli:  # no idle cluster workers counted in their memory
             rows.update(cli_rows(pred, labels, n_cases, out))
     print(f"== {n_cases} cases: total and steady-state rates (LocalCluster start "

@@ -32,6 +32,10 @@ INSTALL_HINT = "pip install 'calibviz[dask]'"
 _LOCAL = re.compile(r"^local:(\d+)$")
 #: Seconds to wait for a scheduler before giving up with a usage error.
 CONNECT_TIMEOUT = "20s"
+#: Dask settings of the LocalCluster started for ``local:N``: no statistical profiler in the
+#: workers (it samples every thread's stack every 10 ms in the worker's event loop: about
+#: half of a worker's overhead, for a dashboard nobody opens).
+LOCAL_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 def require_distributed() -> None:
@@ -57,7 +61,8 @@ def check_scheduler(scheduler: str) -> None:
 @contextmanager
 def connect(scheduler: str) -> Iterator:
     """A ``distributed.Client`` for ``scheduler`` (``local:N`` starts a LocalCluster of N
-    single-threaded worker processes, closed again on exit, also after an error or Ctrl-C).
+    single-threaded worker processes with :data:`LOCAL_CONFIG`, closed again on exit, also
+    after an error or Ctrl-C).
     Raises ``ImportError`` without dask.distributed, ``ValueError`` for a bad address or a
     scheduler that cannot be reached."""
     check_scheduler(scheduler)
@@ -66,8 +71,11 @@ def connect(scheduler: str) -> Iterator:
 
     match = _LOCAL.match(scheduler)
     if match:
-        cluster = LocalCluster(n_workers=int(match.group(1)), threads_per_worker=1,
-                               processes=True, dashboard_address=":0")
+        import dask
+
+        with dask.config.set(LOCAL_CONFIG):  # read by the workers' nannies as they start
+            cluster = LocalCluster(n_workers=int(match.group(1)), threads_per_worker=1,
+                                   processes=True, dashboard_address=":0")
         try:
             with Client(cluster) as client:
                 yield client

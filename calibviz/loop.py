@@ -85,8 +85,9 @@ def evaluate_cases(
     on_result: Callable[[CaseResult], None],
     client=None,
 ) -> int:
-    """Evaluate ``cases`` (in ``workers`` processes when > 1), calling ``on_result`` in this
-    process as each one finishes, in completion order. ``workers=None`` chooses: the first
+    """Evaluate ``cases`` (in ``workers`` processes when > 1: this one and ``workers - 1``
+    started ones), calling ``on_result`` in this process as each one finishes, in completion
+    order. ``workers=None`` chooses: the first
     case runs here, and the rest go to one process per core only if they would take more
     than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
     ``client``: a ``distributed.Client``; the cases then run on its cluster (``workers`` is

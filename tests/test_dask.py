@@ -251,3 +251,17 @@ def test_unreachable_scheduler_is_a_usage_error(folder, tmp_path, monkeypatch):
     monkeypatch.setattr(backend, "CONNECT_TIMEOUT", "2s")
     with pytest.raises(UsageError, match="cannot connect to the Dask scheduler"):
         run_evaluation(*folder, tmp_path / "c", EvalOptions(), scheduler="tcp://127.0.0.1:9")
+
+
+def _profiler_setting():
+    import dask
+
+    return dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_local_scheduler_workers_run_without_the_profiler():
+    pytest.importorskip("distributed")
+    from calibviz.dask_backend import connect
+
+    with connect("local:1") as client:
+        assert list(client.run(_profiler_setting).values()) == [False]
