@@ -253,15 +253,16 @@ def test_unreachable_scheduler_is_a_usage_error(folder, tmp_path, monkeypatch):
         run_evaluation(*folder, tmp_path / "c", EvalOptions(), scheduler="tcp://127.0.0.1:9")
 
 
-def _profiler_setting():
+def _settings(keys):
     import dask
 
-    return dask.config.get("distributed.worker.profile.enabled")
+    return {key: dask.config.get(key) for key in keys}
 
 
-def test_local_scheduler_workers_run_without_the_profiler():
+def test_local_scheduler_workers_run_with_less_monitoring():
     pytest.importorskip("distributed")
-    from calibviz.dask_backend import connect
+    from calibviz.dask_backend import LOCAL_CONFIG, connect
 
     with connect("local:1") as client:
-        assert list(client.run(_profiler_setting).values()) == [False]
+        assert list(client.run(_settings, list(LOCAL_CONFIG)).values()) == [LOCAL_CONFIG]
+        assert LOCAL_CONFIG["distributed.worker.profile.enabled"] is False
