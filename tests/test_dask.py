@@ -266,3 +266,5 @@ def test_local_scheduler_workers_run_with_less_monitoring():
     with connect("local:1") as client:
         assert list(client.run(_settings, list(LOCAL_CONFIG)).values()) == [LOCAL_CONFIG]
         assert LOCAL_CONFIG["distributed.worker.profile.enabled"] is False
+        if "MALLOC_TRIM_THRESHOLD_" not in os.environ:  # glibc's adaptive allocator kept
+            assert list(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == [None]
