@@ -2,7 +2,8 @@
 
 * figures: ``evaluate`` with its default figures vs ``--no-figures`` on the demo (50 cases);
 * reading: ``evaluate --no-figures --workers 1`` on 8 MONAI-like ``.nii.gz`` cases
-  (3 × 192×192×96 float32) vs ``nibabel.load(...).get_fdata()`` of the same files;
+  (3 × 192×192×96 float32) vs ``nibabel.load(...).get_fdata()`` of the same files, and where
+  the evaluation's time goes (imports, discovery and checks, the cases, the reports);
 * first run: ``calibviz demo --no-figures`` with an empty Numba cache (fresh
   ``NUMBA_CACHE_DIR``) vs the same command again (warm).
 
@@ -16,6 +17,7 @@ peak resident set of its largest process.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +112,49 @@ def reading_row(n_cases: int, shape, out: Path) -> None:
     row(f"{n_cases} MONAI .nii.gz cases, 3 x {'x'.join(map(str, shape))}: evaluate "
         "--no-figures --workers 1 vs nibabel get_fdata", evaluate, load,
         "evaluate --no-figures --workers 1", "nibabel.load().get_fdata()")
+    phases(data, out)
+
+
+#: ``evaluate --no-figures --workers 1`` in-process, printing when each phase ends: imports,
+#: discovery and checks (the first progress call), the cases (the last), the reports.
+PHASES = """
+import json, os, sys, time
+def stamp():
+    t = os.times()
+    return time.perf_counter(), t.user + t.system
+marks = [("start", *stamp())]
+from calibviz.cli import app
+from calibviz.options import EvalOptions
+from calibviz.run import run_evaluation
+marks.append(("imports", *stamp()))
+n = []
+def progress(done, total):
+    if not n:
+        marks.append(("discovery, checks", *stamp()))
+    n.append(done)
+    if done == total:
+        marks.append(("cases", *stamp()))
+run_evaluation(sys.argv[1], sys.argv[2], sys.argv[3], EvalOptions(), workers=1,
+               figures=False, overwrite=True, progress=progress)
+marks.append(("reports", *stamp()))
+print(json.dumps(marks))
+"""
+
+
+def phases(data: Path, out: Path, repeats: int = 2) -> None:
+    """Where ``evaluate --no-figures --workers 1`` spends its time (best of ``repeats``)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    best = None
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, "-c", PHASES, str(data / "pred"),
+                               str(data / "labels"), str(out / "phases")], env=env,
+                              check=True, capture_output=True, text=True)
+        marks = json.loads(done.stdout.strip().splitlines()[-1])
+        if best is None or marks[-1][1] - marks[0][1] < best[-1][1] - best[0][1]:
+            best = marks
+    parts = [f"{name} {wall - best[i][1]:.2f} s ({cpu - best[i][2]:.2f} CPU)"
+             for i, (name, wall, cpu) in enumerate(best[1:])]
+    print("    in-process phases: " + ", ".join(parts))
 
 
 def first_run_row(out: Path) -> None:

@@ -1,12 +1,25 @@
-"""Dataset scale: cases/s and MB/s of evaluating a folder with the local pool (1 and 2
-workers) and a 2-worker Dask ``LocalCluster``, next to the bare read rate of the same files,
-and where case figures are drawn faster (on the cluster's workers or on the client).
+"""Dataset scale: cases/s and MB/s of ``evaluate`` with the local pool (1 and 2 workers) and a
+2-worker Dask ``LocalCluster``, next to the bare read rate of the same files, in total and in
+the steady state (after the workers' start); then where case figures are drawn faster.
 
-Run: ``python benchmarks/bench_scale.py`` (``--cases 60 --shape 128,128,64``; ``--quick`` for
-16 cases of 64x64x32). The folder (4-class smooth softmax maps as ``.nii.gz``) is generated
-once into ``~/.cache/calibviz-bench/scale``. MB are the stored voxels (prediction float32 +
-label uint8) per second; peak memory is the resident memory of this process and all its
-children together (client, pool or Dask workers), sampled every 50 ms.
+Run: ``python benchmarks/bench_scale.py`` (``--cases 40 --shape 192,192,96``, a few minutes
+on 2 cores; ``--quick`` for 16 cases of 64x64x32). The folder (4-class smooth softmax maps as
+``.nii.gz``) is generated once into ``~/.cache/calibviz-bench/scale``.
+
+* "API" rows: :func:`calibviz.run.run_evaluation` (``figures=False``: discovery, the partial
+  store, the reports) from this process, whose imports and compiled kernels are warm; the
+  pool's workers and a fresh LocalCluster's workers start cold (imports, kernel cache) inside
+  the timed run. The LocalCluster is the one ``--scheduler local:2`` starts
+  (:func:`calibviz.dask_backend.connect`), started before the timed runs. "steady" is the
+  rate after the first ``max(4, n/10)`` cases.
+* "CLI" rows: ``calibviz evaluate --no-figures`` in a fresh process, what a user waits for
+  (interpreter start and imports included; ``--scheduler local:2`` also starts its cluster).
+
+MB are the stored voxels (prediction float32 + label uint8) per second; CPU and peak memory
+are those of this process and all its children together (CPU per case; the LocalCluster's
+idle workers are counted in the API rows that use it), sampled every 50 ms. As the 1-worker run
+already uses both cores part of the time (the kernel's 2 threads, channels read ahead), the
+summary also compares the rates with "2 cores' worth" of its CPU per case.
 """
 
 from __future__ import annotations
@@ -14,6 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,11 +36,18 @@ from pathlib import Path
 
 import numpy as np
 
-from calibviz.run import evaluate_folder
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's calibviz, not an installed one
+os.environ["PYTHONPATH"] = os.pathsep.join(  # ...in the pool's and the cluster's workers too
+    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+from calibviz.options import EvalOptions  # noqa: E402
+from calibviz.run import run_evaluation  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "calibviz-bench" / "scale"
 N_CLASSES = 4
-DISTINCT = 16  # cases generated; the others are hard links to them (generation < 1 min)
+DISTINCT = 16  # cases generated; the others are hard links to them
+CSVS = ("per_image.csv", "summary.csv")
 
 
 # ------------------------------------------------------------------------- the folder
@@ -95,65 +117,114 @@ def dataset(n_cases: int, shape) -> tuple[Path, Path]:
 
 
 # ----------------------------------------------------------------------- measuring
-class PeakMemory:
-    """Peak resident memory of this process and its children, sampled in a thread."""
+class Usage:
+    """Peak resident memory and CPU seconds of this process and its children (each child's
+    CPU as last seen, so workers that exit during the run count too), sampled in a thread."""
 
     def __init__(self, interval: float = 0.05) -> None:
         import psutil
 
         self.process, self.interval, self.peak = psutil.Process(), interval, 0
         self._stop = threading.Event()
+        self._cpu: dict[int, list[float]] = {}  # pid -> [first seen, last seen]
 
-    def _rss(self) -> int:
+    @staticmethod
+    def _seconds(proc) -> float:
+        times = proc.cpu_times()
+        return times.user + times.system
+
+    def _sample(self, initial: bool = False) -> None:
         total = 0
         for proc in [self.process, *self.process.children(recursive=True)]:
             with contextlib.suppress(Exception):  # exited meanwhile
                 total += proc.memory_info().rss
-        return total
+                seconds = self._seconds(proc)
+                first = seconds if initial else 0.0  # a child started since: all its CPU
+                self._cpu.setdefault(proc.pid, [first, seconds])[1] = seconds
+        self.peak = max(self.peak, total)
 
-    def _sample(self) -> None:
+    def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
+            self._sample()
             time.sleep(self.interval)
 
-    def __enter__(self) -> PeakMemory:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+    @property
+    def cpu(self) -> float:
+        return sum(last - first for first, last in self._cpu.values())
+
+    def __enter__(self) -> Usage:
+        self._sample(initial=True)  # what runs already: counted from now on
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
-def measure(function) -> tuple[float, int, object]:
-    """Seconds, peak memory (bytes) and the result of ``function()``."""
-    with PeakMemory() as memory:
+class Row:
+    """One measured way of evaluating the folder: seconds, peak memory, steady rate."""
+
+    def __init__(self, name: str, seconds: float, usage: Usage, n_cases: int,
+                 stamps: list[float] | None = None) -> None:
+        self.name, self.seconds, self.n = name, seconds, n_cases
+        self.peak, self.cpu = usage.peak, usage.cpu
+        self.rate = n_cases / seconds
+        self.steady = None
+        skip = max(4, n_cases // 10)
+        if stamps and len(stamps) > skip + 1 and stamps[-1] > stamps[skip - 1]:
+            self.steady = (len(stamps) - skip) / (stamps[-1] - stamps[skip - 1])
+
+    def show(self, megabytes: float) -> None:
+        steady = (f"  steady {self.steady:6.2f} cases/s {self.steady * megabytes:6.1f} MB/s"
+                  if self.steady else "")
+        print(f"  {self.name:<36} {self.seconds:6.2f} s {self.rate:6.2f} cases/s "
+              f"{self.rate * megabytes:6.1f} MB/s{steady}  CPU {self.cpu / self.n:5.2f} s/case"
+              f"  peak {self.peak / 2**20:5.0f} MiB")
+
+
+def api_run(name: str, pred: Path, labels: Path, out: Path, n_cases: int, **how) -> Row:
+    """``run_evaluation`` (no figures) into ``out``, timing each finished case."""
+    stamps: list[float] = []
+    with Usage() as memory:
         start = time.perf_counter()
-        result = function()
-        elapsed = time.perf_counter() - start
-    return elapsed, memory.peak, result
+        run_evaluation(pred, labels, out, EvalOptions(), figures=False, overwrite=True,
+                       progress=lambda done, total: stamps.append(time.perf_counter()), **how)
+        seconds = time.perf_counter() - start
+    stamps = [t - start for t in stamps[1:]]  # the first call reports 0 done
+    return Row(name, seconds, memory, n_cases, stamps)
 
 
-def bare_read(pred: Path, labels: Path) -> None:
+def cli_run(name: str, pred: Path, labels: Path, out: Path, n_cases: int, *flags) -> Row:
+    argv = [sys.executable, "-m", "calibviz", "evaluate", str(pred), str(labels), "--out",
+            str(out), "--no-figures", "--quiet", "--overwrite", *flags]
+    with Usage() as memory:
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+    return Row(name, seconds, memory, n_cases)
+
+
+def bare_read(pred: Path, labels: Path, n_cases: int) -> Row:
     import nibabel as nib
 
-    for path in sorted(pred.glob("*.nii.gz")):
-        nib.load(path).get_fdata()
-        nib.load(labels / path.name).get_fdata()
+    with Usage() as memory:
+        start = time.perf_counter()
+        for path in sorted(pred.glob("*.nii.gz")):
+            nib.load(path).get_fdata()
+            nib.load(labels / path.name).get_fdata()
+        seconds = time.perf_counter() - start
+    return Row("bare read (nibabel get_fdata)", seconds, memory, n_cases)
+
+
+def same_csvs(a: Path, b: Path) -> bool:
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in CSVS)
 
 
 def case_megabytes(shape) -> float:
-    voxels = int(np.prod(shape))
-    return voxels * (N_CLASSES * 4 + 1) / 1e6
-
-
-def line(name: str, seconds: float, n_cases: int, megabytes: float, peak: int,
-         note: str = "") -> float:
-    rate = n_cases / seconds
-    print(f"  {name:<34} {seconds:7.2f} s  {rate:6.2f} cases/s  {rate * megabytes:7.1f} MB/s"
-          f"  peak {peak / 2**20:6.0f} MiB{note}")
-    return rate
+    return int(np.prod(shape)) * (N_CLASSES * 4 + 1) / 1e6
 
 
 # ------------------------------------------------------------------------- figures
@@ -185,17 +256,22 @@ def compare_figures(client, results, n_figures: int, root: Path) -> None:
                    tuple(results.stats[i % len(results)] for i in range(n_figures)),
                    results.options)
     print(f"== {n_figures} case figures (PNG), 2 processes each way ==")
-    client_s, client_peak, _ = measure(lambda: render_figures(
-        many, root / "client", kind="case", max_cases=n_figures, workers=2))
-    (root / "cluster").mkdir()
-    cluster_s, cluster_peak, _ = measure(lambda: figures_on_cluster(client, many,
-                                                                    root / "cluster"))
-    drawn = len(list((root / "cluster").glob("*.png")))
-    assert drawn == n_figures, drawn
-    for name, seconds, peak in (("after the run, on the client", client_s, client_peak),
-                                ("on the Dask workers (PNG bytes)", cluster_s, cluster_peak)):
-        print(f"  {name:<34} {seconds:7.2f} s  {n_figures / seconds:6.1f} figures/s"
-              f"  peak {peak / 2**20:6.0f} MiB")
+    timings = {}
+    for name, draw in (
+        ("after the run, on the client", lambda: render_figures(
+            many, root / "client", kind="case", max_cases=n_figures, workers=2)),
+        ("on the Dask workers (PNG bytes)", lambda: figures_on_cluster(
+            client, many, root / "cluster")),
+    ):
+        (root / "cluster").mkdir(exist_ok=True)
+        with Usage() as memory:
+            start = time.perf_counter()
+            draw()
+            timings[name] = time.perf_counter() - start
+        print(f"  {name:<34} {timings[name]:7.2f} s  {n_figures / timings[name]:6.1f} "
+              f"figures/s  peak {memory.peak / 2**20:6.0f} MiB")
+    assert len(list((root / "cluster").glob("*.png"))) == n_figures
+    client_s, cluster_s = timings.values()
     print(f"  workers / client time: {cluster_s / client_s:.2f}")
 
 
@@ -234,53 +310,93 @@ def client_limits(client, results, pred: Path, labels: Path, root: Path) -> None
 
 
 # ---------------------------------------------------------------------------- main
+def pool_rows(pred, labels, n_cases, out: Path) -> dict[str, Row]:
+    return {f"pool{w}": api_run(f"API: local pool, {w} worker{'s' * (w > 1)}", pred, labels,
+                                out / f"pool{w}", n_cases, workers=w) for w in (1, 2)}
+
+
+def cluster_rows(pred, labels, n_cases, out: Path, client) -> dict[str, Row]:
+    rows = {run: api_run(f"API: LocalCluster(2), {run} workers", pred, labels,
+                         out / f"cluster-{run}", n_cases, client=client)
+            for run in ("fresh", "warm")}
+    assert all(same_csvs(out / "pool1", out / name)
+               for name in ("pool2", "cluster-fresh", "cluster-warm")), "CSVs differ"
+    return rows
+
+
+def cli_rows(pred, labels, n_cases, out: Path) -> dict[str, Row]:
+    rows = {f"cli{w}": cli_run(f"CLI: --workers {w}", pred, labels, out / f"cli{w}", n_cases,
+                               "--workers", str(w)) for w in (1, 2)}
+    rows["cli-dask"] = cli_run("CLI: --scheduler local:2 (starts it)", pred, labels,
+                               out / "cli-dask", n_cases, "--scheduler", "local:2")
+    assert all(same_csvs(out / "pool1", out / n) for n in ("cli1", "cli2", "cli-dask"))
+    return rows
+
+
+def summary(rows: dict[str, Row], read: Row) -> None:
+    def ratio(a: str, b: str, attr: str = "rate") -> str:
+        x, y = getattr(rows[a], attr), getattr(rows[b], attr)
+        return f"{x / y:.2f}" if x and y else "-"
+
+    print(f"  2 workers / 1 (target >= 1.7): API {ratio('pool2', 'pool1')} total, "
+          f"{ratio('pool2', 'pool1', 'steady')} steady"
+          + (f"; CLI {ratio('cli2', 'cli1')}" if "cli1" in rows else ""))
+    print(f"  LocalCluster / pool of 2 (target >= 0.90): fresh {ratio('fresh', 'pool2')} "
+          f"total, {ratio('fresh', 'pool2', 'steady')} steady; warm {ratio('warm', 'pool2')} "
+          f"total, {ratio('warm', 'pool2', 'steady')} steady"
+          + (f"; CLI {ratio('cli-dask', 'cli2')}" if "cli2" in rows else ""))
+    print(f"  evaluate (1 worker) / bare read rate: {rows['pool1'].rate / read.rate:.2f}")
+    one = rows["pool1"]
+    bound = 2 * one.n / one.cpu  # both cores busy with the 1-worker run's CPU per case
+    print(f"  2 cores' worth of the 1-worker run's CPU ({one.cpu / one.n:.2f} s/case): "
+          f"{bound:.2f} cases/s; the 1-worker run reaches {one.rate / bound:.0%} of it, the "
+          f"pool of 2 {rows['pool2'].rate / bound:.0%} ({(rows['pool2'].steady or 0) / bound:.0%}"
+          " steady)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=60)
-    parser.add_argument("--shape", default="128,128,64")
-    parser.add_argument("--figures", type=int, default=200, help="0: skip the figures")
+    parser.add_argument("--cases", type=int, default=40)
+    parser.add_argument("--shape", default="192,192,96")
+    parser.add_argument("--figures", type=int, default=100, help="0: skip the figures")
+    parser.add_argument("--no-cli", action="store_true", help="skip the CLI rows")
     parser.add_argument("--quick", action="store_true", help="16 cases of 64x64x32")
     args = parser.parse_args(argv)
     n_cases, shape = args.cases, tuple(int(s) for s in args.shape.split(","))
     if args.quick:
         n_cases, shape, args.figures = 16, (64, 64, 32), min(args.figures, 40)
-    from distributed import Client, LocalCluster
+    from calibviz.dask_backend import connect
+    from calibviz.run import evaluate_folder
 
     pred, labels = dataset(n_cases, shape)
     megabytes = case_megabytes(shape)
     print(f"== dataset scale: {n_cases} cases of {N_CLASSES} x {'x'.join(map(str, shape))} "
           f".nii.gz ({megabytes:.1f} MB of voxels each), {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f} ==")
-    evaluate_folder(pred, labels, workers=1)  # compiled kernels and page cache warm
-    seconds, peak, _ = measure(lambda: bare_read(pred, labels))
-    read = line("bare read (nibabel get_fdata)", seconds, n_cases, megabytes, peak)
-    rates = {}
-    for workers in (1, 2):
-        seconds, peak, local = measure(lambda w=workers: evaluate_folder(pred, labels,
-                                                                          workers=w))
-        rates[workers] = line(f"local pool, {workers} worker{'s' * (workers > 1)}", seconds,
-                              n_cases, megabytes, peak)
-    start = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
-    client = Client(cluster)
-    started = time.perf_counter() - start
-    for run in ("fresh workers", "warm workers"):
-        seconds, peak, remote = measure(lambda: evaluate_folder(pred, labels, client=client))
-        rates[run] = line(f"LocalCluster(2), {run}", seconds, n_cases, megabytes, peak)
-    assert all(a.equals(b) for a, b in zip(remote.stats, local.stats, strict=True))
-    print(f"  LocalCluster start {started:.1f} s (not in the rates above)")
-    print(f"  2 workers / 1: {rates[2] / rates[1]:.2f}x (target >= 1.7)   LocalCluster / "
-          f"pool: {rates['fresh workers'] / rates[2]:.2f} fresh, "
-          f"{rates['warm workers'] / rates[2]:.2f} warm (target >= 0.90)")
-    print(f"  evaluate / bare read (1 worker): {rates[1] / read:.2f}")
+    local = evaluate_folder(pred, labels, workers=1)  # compiled kernels and page cache warm
+    read = bare_read(pred, labels, n_cases)
+    read.show(megabytes)
     with tempfile.TemporaryDirectory() as folder:
-        client_limits(client, local, pred, labels, Path(folder))
-    if args.figures:
-        with tempfile.TemporaryDirectory() as folder:
-            compare_figures(client, local, args.figures, Path(folder))
-    client.close()
-    cluster.close()
+        out = Path(folder)
+        rows = pool_rows(pred, labels, n_cases, out)
+        start = time.perf_counter()
+        with connect("local:2") as client:  # the LocalCluster of --scheduler local:2
+            started = time.perf_counter() - start
+            rows.update(cluster_rows(pred, labels, n_cases, out, client))
+            with tempfile.TemporaryDirectory() as store:
+                client_limits(client, local, pred, labels, Path(store))
+            if args.figures:
+                with tempfile.TemporaryDirectory() as figures:
+                    compare_figures(client, local, args.figures, Path(figures))
+        if not args.no_cli:  # no idle cluster workers counted in their memory
+            rows.update(cli_rows(pred, labels, n_cases, out))
+    print(f"== {n_cases} cases: total and steady-state rates (LocalCluster start "
+          f"{started:.1f} s, not in the API rows) ==")
+    read.show(megabytes)
+    for row in rows.values():
+        row.show(megabytes)
+    summary(rows, read)
+    print(f"  (load at the end {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

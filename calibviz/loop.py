@@ -4,19 +4,51 @@ to the caller in completion order through ``on_result``."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import nullcontext
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, nullcontext
 from multiprocessing import get_context
 
 from .io import Case, CaseResult, Problem, evaluate_case
 from .options import EvalOptions
 
-#: Starting worker processes costs about 1.5 s (imports, compiled kernels from the cache);
-#: with the automatic choice, processes are used only when the serial rest would take longer.
+#: Starting a worker process costs about 1.5-2 s of CPU (imports, compiled kernels from the
+#: cache; this process evaluates cases meanwhile); with the automatic choice, processes are
+#: used only when the serial rest would take longer.
 SPAWN_WORTH_SECONDS = 3.0
+
+
+def warm_up(*modules: str, kernel: bool = True) -> threading.Thread:
+    """Start in a daemon thread what would otherwise hold up the run later: the binning
+    kernel loaded from Numba's cache (about 1 s of CPU in a fresh process, before the first
+    case can bin) and the ``modules`` imported (``calibviz.report`` imports pandas). The
+    first case's reading (GIL-free decoding) overlaps it; an error here is ignored (the
+    case meets it again and reports it). Returns the thread."""
+    thread = threading.Thread(target=_warm, args=(modules, kernel), daemon=True,
+                              name="calibviz-warm-up")
+    thread.start()
+    return thread
+
+
+def _warm(modules: tuple[str, ...], kernel: bool) -> None:
+    try:
+        if kernel:
+            import numpy as np
+
+            from .binning import BinAccumulator
+
+            BinAccumulator(["warm-up"], precision=np.float32).add_class(
+                0, np.zeros(1, np.float32), np.zeros(1, np.uint8), label_value=1)
+        for module in modules:
+            importlib.import_module(module)
+    except Exception:  # noqa: S110 - only a head start: the run meets the error itself
+        pass
 
 
 def _init_worker(threads: int, parent: int) -> None:
@@ -24,13 +56,13 @@ def _init_worker(threads: int, parent: int) -> None:
     stops the run (a worker finishes its case quietly instead of printing a traceback); exit
     at once when the parent dies (kill -9), instead of lingering with a case's memory."""
     import signal
-    import threading
 
     import numba
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    warm_up()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -53,9 +85,10 @@ def evaluate_cases(
     on_result: Callable[[CaseResult], None],
     client=None,
 ) -> int:
-    """Evaluate ``cases`` (in ``workers`` processes when > 1), calling ``on_result`` in this
-    process as each one finishes, in completion order. ``workers=None`` chooses: the first
-    two cases run here, and the rest go to one process per core only if they would take more
+    """Evaluate ``cases`` (in ``workers`` processes when > 1: this one and ``workers - 1``
+    started ones), calling ``on_result`` in this process as each one finishes, in completion
+    order. ``workers=None`` chooses: the first two cases run here (the first may compile the
+    kernels), and the rest go to one process per core only if they would take more
     than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
     ``client``: a ``distributed.Client``; the cases then run on its cluster (``workers`` is
     ignored) and the number of worker threads is returned.
@@ -64,6 +97,8 @@ def evaluate_cases(
         from .dask_backend import evaluate_on_cluster
 
         return evaluate_on_cluster(cases, options, client, on_result)
+    if cases:
+        warm_up()  # this process evaluates cases too (the first, or its share of a pool's)
     if workers is None:
         # the first case may compile the kernels (first run after install): time the second
         for _ in range(2):
@@ -83,30 +118,69 @@ def evaluate_cases(
 
 
 def _evaluate_in_pool(cases, options, workers, on_result) -> None:
+    """``workers`` processes evaluate ``cases``: this one and ``workers - 1`` started ones.
+
+    This process evaluates cases itself while the others start (imports and compiled
+    kernels: 1-2 s each) and between collecting their results; each started process has one
+    case running and one queued (:func:`_share`). Every process's kernel uses its share of the
+    cores. Should a started process die, its cases are that case's error and the rest are
+    evaluated here.
+    """
     threads = max(1, default_workers() // workers)
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(cases)), mp_context=get_context("spawn"),
-        initializer=_init_worker, initargs=(threads, os.getpid()),
-    )
-    pending = {pool.submit(evaluate_case, case, options): case for case in cases}
+    started = min(workers, len(cases)) - 1
+    pool = ProcessPoolExecutor(max_workers=started, mp_context=get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    todo, pending, broken = deque(cases), {}, False
     try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                case = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as error:  # a crash in a worker is one skipped case
-                    result = CaseResult(case.case_id, None, [Problem(
-                        case.case_id, case.prediction_name,
-                        f"case {case.case_id}: evaluation failed: "
-                        f"{type(error).__name__}: {error}",
-                    )])
-                on_result(result)
+        with _numba_threads(threads):
+            while todo or pending:
+                for future in [f for f in pending if f.done()]:
+                    on_result(_pool_result(future, pending.pop(future)))
+                while todo and len(pending) < _share(started, len(todo) + len(pending)) \
+                        and not broken:
+                    try:
+                        pending[pool.submit(evaluate_case, todo[0], options)] = todo[0]
+                        todo.popleft()
+                    except BrokenProcessPool:
+                        broken = True
+                if todo:
+                    on_result(evaluate_case(todo.popleft(), options))
+                elif pending:
+                    wait(pending, return_when=FIRST_COMPLETED)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _share(started: int, left: int) -> int:
+    """Cases to have running or queued in ``started`` processes when ``left`` remain: one
+    running and one waiting in each, but no more than their share of what is left (this
+    process takes the rest)."""
+    return min(2 * started, -(-left * started // (started + 1)))
+
+
+def _pool_result(future, case: Case) -> CaseResult:
+    try:
+        return future.result()
+    except Exception as error:  # a crash in a started process: this case's error
+        return CaseResult(case.case_id, None, [Problem(
+            case.case_id, case.prediction_name,
+            f"case {case.case_id}: evaluation failed: {type(error).__name__}: {error}",
+        )])
+
+
+@contextmanager
+def _numba_threads(threads: int):
+    """This thread's kernels on ``threads`` threads for a while."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def check_cluster(scheduler: str | None, client, workers: int | None) -> None:

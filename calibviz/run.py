@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .io import Case, CaseResult, Problem, discover_cases
-from .loop import check_cluster, cluster, default_workers, evaluate_cases
+from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
 from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
 from .results import Results
 from .store import ROI_PREFIX, PartialStore, clear_outputs, holds_run, input_fingerprint
@@ -223,6 +223,7 @@ def run_evaluation(
         collector.record(result)
 
     todo = [case for case in cases if case.case_id not in collector.finished]
+    warm_up("calibviz.report", kernel=False)  # pandas, for the reports, while cases run
     used = _evaluate_todo(todo, options, store, on_result, workers=workers,
                           scheduler=scheduler, client=client)
     collector.options["workers"] = used

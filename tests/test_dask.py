@@ -251,3 +251,20 @@ def test_unreachable_scheduler_is_a_usage_error(folder, tmp_path, monkeypatch):
     monkeypatch.setattr(backend, "CONNECT_TIMEOUT", "2s")
     with pytest.raises(UsageError, match="cannot connect to the Dask scheduler"):
         run_evaluation(*folder, tmp_path / "c", EvalOptions(), scheduler="tcp://127.0.0.1:9")
+
+
+def _settings(keys):
+    import dask
+
+    return {key: dask.config.get(key) for key in keys}
+
+
+def test_local_scheduler_workers_run_with_less_monitoring():
+    pytest.importorskip("distributed")
+    from calibviz.dask_backend import LOCAL_CONFIG, connect
+
+    with connect("local:1") as client:
+        assert list(client.run(_settings, list(LOCAL_CONFIG)).values()) == [LOCAL_CONFIG]
+        assert LOCAL_CONFIG["distributed.worker.profile.enabled"] is False
+        if "MALLOC_TRIM_THRESHOLD_" not in os.environ:  # glibc's adaptive allocator kept
+            assert list(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == [None]

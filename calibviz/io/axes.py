@@ -26,9 +26,12 @@ AXIS_NAMES = "ijk"
 
 class AxisCheck:
     """Agreement of the predicted classes with the label, as stored and with each pair of
-    equal-sized spatial axes swapped (argmax for a softmax model, channel 0 > 0.5 else)."""
+    equal-sized spatial axes swapped (argmax for a softmax model, channel 0 > 0.5 else).
 
-    def __init__(self, inputs) -> None:
+    ``argmax_kept``: the caller keeps the full argmax of a softmax map and hands it to
+    :meth:`finish` (its sub-grid is the same argmax); nothing is then tracked per channel."""
+
+    def __init__(self, inputs, *, argmax_kept: bool = False) -> None:
         shape = inputs.shape
         self.pairs = [(a, b) for a, b in ((0, 1), (0, 2), (1, 2)) if shape[a] == shape[b]]
         self.active = bool(self.pairs) and inputs.labels is not None
@@ -46,32 +49,36 @@ class AxisCheck:
         if resolved.ignore_label is not None:
             keep &= labels != resolved.ignore_label
         self.keep = keep
+        self.tracking = not (self.softmax and argmax_kept)
         if self.softmax:
             self.values = np.asarray([v[0] for v in resolved.channel_values], dtype=np.int64)
             self.truth = labels.astype(np.int64)
-            self.best = np.full(labels.shape, -np.inf, dtype=np.float32)
-            self.arg = np.zeros(labels.shape, dtype=np.int16)
+            if self.tracking:
+                self.best = np.full(labels.shape, -np.inf, dtype=np.float32)
+                self.arg = np.zeros(labels.shape, dtype=np.int16)
         else:
             self.truth = np.isin(labels, resolved.channel_values[0]).astype(np.int64)
             self.predicted = None
 
     def observe(self, c: int, data: np.ndarray) -> None:
-        if not self.active:
+        if not self.active or not self.tracking:
             return
+        from .segmentation import track_argmax
         from .watch import _as_float
 
         values = _as_float(np.ascontiguousarray(data[self.sub]), self.source)
         if self.softmax:
-            better = values > self.best
-            np.copyto(self.best, values, where=better)
-            self.arg[better] = c
+            track_argmax(self.best, self.arg, values, c)
         elif c == 0:
             self.predicted = (values > 0.5).astype(np.int64)
 
-    def finish(self, ctx) -> None:
-        """Warn when swapping a pair of axes makes the prediction fit the label far better."""
+    def finish(self, ctx, argmax: np.ndarray | None = None) -> None:
+        """Warn when swapping a pair of axes makes the prediction fit the label far better
+        (``argmax``: the full argmax, with ``argmax_kept``)."""
         if not self.active:
             return
+        if not self.tracking:
+            self.arg = argmax[self.sub]
         predicted = self.values[self.arg] if self.softmax else self.predicted
         self.best = None
         if predicted is None:

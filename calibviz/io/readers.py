@@ -22,6 +22,7 @@ import numpy as np
 from .files import check_claimed_size
 from .nifti import NiftiSource, PerClassSource
 from .npzchannels import read_strided_channel
+from .prefetch import ReadAhead
 from .source import Source, _f_order
 from .types import InputError
 
@@ -250,7 +251,12 @@ class ArraySource(Source):
 
 
 def open_source(case, options, label_affine) -> Source:
-    """The reader for ``case.format``."""
+    """The reader for ``case.format``, reading each channel ahead in a thread while the one
+    before it is checked and binned (:class:`.prefetch.ReadAhead`)."""
+    return ReadAhead(_open_source(case, options, label_affine))
+
+
+def _open_source(case, options, label_affine) -> Source:
     fmt = case.format
     if fmt == "nnunet-v2":
         return NpzStreamSource(case.prediction, candidates=("probabilities",),

@@ -12,6 +12,7 @@ from ..options import CLIP_TOLERANCE, EvalOptions
 from .axes import AxisCheck
 from .checks import CaseContext
 from .classes import Resolved
+from .segmentation import track_argmax
 from .source import Source
 from .types import Case
 
@@ -90,7 +91,8 @@ class ChannelWatch:
         self.clipped_max = 0.0
         self.fraction_seen = False
         self.unscored_range = (np.inf, -np.inf)
-        self.axes = AxisCheck(inputs) if not self.checking and self.can_bin else None
+        self.axes = (AxisCheck(inputs, argmax_kept=self.argbest is not None)
+                     if not self.checking and self.can_bin else None)
 
     def observe(self, c: int, data: np.ndarray, *, scored: bool) -> np.ndarray | None:
         """Check channel ``c``; returns it as floats when a later step needs them."""
@@ -112,9 +114,7 @@ class ChannelWatch:
         if self.running_sum is not None:
             self.running_sum += as_float
         if self.best is not None:
-            better = np.greater(as_float, self.best)
-            np.copyto(self.best, as_float, where=better)
-            np.copyto(self.argbest, c, where=better)
+            track_argmax(self.best, self.argbest, as_float, c)
         if self.recon is not None:
             self.recon[as_float > 0.5] = self.inputs.case.model.regions_class_order[c]
         return as_float
@@ -197,7 +197,7 @@ class ChannelWatch:
             self.ctx.warn("every probability is 0 or 1: a hard segmentation, not "
                           "probabilities; calibration of it is meaningless")
         if self.axes is not None:
-            self.axes.finish(self.ctx)
+            self.axes.finish(self.ctx, self.argbest)
 
     def refuse_unscaled_integers(self) -> None:
         """An integer map without a scale: a hard mask ({0, 1}) or a missing scale."""
