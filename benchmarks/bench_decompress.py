@@ -12,7 +12,7 @@ into ``~/.cache/calibviz-bench``.
 
 The decoders take turns in one process, repeated; times are this thread's CPU seconds (best
 of the repeats), so a busy machine distorts them less. Peak memory is the reader's resident
-high-water mark above its baseline, in a fresh process per decoder.
+high-water mark above its baseline, in a fresh process per decoder and file.
 """
 
 from __future__ import annotations
@@ -126,22 +126,19 @@ def _rss_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def peak_memory(folder: Path) -> dict:
+def peak_memory(folder: Path, kind: str) -> float:
     """In a fresh process (``CALIBVIZ_INFLATE`` picks the decoder): MB above the baseline
-    while each reader first reads every channel (imports done before)."""
+    while the ``kind`` reader first reads every channel (imports done before)."""
     from calibviz.io.nifti import NiftiSource
     from calibviz.io.readers import NpyStream
 
     paths = files(folder)
     NiftiSource(str(paths["nii.gz"])).close()
     NpyStream(str(paths["npz"]), "probabilities").close()
-    out = {}
-    for kind, run in readers(paths).items():
-        Path("/proc/self/clear_refs").write_text("5")
-        base = _rss_kb("VmRSS")
-        run()
-        out[kind] = (_rss_kb("VmHWM") - base) / 1024
-    return out
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _rss_kb("VmRSS")
+    readers(paths)[kind]()
+    return (_rss_kb("VmHWM") - base) / 1024
 
 
 def main() -> None:
@@ -151,7 +148,8 @@ def main() -> None:
     parser.add_argument("--memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory:
-        print(json.dumps(peak_memory(Path(args.memory))))
+        folder, kind = args.memory.split("::")
+        print(json.dumps(peak_memory(Path(folder), kind)))
         return
     shape = (96, 96, 48) if args.small else (192, 192, 96)
     folder = make_data(shape)
@@ -173,9 +171,11 @@ def main() -> None:
               "MB decoded")
     for name in backends:
         env = dict(os.environ, CALIBVIZ_INFLATE=name, PYTHONPATH=str(ROOT))
-        done = subprocess.run([sys.executable, __file__, "--memory", str(folder)], env=env,
-                              capture_output=True, text=True, check=True)
-        peak = json.loads(done.stdout.strip().splitlines()[-1])
+        peak = {}
+        for kind in ("nii.gz", "npz"):
+            done = subprocess.run([sys.executable, __file__, "--memory", f"{folder}::{kind}"],
+                                  env=env, capture_output=True, text=True, check=True)
+            peak[kind] = json.loads(done.stdout.strip().splitlines()[-1])
         parts = []
         for kind in ("nii.gz", "npz"):
             raw, reader = best[(kind, "raw", name)], best[(kind, "reader", name)]
