@@ -12,16 +12,19 @@ its panels in the same place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import matplotlib
 import numpy as np
 
 from ..stats import BinStats
+from ..store import write_atomic
 from .annotate import needs_log, style_count_axis
 from .displays import DIAGRAM_LABELS, ReliabilityDiagramDisplay
-from .figures import figure_legend, outer_labels, panel_grid, save_figure
+from .figures import check_format, figure_legend, outer_labels, panel_grid, save_figure
 from .presets import Preset, get_preset
+from .raster import at_dpi, encode_png, hidden, plain_savefig
 
 #: The count range laid out for: its tick labels ("1", "10k", "100M") are the widest.
 LAYOUT_COUNTS = (1.0, 1e8)
@@ -52,6 +55,7 @@ class CaseFigure:
         self.class_names = tuple(template.class_names)
         self.edges = np.array(template.edges, dtype=np.float64)
         self.histogram = histogram
+        self._background = None  # (dpi, pixels of the parts no case changes)
         empty = BinStats.zeros(len(self.picked), self.edges,
                                class_names=[self.class_names[c] for c in self.picked])
         with matplotlib.rc_context(self.preset.rc()):
@@ -99,4 +103,54 @@ class CaseFigure:
 
     def save(self, path, *, dpi: int | None = None):
         """Write the figure as drawn last (format from the suffix); returns the path."""
-        return save_figure(self.figure, path, dpi=dpi, preset=self.preset)
+        path = Path(path)
+        dpi = dpi or self.preset.dpi
+        if check_format(path.suffix) != "png" or not plain_savefig():
+            return save_figure(self.figure, path, dpi=dpi, preset=self.preset)
+        with matplotlib.rc_context(self.preset.rc()):
+            data = encode_png(self.render(dpi), dpi)
+        return write_atomic(path, data)
+
+    def render(self, dpi: float) -> np.ndarray:
+        """The figure as drawn last, at ``dpi``: a uint8 RGBA view ``[H, W, 4]`` of the
+        canvas (valid until the next draw). The static parts are drawn once per ``dpi``
+        and restored from their pixels; the artists of the case are drawn over them."""
+        with at_dpi(self.figure, dpi):
+            canvas = self.figure.canvas
+            if self._background is None or self._background[0] != dpi:
+                with hidden(self._case_artists()):
+                    canvas.draw()
+                self._background = (dpi, canvas.copy_from_bbox(self.figure.bbox))
+            renderer = canvas.get_renderer()
+            renderer.restore_region(self._background[1])
+            for display in self.displays:  # count rows: autoscale to this case's bars now
+                if display.hist_ax_ is not None:
+                    display.hist_ax_.get_ylim()
+            for artist in self._case_artists():
+                artist.draw(renderer)
+            return np.asarray(renderer.buffer_rgba())
+
+    def _case_artists(self) -> list:
+        """What a case draws, in the order a full draw paints it: per panel the gap bars,
+        the panel outline (over the bars), markers, metrics and MCE arrow (by z-order),
+        then the count bars, the count row's outline and its y axis (its scale changes per
+        case; its x axis does not); the legend (its title is the case) last."""
+        out = []
+        for display in self.displays:
+            out += _in_zorder(display.bars_, display.ax_.spines.values(), display.markers_,
+                              display.text_, display.mce_arrow_)
+            if display.hist_ax_ is not None:
+                out += _in_zorder(display.hist_bars_, display.hist_ax_.spines.values(),
+                                  display.hist_ax_.yaxis)
+        return [*out, self.legend]
+
+
+def _in_zorder(*groups) -> list:
+    """The artists of ``groups`` (artists, lists of them, containers, or ``None``) sorted
+    by z-order, stably, as ``Axes.draw`` sorts its children."""
+    flat = []
+    for group in groups:
+        if group is None:
+            continue
+        flat += list(group) if isinstance(group, Iterable) else [group]
+    return sorted(flat, key=lambda artist: artist.get_zorder())

@@ -39,6 +39,7 @@ from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_pe
 from .annotate import (  # noqa: F401  (format_value, style_colorbar: public here)
     XLABEL,
     YLABEL,
+    bars,
     count_histogram,
     draw_band,
     finish_axes,
@@ -197,9 +198,9 @@ class ReliabilityDiagramDisplay:
         lo = np.minimum(self.mean_confidence, self.frequency)[keep]
         left = self.edges[:-1][keep]
         widths = np.diff(self.edges)[keep]
-        self.bars_ = ax.bar(left, self.gaps[keep], bottom=lo, width=widths, align="edge",
-                            color=style["bar_color"], alpha=style["bar_alpha"],
-                            edgecolor=style["bar_color"], linewidth=0.4, label="gap", zorder=2)
+        self.bars_ = bars(ax, left, self.gaps[keep], widths, bottom=lo, label="gap",
+                          facecolor=style["bar_color"], alpha=style["bar_alpha"],
+                          edgecolor=style["bar_color"], linewidth=0.4, zorder=2)
         self.markers_ = ax.plot(self.mean_confidence[keep], self.frequency[keep],
                                 linestyle="none", marker=style["marker"],
                                 markersize=style["marker_size"], color=style["marker_color"],

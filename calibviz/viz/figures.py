@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from ..store import write_atomic
 from .presets import FORMATS, NORMS, SIZE_PRESETS, Preset, get_preset
+from .raster import draw_png, plain_savefig
 
 __all__ = [
     "FORMATS", "NORMS", "SIZE_PRESETS", "Preset", "figure_legend", "get_preset",
@@ -137,7 +138,9 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
                 preset: str | Preset | None = None, fmt: str | None = None) -> Path:
     """Write ``figure`` as PNG (at ``dpi``, default the preset's), PDF or SVG (vector; the
     heatmap cells are embedded as an image). The format follows the suffix unless ``fmt``.
-    The file is written atomically (a reader never sees half a figure)."""
+    The file is written atomically (a reader never sees half a figure); a PNG is drawn
+    with the layout run once (:func:`~calibviz.viz.raster.draw_png`, the same bytes as
+    ``savefig``)."""
     path = Path(path)
     fmt = check_format(fmt or path.suffix)
     preset = get_preset(preset)
@@ -148,5 +151,7 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
         metadata = {"Date": None, "Creator": "calibviz"}
     buffer = io.BytesIO()
     with matplotlib.rc_context(preset.rc()):
+        if fmt == "png" and plain_savefig():  # savefig's bytes, one layout draw fewer
+            return write_atomic(path, draw_png(figure, dpi or preset.dpi))
         figure.savefig(buffer, format=fmt, dpi=dpi or preset.dpi, metadata=metadata)
     return write_atomic(path, buffer.getvalue())
