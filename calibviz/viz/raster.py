@@ -1,12 +1,13 @@
 """PNG output straight from the Agg canvas, without ``savefig``'s extra layout pass.
 
 ``savefig`` of a figure with a layout engine draws it twice (once without rendering, to run
-the engine, then for real); :func:`draw_png` runs the engine once and draws once, and
-:func:`encode_png` writes the Agg buffer as ``savefig`` does (same PNG bytes for the same
-pixels). :func:`at_dpi` and :func:`hidden` are the context managers a figure redrawn in
-parts (:class:`~calibviz.viz.casefigure.CaseFigure`) builds on. Both paths are taken only
-when :func:`plain_savefig` says that the user's ``savefig.*`` settings would not change
-the output; otherwise callers use ``savefig``.
+the engine, then for real); :func:`draw_png` runs the engine once and draws once.
+:func:`encode_png` writes the Agg buffer as ``savefig`` does, with the same metadata, at a
+faster zlib level (:data:`PNG_COMPRESSION`: the same pixels, files about 8 % larger,
+written in 2/3 of the time). :func:`at_dpi` and :func:`hidden` are the context managers a
+figure redrawn in parts (:class:`~calibviz.viz.casefigure.CaseFigure`) builds on. These
+paths are taken only when :func:`plain_savefig` says that the user's ``savefig.*``
+settings would not change the output; otherwise callers use ``savefig``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from matplotlib.image import imsave
 
 #: PNG metadata of every figure (as ``save_figure`` writes it).
 PNG_METADATA = {"Software": "calibviz"}
+#: zlib level of PNG files (Pillow's default 6 takes 1.6x as long for 8 % smaller files).
+PNG_COMPRESSION = 2
 
 
 def plain_savefig() -> bool:
@@ -56,9 +59,11 @@ def hidden(artists):
 
 
 def encode_png(rgba, dpi: float) -> bytes:
-    """PNG bytes of an Agg RGBA buffer ``[H, W, 4]`` uint8, written as ``savefig`` does."""
+    """PNG bytes of an Agg RGBA buffer ``[H, W, 4]`` uint8, as ``savefig`` writes it but
+    at zlib level :data:`PNG_COMPRESSION`."""
     buffer = io.BytesIO()
-    imsave(buffer, rgba, format="png", origin="upper", dpi=dpi, metadata=PNG_METADATA)
+    imsave(buffer, rgba, format="png", origin="upper", dpi=dpi, metadata=PNG_METADATA,
+           pil_kwargs={"compress_level": PNG_COMPRESSION})
     return buffer.getvalue()
 
 
