@@ -12,8 +12,10 @@ import math
 import matplotlib
 import numpy as np
 from matplotlib.container import BarContainer
+from matplotlib.offsetbox import AnchoredText
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import Bbox
 
 XLABEL = "predicted foreground probability"
 YLABEL = "empirical foreground frequency"
@@ -35,20 +37,33 @@ def needs_log(*counts) -> bool:
     return False
 
 
-def bars(ax, left, height, width, *, bottom=0.0, label: str = "", **props) -> BarContainer:
+def bars(ax, left, height, width, *, bottom=0.0, label: str = "",
+         reuse: BarContainer | None = None, **props) -> BarContainer:
     """``ax.bar(left, height, width, bottom=bottom, align="edge", label=label, **props)``
     for float arrays ``[N]`` (``props``: Rectangle properties such as ``facecolor``,
     ``alpha``, ``zorder``): the same bars, sticky edges, container and data limits, but
     the limits are taken once from all corners instead of per bar, which is most of the
-    time ``Axes.bar`` takes for the 20-odd bars of a panel."""
+    time ``Axes.bar`` takes for the 20-odd bars of a panel. ``reuse``: bars drawn before
+    in ``ax`` with the same ``props``, moved into place (and added or removed to make N)."""
     left, height, width, bottom = np.broadcast_arrays(
         *(np.asarray(v, dtype=np.float64) for v in (left, height, width, bottom)))
+    old = []
+    if reuse is not None:
+        old = list(reuse.patches)
+        ax.containers.remove(reuse)
+        for patch in old[left.size:]:
+            patch.remove()
     patches = []
-    for x, y, w, h in zip(left.tolist(), bottom.tolist(), width.tolist(), height.tolist(),
-                          strict=True):
-        patch = Rectangle((x, y), w, h, label="_nolegend_", **props)
-        patch.sticky_edges.y.append(y)
-        ax.add_artist(patch)  # as add_patch, less its per-patch data-limit update
+    for i, (x, y, w, h) in enumerate(zip(left.tolist(), bottom.tolist(), width.tolist(),
+                                         height.tolist(), strict=True)):
+        if i < len(old):
+            patch = old[i]
+            patch.set_bounds(x, y, w, h)
+            patch.sticky_edges.y[:] = [y]
+        else:
+            patch = Rectangle((x, y), w, h, label="_nolegend_", **props)
+            patch.sticky_edges.y.append(y)
+            ax.add_artist(patch)  # as add_patch, less its per-patch data-limit update
         patches.append(patch)
     if patches:
         ax.update_datalim(np.column_stack([np.concatenate([left, left + width]),
@@ -61,16 +76,22 @@ def bars(ax, left, height, width, *, bottom=0.0, label: str = "", **props) -> Ba
 
 
 def count_histogram(ax, edges: np.ndarray, count: np.ndarray, *, log: bool | None = None,
-                    color="0.55", ylabel: str | None = "voxels"):
+                    color="0.55", ylabel: str | None = "voxels",
+                    reuse: BarContainer | None = None):
     """Bars of per-bin voxel counts (non-empty bins only) into ``ax``; a log axis when
     ``log`` (``None``: when :func:`needs_log` says so for this panel). At most three short
-    tick labels; the axis name ``ylabel`` (``None``: left as it is). Returns the
+    tick labels; the axis name ``ylabel`` (``None``: left as it is). ``reuse``: the count
+    bars drawn before in ``ax`` (its only data), moved to these counts. Returns the
     BarContainer."""
     count = np.asarray(count, dtype=np.float64)
     keep = count > 0
     widths = np.diff(edges)
+    if reuse is not None:  # forget the limits of the counts drawn before, as Axes.relim
+        ax.dataLim.ignore(True)
+        ax.dataLim.set_points(Bbox.null().get_points())
+        ax.ignore_existing_data_limits = True
     container = bars(ax, edges[:-1][keep], count[keep], widths[keep], facecolor=color,
-                     edgecolor="white", linewidth=0.3)
+                     edgecolor="white", linewidth=0.3, reuse=reuse)
     style_count_axis(ax, log=needs_log(count) if log is None else log)
     ax.set_xlim(0, 1)
     if ylabel is not None:
@@ -85,6 +106,53 @@ def style_count_axis(ax, *, log: bool) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_major_locator(LogLocator(numticks=3) if log
                                else MaxNLocator(3, steps=list(LINEAR_STEPS)))
+
+
+def metrics_box(ax, text: str, font_size: float, *, reuse: AnchoredText | None = None):
+    """The metrics box in the upper left of ``ax`` (a framed ``text``); ``reuse``: the box
+    drawn before in ``ax``, given this text. Returns the AnchoredText."""
+    if reuse is not None:
+        reuse.txt.set_text(text)
+        return reuse
+    box = AnchoredText(text, loc="upper left", frameon=True, borderpad=0.4, pad=0.3,
+                       prop={"size": font_size})
+    box.patch.set(alpha=0.85, edgecolor="0.7", linewidth=0.5)
+    box.set_zorder(5)
+    ax.add_artist(box)
+    return box
+
+
+def mce_arrow(ax, display, *, side: float, style: dict):
+    """Annotate the bin of the MCE of a reliability ``display`` with an arrow (``None``
+    when no bin holds data); the label is placed inside the panel (``side`` points), off
+    the metrics box (upper left, when ``style["show_metrics"]``) and clear of markers and
+    bars where room allows. ``style``: ``font_size``, ``marker_size``, ``show_metrics``."""
+    gaps = display.gaps
+    if not np.isfinite(gaps).any():
+        return None
+    edges, conf, freq = display.edges, display.mean_confidence, display.frequency
+    k = int(np.nanargmax(gaps))
+    x = 0.5 * (edges[k] + edges[k + 1])
+    y = 0.5 * (conf[k] + freq[k])
+    size = style["font_size"]
+    avoid = None
+    if style["show_metrics"]:
+        avoid = (0.0, 1 - (5.2 * size + 4) / side, (7.5 * size + 4) / side, 1.0)
+    keep = display.nonempty
+    lo = np.minimum(conf, freq)[keep]
+    rectangles = np.column_stack([edges[:-1][keep], lo, edges[1:][keep], lo + gaps[keep]])
+    markers = np.column_stack([conf[keep], freq[keep]])
+    tx, ty = place_label(
+        x, y, below=freq[k] < conf[k], markers=markers, bars=rectangles,
+        half=(1.3 * size / side, 0.65 * size / side), step=max(2.2 * size / side, 0.1),
+        marker_radius=0.5 * style["marker_size"] / side, avoid=avoid)
+    return ax.annotate(
+        "MCE", xy=(x, y), xytext=(tx, ty), ha="center", va="center", fontsize=size, zorder=6,
+        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+              "alpha": 0.8},
+        arrowprops={"arrowstyle": "->", "color": "0.15", "linewidth": 0.7, "shrinkA": 1,
+                    "shrinkB": 1},
+    )
 
 
 def _overlap(a, b) -> float:
