@@ -246,13 +246,14 @@ def test_automatic_workers_stay_in_process_for_small_folders(demo, tmp_path):
         (tmp_path / "one" / "per_image.csv").read_text()
 
 
-def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch):
+@pytest.mark.parametrize("step", ["start_figures", "render_dataset_figure"])
+def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch, step):
     import calibviz.viz.render
 
     def broken(*args, **kwargs):
         raise RuntimeError("no display fonts")
 
-    monkeypatch.setattr(calibviz.viz.render, "render_figures", broken)
+    monkeypatch.setattr(calibviz.viz.render, step, broken)  # starting, or drawing, fails
     out = tmp_path / "run"
     result = evaluate(demo.nnunet, demo.labels, "--out", out, "--workers", 1)
     assert result.exit_code == 0, result.output

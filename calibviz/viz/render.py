@@ -88,7 +88,7 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
                    classes: Sequence[int | str] | None = None, fmt: str = "png",
                    preset: str | Preset | None = None, max_cases: int = 12,
                    absent: str = "include", dpi: int | None = None, workers: int = 1,
-                   case_worker=None, **style) -> dict:
+                   case_worker=None, dataset_worker=None, **style) -> dict:
     """Write the figures of a run.
 
     Writes ``out_dir/dataset_reliability_histogram.<fmt>`` (``kind`` "dataset" or "both")
@@ -97,26 +97,27 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     the displays (e.g. ``norm="log"``, ``gamma=0.5``, ``cmap="viridis"`` for the dataset
     figure). ``workers > 1`` draws case figures in up to that many processes (at least
     :data:`MIN_FIGURES_PER_WORKER` each) while this one draws the dataset figure;
-    ``case_worker`` (a started :class:`~calibviz.viz.worker.FigureWorker`) draws them
-    instead (here if it fails).
+    ``case_worker`` and ``dataset_worker`` (started
+    :class:`~calibviz.viz.worker.FigureWorker`) draw the case figures or the dataset
+    figure instead (here if one fails).
 
     Returns ``{"dataset": Path | None, "cases": [Path], "n_drawn": int (case figures),
     "n_skipped": int (cases not drawn), "n_cases": int, "selection": str}``.
     """
     return start_figures(results, out_dir, kind=kind, cases=cases, classes=classes, fmt=fmt,
                          preset=preset, max_cases=max_cases, absent=absent, dpi=dpi,
-                         workers=workers, case_worker=case_worker, **style)()
+                         workers=workers, case_worker=case_worker,
+                         dataset_worker=dataset_worker, **style)()
 
 
 def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
                   classes: Sequence[int | str] | None = None, fmt: str = "png",
                   preset: str | Preset | None = None, max_cases: int = 12,
                   absent: str = "include", dpi: int | None = None, workers: int = 1,
-                  case_worker=None, **style) -> Callable[[], dict]:
-    """:func:`render_figures` in two steps: check the options and start the case figures
-    (in worker processes or ``case_worker``) now; the function returned draws the rest,
-    waits for the case figures and returns the summary. Lets the caller do other work
-    (write reports) while a worker draws."""
+                  case_worker=None, dataset_worker=None, **style) -> Callable[[], dict]:
+    """:func:`render_figures` in two steps: check the options and start the figures that
+    worker processes draw now; the function returned draws the rest, waits for the others
+    and returns the summary. Lets the caller do other work (write reports) meanwhile."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     fmt = check_format(fmt)
@@ -144,12 +145,17 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
         summary["n_drawn"] = len(picked)
         summary["n_skipped"] = len(results) - len(picked)
 
+    dataset = None
+    if kind in ("both", "dataset"):
+        dataset = _start_dataset(
+            dataset_worker, results.stats, out_dir / f"{DATASET_FIGURE}.{fmt}",
+            {"classes": classes, "absent": absent, "preset": preset, "dpi": dpi,
+             **dataset_style})
+
     def finish() -> dict:
-        try:  # the dataset figure is drawn here while the case figures are drawn elsewhere
-            if kind in ("both", "dataset"):
-                summary["dataset"] = render_dataset_figure(
-                    results.stats, out_dir / f"{DATASET_FIGURE}.{fmt}", classes=classes,
-                    absent=absent, preset=preset, dpi=dpi, **dataset_style)
+        try:  # the dataset figure is drawn here unless a worker draws it
+            if dataset is not None:
+                summary["dataset"] = dataset()
         finally:
             if pending is not None:
                 summary["cases"] = pending()
@@ -202,15 +208,31 @@ def _start_cases(jobs, options: dict, workers: int, case_worker=None):
 def _in_worker(case_worker, jobs, options: dict):
     """Start ``jobs`` in ``case_worker``; the waiting function draws them here instead if
     the worker fails (a figure it could not draw fails here too, with its own error)."""
-    try:
-        wait = case_worker.draw(jobs, **options)
-    except RuntimeError:
-        return lambda: render_case_figures(jobs, **options)
+    return _or_here(lambda: case_worker.draw(jobs, **options),
+                    lambda: render_case_figures(jobs, **options))
 
-    def wait_or_draw() -> list[Path]:
+
+def _start_dataset(dataset_worker, stats, path: Path, options: dict):
+    """Start the dataset figure in ``dataset_worker`` (here when ``None``, or when it
+    fails); returns a function that waits and gives its path."""
+    here = lambda: render_dataset_figure(stats, path, **options)  # noqa: E731
+    if dataset_worker is None:
+        return here
+    return _or_here(lambda: dataset_worker.draw_dataset(stats, path, **options), here)
+
+
+def _or_here(start, here):
+    """``start()`` a drawing in a worker; the function returned waits for it, or draws
+    ``here()`` when the worker cannot (``RuntimeError``) draw it."""
+    try:
+        wait = start()
+    except RuntimeError:
+        return here
+
+    def wait_or_draw():
         try:
             return wait()
         except RuntimeError:
-            return render_case_figures(jobs, **options)
+            return here()
 
     return wait_or_draw
