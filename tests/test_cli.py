@@ -246,6 +246,37 @@ def test_automatic_workers_stay_in_process_for_small_folders(demo, tmp_path):
         (tmp_path / "one" / "per_image.csv").read_text()
 
 
+def test_figures_drawn_by_worker_processes_equal_those_drawn_here(demo, tmp_path,
+                                                                  monkeypatch):
+    from PIL import Image
+
+    import calibviz.runfigures
+    from calibviz.viz.render import DATASET_FIGURE
+    from calibviz.viz.worker import FigureWorker
+
+    monkeypatch.setattr(calibviz.runfigures, "default_workers", lambda: 2)  # even on 1 core
+    answers = []
+    answer = FigureWorker._answer
+    monkeypatch.setattr(FigureWorker, "_answer", lambda self: answers.append(answer(self)))
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert evaluate(demo.nnunet, demo.labels, "--out", here, "--workers", 1, "--quiet",
+                    "--max-case-figures", 3, "--bootstrap", 0).exit_code == 0
+    result = evaluate(demo.nnunet, demo.labels, "--out", there, "--workers", 2, "--quiet",
+                      "--max-case-figures", 3, "--bootstrap", 0)
+    assert result.exit_code == 0, result.output
+    drawn = sorted(p.relative_to(here) for p in (here / "figures").rglob("*.png"))
+    assert len(drawn) == 4
+    assert drawn == sorted(p.relative_to(there) for p in (there / "figures").rglob("*.png"))
+    for name in drawn:
+        assert np.array_equal(np.asarray(Image.open(here / name)),
+                              np.asarray(Image.open(there / name))), name
+    run = json.loads((there / "run.json").read_text())
+    assert run["figures"]["n_drawn"] == 3 and not run["warnings"]
+    cases = [a for a in answers if isinstance(a, list)]  # both drawn by the workers
+    assert len(answers) == 2 and there / "figures" / f"{DATASET_FIGURE}.png" in answers
+    assert sorted(cases[0]) == sorted((there / "figures" / "cases").glob("*.png"))
+
+
 @pytest.mark.parametrize("step", ["start_figures", "render_dataset_figure"])
 def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch, step):
     import calibviz.viz.render
