@@ -14,6 +14,7 @@ is closed, :meth:`FigureWorker.close` is called or the parent dies.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing import get_context
@@ -89,6 +90,7 @@ def serve(connection, nice: int = 0) -> None:
     ``("draw", jobs, options)`` draws case figures and ``("dataset", (stats, path),
     options)`` the dataset figure, each answered ``("ok", paths)`` or ``("error", text)``;
     ``None`` or a closed pipe ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if nice and hasattr(os, "nice"):
         os.nice(nice)
     from . import layouts  # noqa: F401  (the dataset figure's imports, done now)
