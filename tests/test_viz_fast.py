@@ -155,3 +155,18 @@ def test_a_failing_figure_worker_leaves_the_drawing_here(results, tmp_path):
             finish()
     finally:
         worker.close()
+
+
+def test_an_absent_class_has_the_same_count_axis_however_the_figure_was_used(results,
+                                                                           tmp_path):
+    absent = scaled(scaled(results.stats[2], 1, 0), 0, 1000, 0)  # and a log count axis
+    reused = CaseFigure(results.stats[0])
+    for i, stats in enumerate(results.stats):  # linear count axes before
+        reused.draw(str(i), stats)
+    reused.draw("absent", absent)
+    fresh = CaseFigure(absent)
+    fresh.draw("absent", absent)
+    assert [d.hist_ax_.get_ylim() for d in reused.displays][1] == (1.0, 10.0)
+    assert np.array_equal(pixels(reused.save(tmp_path / "reused.png", dpi=50)),
+                          pixels(fresh.save(tmp_path / "fresh.png", dpi=50)))
+

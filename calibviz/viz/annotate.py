@@ -23,6 +23,8 @@ YLABEL = "empirical foreground frequency"
 LOG_COUNT_RATIO = 100
 #: Tick steps of a linear count axis: labels stay short ("500", "2k", "1M").
 LINEAR_STEPS = (1, 2, 5, 10)
+#: The count range of a panel without voxels, by ``log``.
+EMPTY_COUNTS = {False: (0.0, 10.0), True: (1.0, 10.0)}
 
 
 def needs_log(*counts) -> bool:
@@ -92,7 +94,10 @@ def count_histogram(ax, edges: np.ndarray, count: np.ndarray, *, log: bool | Non
         ax.ignore_existing_data_limits = True
     container = bars(ax, edges[:-1][keep], count[keep], widths[keep], facecolor=color,
                      edgecolor="white", linewidth=0.3, reuse=reuse)
-    style_count_axis(ax, log=needs_log(count) if log is None else log)
+    log = needs_log(count) if log is None else log
+    style_count_axis(ax, log=log)
+    if not keep.any():  # no data to scale to: one range, whatever the axes showed before
+        ax.set_ylim(*EMPTY_COUNTS[log], auto=None)
     ax.set_xlim(0, 1)
     if ylabel is not None:
         ax.set_ylabel(ylabel)
