@@ -1,14 +1,13 @@
 """The figure step of ``calibviz evaluate``, drawn beside the run where a second core is
 allowed.
 
-:class:`RunFigures` starts two :class:`~calibviz.viz.worker.FigureWorker` processes with
-the run, at a lower priority, so that their imports take what the evaluation leaves idle;
-the first finished case has one build the run's case figure
-(:meth:`RunFigures.case_done`); :meth:`RunFigures.begin` starts the case figures in one
-and the dataset figure in the other before the reports are written, and the function it
-returns collects them. This process does not load Matplotlib (unless a worker fails and it
-draws instead). A figure that cannot be drawn is a warning of the run, never a lost
-report.
+:class:`RunFigures` starts a :class:`~calibviz.viz.worker.FigureWorker` with the run, at
+a lower priority, so that its imports take what the evaluation leaves idle; the first
+finished case has it build the run's case figure (:meth:`RunFigures.case_done`);
+:meth:`RunFigures.begin` has it draw all figures (the dataset figure in a forked copy of
+itself) while the reports are written, and the function it returns collects them. This
+process does not load Matplotlib unless it has to draw what the worker did not. A figure
+that cannot be drawn is a warning of the run, never a lost report.
 """
 
 from __future__ import annotations
@@ -19,18 +18,18 @@ from .io import Problem
 from .loop import default_workers
 from .stats import BinStats
 
-#: How much lower the priority of the figure processes is (``nice``): while cases are
-#: evaluated they take idle time only; at the end this process just writes the reports.
+#: How much lower the priority of the figure process is (``nice``): while cases are
+#: evaluated it takes idle time only; at the end this process just writes the reports.
 WORKER_NICE = 10
 
 
 class RunFigures:
     """The figures of one run. ``enabled``: figures are drawn; ``workers``: the run's
-    ``--workers`` (1: no process for figures either; None: two when there are two cores);
+    ``--workers`` (1: no process for figures either; None: one when there are two cores);
     ``report_bins``: the bins the figures show (the run may bin finer, ``--fine-bins``)."""
 
     def __init__(self, enabled: bool, workers: int | None, report_bins: int):
-        self.worker = self.dataset_worker = None
+        self.worker = None
         self.report_bins = report_bins
         self._prepared = False
         if enabled and workers != 1 and default_workers() >= 2:
@@ -38,9 +37,8 @@ class RunFigures:
 
             try:
                 self.worker = FigureWorker(nice=WORKER_NICE)
-                self.dataset_worker = FigureWorker(nice=WORKER_NICE)
-            except OSError:  # no (second) process to be had: drawn here
-                pass
+            except OSError:  # no process to be had: drawn here
+                self.worker = None
 
     def case_done(self, stats: BinStats) -> None:
         """A case finished: the first one has the worker build the case figure."""
@@ -67,8 +65,7 @@ class RunFigures:
 
             finish = start_figures(report.results, folder, kind="both",
                                    absent=report.results.options.get("absent", "include"),
-                                   case_worker=self.worker,
-                                   dataset_worker=self.dataset_worker, **options)
+                                   worker=self.worker, **options)
         except Exception as error:  # the numbers are written regardless
             problems.append(_problem(folder, error))
             return lambda: None
@@ -82,10 +79,9 @@ class RunFigures:
         return done
 
     def close(self) -> None:
-        for worker in (self.worker, self.dataset_worker):
-            if worker is not None:
-                worker.close()
-        self.worker = self.dataset_worker = None
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
 
 def _problem(folder, error: Exception) -> Problem:

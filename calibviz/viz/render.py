@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,7 +89,7 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
                    classes: Sequence[int | str] | None = None, fmt: str = "png",
                    preset: str | Preset | None = None, max_cases: int = 12,
                    absent: str = "include", dpi: int | None = None, workers: int = 1,
-                   case_worker=None, dataset_worker=None, **style) -> dict:
+                   worker=None, **style) -> dict:
     """Write the figures of a run.
 
     Writes ``out_dir/dataset_reliability_histogram.<fmt>`` (``kind`` "dataset" or "both")
@@ -97,24 +98,22 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     the displays (e.g. ``norm="log"``, ``gamma=0.5``, ``cmap="viridis"`` for the dataset
     figure). ``workers > 1`` draws case figures in up to that many processes (at least
     :data:`MIN_FIGURES_PER_WORKER` each) while this one draws the dataset figure;
-    ``case_worker`` and ``dataset_worker`` (started
-    :class:`~calibviz.viz.worker.FigureWorker`) draw the case figures or the dataset
-    figure instead (here if one fails).
+    ``worker`` (a started :class:`~calibviz.viz.worker.FigureWorker`) draws the figures
+    instead (what it does not draw is drawn here).
 
     Returns ``{"dataset": Path | None, "cases": [Path], "n_drawn": int (case figures),
     "n_skipped": int (cases not drawn), "n_cases": int, "selection": str}``.
     """
     return start_figures(results, out_dir, kind=kind, cases=cases, classes=classes, fmt=fmt,
                          preset=preset, max_cases=max_cases, absent=absent, dpi=dpi,
-                         workers=workers, case_worker=case_worker,
-                         dataset_worker=dataset_worker, **style)()
+                         workers=workers, worker=worker, **style)()
 
 
 def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
                   classes: Sequence[int | str] | None = None, fmt: str = "png",
                   preset: str | Preset | None = None, max_cases: int = 12,
                   absent: str = "include", dpi: int | None = None, workers: int = 1,
-                  case_worker=None, dataset_worker=None, **style) -> Callable[[], dict]:
+                  worker=None, **style) -> Callable[[], dict]:
     """:func:`render_figures` in two steps: check the options and start the figures that
     worker processes draw now; the function returned draws the rest, waits for the others
     and returns the summary. Lets the caller do other work (write reports) meanwhile."""
@@ -133,7 +132,7 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
     case_style = {k: v for k, v in style.items() if k not in _DATASET_STYLE}
     summary = {"dataset": None, "cases": [], "n_drawn": 0, "n_skipped": 0,
                "n_cases": len(results), "selection": ""}
-    pending = None
+    jobs, options, dataset = [], {}, None
     if kind in ("both", "case"):
         picked, summary["selection"] = select_cases(results, cases, max_cases=max_cases,
                                                     absent=absent)
@@ -141,21 +140,21 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
         jobs = [(results.cases[i], results.stats[i],
                  out_dir / "cases" / f"{file_names[i]}.{fmt}") for i in picked]
         options = {"classes": classes, "preset": preset, "dpi": dpi, **case_style}
-        pending = _start_cases(jobs, options, workers, case_worker)
         summary["n_drawn"] = len(picked)
         summary["n_skipped"] = len(results) - len(picked)
-
-    dataset = None
     if kind in ("both", "dataset"):
-        dataset = _start_dataset(
-            dataset_worker, results.stats, out_dir / f"{DATASET_FIGURE}.{fmt}",
-            {"classes": classes, "absent": absent, "preset": preset, "dpi": dpi,
-             **dataset_style})
+        dataset = (list(results.stats), out_dir / f"{DATASET_FIGURE}.{fmt}",
+                   {"classes": classes, "absent": absent, "preset": preset, "dpi": dpi,
+                    **dataset_style})
+    if worker is not None:
+        return _in_worker(worker, jobs, options, dataset, summary)
+    pending = _start_cases(jobs, options, workers) if jobs else None
 
     def finish() -> dict:
-        try:  # the dataset figure is drawn here unless a worker draws it
+        try:  # the dataset figure is drawn here while worker processes draw case figures
             if dataset is not None:
-                summary["dataset"] = dataset()
+                summary["dataset"] = render_dataset_figure(dataset[0], dataset[1],
+                                                           **dataset[2])
         finally:
             if pending is not None:
                 summary["cases"] = pending()
@@ -178,14 +177,11 @@ def _render_chunk(chunk_and_options):
 MIN_FIGURES_PER_WORKER = 8
 
 
-def _start_cases(jobs, options: dict, workers: int, case_worker=None):
+def _start_cases(jobs, options: dict, workers: int):
     """Start drawing ``jobs``; returns a function that waits and gives the paths in job
-    order. ``case_worker`` draws them if given (here if it fails); else with
-    ``workers > 1`` and enough figures the jobs are split into up to that many chunks,
-    each drawn with one reused figure in a spawned process, while the caller draws the
-    dataset figure; else they are drawn here, when the result is asked for."""
-    if case_worker is not None and jobs:
-        return _in_worker(case_worker, jobs, options)
+    order. With ``workers > 1`` and enough figures the jobs are split into up to that
+    many chunks, each drawn with one reused figure in a spawned process, while the caller
+    draws the dataset figure; else they are drawn here, when the result is asked for."""
     workers = min(workers, len(jobs) // MIN_FIGURES_PER_WORKER)
     if workers <= 1:
         return lambda: render_case_figures(jobs, **options)
@@ -205,34 +201,30 @@ def _start_cases(jobs, options: dict, workers: int, case_worker=None):
     return wait
 
 
-def _in_worker(case_worker, jobs, options: dict):
-    """Start ``jobs`` in ``case_worker``; the waiting function draws them here instead if
-    the worker fails (a figure it could not draw fails here too, with its own error)."""
-    return _or_here(lambda: case_worker.draw(jobs, **options),
-                    lambda: render_case_figures(jobs, **options))
+def _in_worker(worker, jobs, options: dict, dataset, summary: dict):
+    """Start ``jobs`` and ``dataset`` (``(stats, path, options)`` or ``None``) in
+    ``worker``: the dataset figure there only if it can draw it beside the case figures
+    (:data:`~calibviz.viz.worker.CAN_FORK`), else here. The function returned waits and
+    draws here what the worker did not (a figure it could not draw fails here too, with its
+    own error)."""
+    from .worker import CAN_FORK
 
-
-def _start_dataset(dataset_worker, stats, path: Path, options: dict):
-    """Start the dataset figure in ``dataset_worker`` (here when ``None``, or when it
-    fails); returns a function that waits and gives its path."""
-    here = lambda: render_dataset_figure(stats, path, **options)  # noqa: E731
-    if dataset_worker is None:
-        return here
-    return _or_here(lambda: dataset_worker.draw_dataset(stats, path, **options), here)
-
-
-def _or_here(start, here):
-    """``start()`` a drawing in a worker; the function returned waits for it, or draws
-    ``here()`` when the worker cannot (``RuntimeError``) draw it."""
     try:
-        wait = start()
+        wait = worker.draw(jobs, dataset if CAN_FORK else None, **options)
     except RuntimeError:
-        return here
+        wait = None
 
-    def wait_or_draw():
-        try:
-            return wait()
-        except RuntimeError:
-            return here()
+    def finish() -> dict:
+        drawn = {"cases": [None] * len(jobs), "dataset": None}
+        if wait is not None:
+            with suppress(RuntimeError):
+                drawn = wait()
+        if dataset is not None:
+            summary["dataset"] = drawn["dataset"] or render_dataset_figure(
+                dataset[0], dataset[1], **dataset[2])
+        missing = [job for job, path in zip(jobs, drawn["cases"], strict=True) if not path]
+        redrawn = iter(render_case_figures(missing, **options))
+        summary["cases"] = [path or next(redrawn) for path in drawn["cases"]]
+        return summary
 
-    return wait_or_draw
+    return finish
