@@ -251,6 +251,7 @@ def test_figures_drawn_by_worker_processes_equal_those_drawn_here(demo, tmp_path
     from PIL import Image
 
     import calibviz.runfigures
+    import calibviz.viz.render
     from calibviz.viz.render import DATASET_FIGURE
     from calibviz.viz.worker import CAN_FORK, FigureWorker
 
@@ -263,9 +264,19 @@ def test_figures_drawn_by_worker_processes_equal_those_drawn_here(demo, tmp_path
         return answers[-1]
 
     monkeypatch.setattr(FigureWorker, "_answer", spy)
+    here_calls = []  # what this process draws itself
+    for name in ("render_case_figures", "render_dataset_figure"):
+        original = getattr(calibviz.viz.render, name)
+
+        def recorded(*args, _original=original, _name=name, **kwargs):
+            here_calls.append((_name, len(args[0])))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(calibviz.viz.render, name, recorded)
     here, there = tmp_path / "here", tmp_path / "there"
     assert evaluate(demo.nnunet, demo.labels, "--out", here, "--workers", 1, "--quiet",
                     "--max-case-figures", 3, "--bootstrap", 0).exit_code == 0
+    here_calls.clear()
     result = evaluate(demo.nnunet, demo.labels, "--out", there, "--workers", 2, "--quiet",
                       "--max-case-figures", 3, "--bootstrap", 0)
     assert result.exit_code == 0, result.output
@@ -281,6 +292,8 @@ def test_figures_drawn_by_worker_processes_equal_those_drawn_here(demo, tmp_path
     assert sorted(answers[0]["cases"]) == sorted((there / "figures" / "cases").glob("*.png"))
     assert answers[0]["dataset"] == (there / "figures" / f"{DATASET_FIGURE}.png"
                                      if CAN_FORK else None)
+    assert [call for call in here_calls if call[1]] == (  # nothing left to draw here
+        [] if CAN_FORK else [("render_dataset_figure", 5)])
 
 
 @pytest.mark.parametrize("step", ["start_figures", "render_dataset_figure"])

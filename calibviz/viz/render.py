@@ -55,11 +55,11 @@ def render_case_figures(jobs, *, classes: Sequence[int | str] | None = None,
     one :class:`~calibviz.viz.casefigure.CaseFigure`, built once and redrawn per case (or
     ``case_figure``, built with these options, when it fits the jobs); returns the paths
     written."""
-    from .casefigure import CaseFigure
-
     jobs = list(jobs)
     if not jobs:
         return []
+    from .casefigure import CaseFigure
+
     if case_figure is None or not case_figure.fits(jobs[0][1]):
         case_figure = CaseFigure(jobs[0][1], classes=classes, histogram=histogram,
                                  preset=preset, **style)
