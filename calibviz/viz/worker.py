@@ -89,6 +89,36 @@ class FigureWorker:
             raise RuntimeError("the figure process ended unexpectedly") from None
 
 
+class HereWorker:
+    """:class:`FigureWorker`'s ``draw`` for a process that runs no threads of its own
+    (:func:`can_fork_here`), such as ``calibviz plot``: the figures are drawn when the
+    result is asked for, the case figures here and the dataset figure with a share of
+    them in a fork of this process (its imports and case figure for free)."""
+
+    def draw(self, jobs, dataset=None, **options) -> Callable[[], dict]:
+        return lambda: draw_all(list(jobs), dataset, None, options)
+
+
+def can_fork_here() -> bool:
+    """Whether :class:`HereWorker` may fork this process and it pays: POSIX, two cores
+    or more, and no threads that a fork would copy locked (no Python thread besides this
+    one, no Numba threading layer started)."""
+    import sys
+    import threading
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    if not (CAN_FORK and cores >= 2 and threading.active_count() == 1):
+        return False
+    if "numba" in sys.modules:
+        try:
+            sys.modules["numba"].threading_layer()
+            return False  # its worker threads run
+        except ValueError:  # not started
+            pass
+    return True
+
+
 def serve(connection, nice: int = 0) -> None:
     """The process's loop: ``("prepare", template, options)`` builds a case figure;
     ``("draw", (jobs, dataset), options)`` draws (:func:`draw_all`) and answers ``("ok",
@@ -119,16 +149,18 @@ def serve(connection, nice: int = 0) -> None:
                 connection.send(("error", f"{type(error).__name__}: {error}"))
 
 
-def case_figure(template, options: dict):
+def case_figure(template, options: dict, *, warm: bool = True):
     """A :class:`~calibviz.viz.casefigure.CaseFigure` for ``template`` with ``options``
-    (those of ``render_case_figures``), its static pixels drawn at the PNG resolution."""
+    (those of ``render_case_figures``), with ``warm`` its static pixels drawn at the PNG
+    resolution."""
     from .casefigure import CaseFigure
     from .presets import get_preset
 
     style = dict(options)
     dpi = style.pop("dpi", None)
     figure = CaseFigure(template, **style)
-    figure.warm(dpi or get_preset(style.get("preset")).dpi)
+    if warm:
+        figure.warm(dpi or get_preset(style.get("preset")).dpi)
     return figure
 
 
@@ -140,7 +172,8 @@ def draw_all(jobs, dataset, figure, options: dict) -> dict:
     from .render import render_case_figures
 
     if jobs and (figure is None or not figure.fits(jobs[0][1])):
-        figure = case_figure(jobs[0][1], options)  # before the fork: both use it
+        figure = case_figure(jobs[0][1], options,  # before the fork: both use it
+                             warm=Path(jobs[0][2]).suffix.lower() == ".png")
     child, theirs = None, 0
     if dataset is not None and CAN_FORK:
         theirs = max(0, (len(jobs) - DATASET_AS_CASES) // 2)
