@@ -1,8 +1,9 @@
 """calibviz: pixel-wise calibration of segmentation models.
 
 Per-image marginal calibration errors (ECE, ACE, MCE), Brier, Dice and dataset reliability
-histograms from one pass over each image. Importing calibviz loads NumPy and Numba only;
-readers (nibabel), reports (pandas) and figures (matplotlib) load when first used.
+histograms from one pass over each image. Importing calibviz loads NumPy only; the binning
+kernels (Numba), readers (nibabel), reports (pandas) and figures (matplotlib) load when first
+used (a process that only draws figures never loads Numba).
 """
 
 from importlib import import_module
@@ -16,7 +17,6 @@ from .aggregate import (
     reliability_histogram,
     summarize,
 )
-from .binning import BinAccumulator, bin_edges, bin_image
 from .metrics import METRICS, ace, brier, brier_decomposition, dice, ece, mce
 from .results import Results
 from .stats import BinStats, ReliabilityHistogram
@@ -28,6 +28,9 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
 _LAZY = {
+    "BinAccumulator": "calibviz.binning",
+    "bin_edges": "calibviz.binning",
+    "bin_image": "calibviz.binning",
     "evaluate_folder": "calibviz.run",
     "compare": "calibviz.comparison",
 }

@@ -21,6 +21,7 @@ from .io import Case, CaseResult, Problem, discover_cases
 from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
 from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
 from .results import Results
+from .runfigures import RunFigures
 from .store import ROI_PREFIX, PartialStore, clear_outputs, holds_run, input_fingerprint
 
 
@@ -214,25 +215,33 @@ def run_evaluation(
     collector = _Collector(cases, problems, run_options, progress)
     n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
     collector.report_progress()
+    run_figures = RunFigures(figures, workers, report_bins)  # imports while cases run
+    try:
+        for stored in collector.finished.values():
+            run_figures.case_done(stored.stats)
 
-    def on_result(result: CaseResult) -> None:
-        result = collector.accept(result)
-        if result.ok:  # saved before anything else can interrupt
-            store.save(result.case_id, result.stats, result.problems, _fingerprint(
-                collector.by_id[result.case_id]), result.info, result.roi_stats)
-        collector.record(result)
+        def on_result(result: CaseResult) -> None:
+            result = collector.accept(result)
+            if result.ok:  # saved before anything else can interrupt
+                store.save(result.case_id, result.stats, result.problems, _fingerprint(
+                    collector.by_id[result.case_id]), result.info, result.roi_stats)
+                run_figures.case_done(result.stats)
+            collector.record(result)
 
-    todo = [case for case in cases if case.case_id not in collector.finished]
-    warm_up("calibviz.report", kernel=False)  # pandas, for the reports, while cases run
-    used = _evaluate_todo(todo, options, store, on_result, workers=workers,
-                          scheduler=scheduler, client=client)
-    collector.options["workers"] = used
-    report = RunReport(results=collector.results(), n_resumed=n_resumed, out_dir=out_dir,
-                       notices=notices)
-    report.fine = _coarsen_results(report, report_bins) if fine_bins else None
-    report.timings = {"evaluate": time.perf_counter() - clock}
-    _finish(report, store, started, csv_style=csv_style, figures=figures,
-            figure_format=figure_format, max_case_figures=max_case_figures, workers=workers)
+        todo = [case for case in cases if case.case_id not in collector.finished]
+        warm_up("calibviz.report", kernel=False)  # pandas, for the reports, while cases run
+        used = _evaluate_todo(todo, options, store, on_result, workers=workers,
+                              scheduler=scheduler, client=client)
+        collector.options["workers"] = used
+        report = RunReport(results=collector.results(), n_resumed=n_resumed,
+                           out_dir=out_dir, notices=notices)
+        report.fine = _coarsen_results(report, report_bins) if fine_bins else None
+        report.timings = {"evaluate": time.perf_counter() - clock}
+        _finish(report, store, started, csv_style=csv_style, figures=figures,
+                figure_format=figure_format, max_case_figures=max_case_figures,
+                workers=workers, run_figures=run_figures)
+    finally:
+        run_figures.close()
     return report
 
 
@@ -263,7 +272,7 @@ def _write_roi(report: RunReport, started: datetime, **outputs) -> RunReport | N
     from .roi import parse_roi
 
     roi = report.results.roi
-    if roi is None:
+    if roi is None or not roi.stats:
         return None
     out_dir = report.out_dir / f"{ROI_PREFIX}{parse_roi(roi.options['roi']).name}"
     out_dir.mkdir(exist_ok=True)
@@ -271,6 +280,8 @@ def _write_roi(report: RunReport, started: datetime, **outputs) -> RunReport | N
                     timings={"evaluate": report.timings["evaluate"]})
     if report.fine is not None and report.fine.roi is not None:
         sub.fine = report.fine.roi
+    # drawn here: the run's figure worker holds the case figure of the run's own classes
+    outputs["run_figures"] = RunFigures(outputs["figures"], 1, roi.stats[0].n_bins)
     _write_outputs(sub, **outputs)
     sub.files.append(write_run_json(sub, started))
     report.files.extend(sub.files)
@@ -394,13 +405,19 @@ def _take_stored(store: PartialStore, cases: list[Case], collector: _Collector,
 
 
 def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_case_figures,
-                   workers) -> None:
-    """Reports first, then figures (a figure failure must not lose the numbers), then the
-    problems."""
+                   workers, run_figures: RunFigures) -> None:
+    """Reports, then figures (a figure failure must not lose the numbers; case figures
+    drawn in a worker start first, beside the reports), then the problems."""
     from .report import write_problems, write_reports
 
     results = report.results
     start = time.perf_counter()
+    problems = list(results.problems)
+    finish_figures = None
+    if figures and results.stats:
+        finish_figures = run_figures.begin(
+            report, problems, fmt=figure_format, max_cases=max_case_figures,
+            workers=default_workers() if workers is None else workers)
     if report.fine is not None and report.fine.stats:
         from .store import FINE_STATS_FILE, save_results
 
@@ -409,22 +426,8 @@ def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_
                                       n_bootstrap=results.options.get("bootstrap", 0),
                                       seed=results.options.get("seed", 0)))
     written = time.perf_counter()
-    problems = list(results.problems)
-    if figures and results.stats:
-        try:
-            from .viz import render_figures
-
-            report.figures = render_figures(
-                results, report.out_dir / "figures", kind="both", fmt=figure_format,
-                max_cases=max_case_figures, absent=results.options.get("absent", "include"),
-                workers=default_workers() if workers is None else workers,
-            )
-        except Exception as error:  # the numbers are written; keep them
-            problems.append(Problem(
-                "", str(report.out_dir / "figures"),
-                f"figures could not be drawn ({type(error).__name__}: {error}); the reports "
-                "are complete, redraw with `calibviz plot`", severity="warning",
-            ))
+    if finish_figures is not None:
+        finish_figures()
     drawn = time.perf_counter()
     report.results = replace(results, problems=tuple(problems))
     report.files.append(write_problems(report.results.problems, report.out_dir))

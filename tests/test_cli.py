@@ -246,13 +246,64 @@ def test_automatic_workers_stay_in_process_for_small_folders(demo, tmp_path):
         (tmp_path / "one" / "per_image.csv").read_text()
 
 
-def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch):
+def test_figures_drawn_by_worker_processes_equal_those_drawn_here(demo, tmp_path,
+                                                                  monkeypatch):
+    from PIL import Image
+
+    import calibviz.runfigures
+    import calibviz.viz.render
+    from calibviz.viz.render import DATASET_FIGURE
+    from calibviz.viz.worker import CAN_FORK, FigureWorker
+
+    monkeypatch.setattr(calibviz.runfigures, "default_workers", lambda: 2)  # even on 1 core
+    answers = []
+    answer = FigureWorker._answer
+
+    def spy(self):
+        answers.append(answer(self))
+        return answers[-1]
+
+    monkeypatch.setattr(FigureWorker, "_answer", spy)
+    here_calls = []  # what this process draws itself
+    for name in ("render_case_figures", "render_dataset_figure"):
+        original = getattr(calibviz.viz.render, name)
+
+        def recorded(*args, _original=original, _name=name, **kwargs):
+            here_calls.append((_name, len(args[0])))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(calibviz.viz.render, name, recorded)
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert evaluate(demo.nnunet, demo.labels, "--out", here, "--workers", 1, "--quiet",
+                    "--max-case-figures", 3, "--bootstrap", 0).exit_code == 0
+    here_calls.clear()
+    result = evaluate(demo.nnunet, demo.labels, "--out", there, "--workers", 2, "--quiet",
+                      "--max-case-figures", 3, "--bootstrap", 0)
+    assert result.exit_code == 0, result.output
+    drawn = sorted(p.relative_to(here) for p in (here / "figures").rglob("*.png"))
+    assert len(drawn) == 4
+    assert drawn == sorted(p.relative_to(there) for p in (there / "figures").rglob("*.png"))
+    for name in drawn:
+        assert np.array_equal(np.asarray(Image.open(here / name)),
+                              np.asarray(Image.open(there / name))), name
+    run = json.loads((there / "run.json").read_text())
+    assert run["figures"]["n_drawn"] == 3 and not run["warnings"]
+    assert len(answers) == 1  # all drawn by the worker (the dataset figure where it forks)
+    assert sorted(answers[0]["cases"]) == sorted((there / "figures" / "cases").glob("*.png"))
+    assert answers[0]["dataset"] == (there / "figures" / f"{DATASET_FIGURE}.png"
+                                     if CAN_FORK else None)
+    assert [call for call in here_calls if call[1]] == (  # nothing left to draw here
+        [] if CAN_FORK else [("render_dataset_figure", 5)])
+
+
+@pytest.mark.parametrize("step", ["start_figures", "render_dataset_figure"])
+def test_figure_failure_keeps_the_reports(demo, tmp_path, monkeypatch, step):
     import calibviz.viz.render
 
     def broken(*args, **kwargs):
         raise RuntimeError("no display fonts")
 
-    monkeypatch.setattr(calibviz.viz.render, "render_figures", broken)
+    monkeypatch.setattr(calibviz.viz.render, step, broken)  # starting, or drawing, fails
     out = tmp_path / "run"
     result = evaluate(demo.nnunet, demo.labels, "--out", out, "--workers", 1)
     assert result.exit_code == 0, result.output

@@ -80,6 +80,7 @@ def plot(
 
     from ..store import load_results
     from ..viz import get_preset, render_figures, resolve_classes
+    from ..viz.worker import HereWorker, can_fork_here
 
     try:
         if cmap not in matplotlib.colormaps:
@@ -97,6 +98,7 @@ def plot(
             loaded, out_dir, kind=kind, cases=cases, classes=picked, fmt=fmt.value,
             preset=chosen, max_cases=max_cases, absent=absent, dpi=dpi, norm=norm.value,
             gamma=gamma, cmap=cmap, band=band,
+            worker=HereWorker() if can_fork_here() else None,  # dataset figure beside
         )
     except (ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -8,7 +8,8 @@
 * :mod:`~calibviz.viz.figures`: building a figure, colour norms, :func:`save_figure`;
   :mod:`~calibviz.viz.presets`: size presets (:data:`SIZE_PRESETS`, :func:`get_preset`).
 * :mod:`~calibviz.viz.render`: the figures of a run written to files
-  (:func:`render_figures`), case figures drawn in worker processes.
+  (:func:`render_figures`), case figures drawn in worker processes
+  (:mod:`~calibviz.viz.worker`); :mod:`~calibviz.viz.selection`: which classes and cases.
 
 Names load on first use, so ``calibviz.viz.presets`` alone does not import matplotlib.
 """
@@ -27,7 +28,7 @@ _LAZY = {
     "save_figure": "figures",
     "plot_case": "layouts",
     "plot_dataset": "layouts",
-    "resolve_classes": "layouts",
+    "resolve_classes": "selection",
     "FORMATS": "presets",
     "NORMS": "presets",
     "SIZE_PRESETS": "presets",
@@ -38,8 +39,8 @@ _LAZY = {
     "render_case_figure": "render",
     "render_dataset_figure": "render",
     "render_figures": "render",
-    "safe_name": "render",
-    "select_cases": "render",
+    "safe_name": "selection",
+    "select_cases": "selection",
 }
 
 

@@ -1,5 +1,5 @@
-"""Artists shared by the displays: the voxel-count histogram under a panel (with the one
-log-axis rule of a figure) and the placement of the MCE label clear of the data.
+"""Artists shared by the displays: bars, the voxel-count histogram under a panel (with the
+one log-axis rule of a figure) and the placement of the MCE label clear of the data.
 
 Positions are in axes fractions (the reliability panels span 0–1 on both axes, so data and
 axes coordinates agree); sizes in points are turned into fractions with the panel's side.
@@ -11,7 +11,11 @@ import math
 
 import matplotlib
 import numpy as np
+from matplotlib.container import BarContainer
+from matplotlib.offsetbox import AnchoredText
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import Bbox
 
 XLABEL = "predicted foreground probability"
 YLABEL = "empirical foreground frequency"
@@ -19,6 +23,8 @@ YLABEL = "empirical foreground frequency"
 LOG_COUNT_RATIO = 100
 #: Tick steps of a linear count axis: labels stay short ("500", "2k", "1M").
 LINEAR_STEPS = (1, 2, 5, 10)
+#: The count range of a panel without voxels, by ``log``.
+EMPTY_COUNTS = {False: (0.0, 10.0), True: (1.0, 10.0)}
 
 
 def needs_log(*counts) -> bool:
@@ -33,22 +39,69 @@ def needs_log(*counts) -> bool:
     return False
 
 
+def bars(ax, left, height, width, *, bottom=0.0, label: str = "",
+         reuse: BarContainer | None = None, **props) -> BarContainer:
+    """``ax.bar(left, height, width, bottom=bottom, align="edge", label=label, **props)``
+    for float arrays ``[N]`` (``props``: Rectangle properties such as ``facecolor``,
+    ``alpha``, ``zorder``): the same bars, sticky edges, container and data limits, but
+    the limits are taken once from all corners instead of per bar, which is most of the
+    time ``Axes.bar`` takes for the 20-odd bars of a panel. ``reuse``: bars drawn before
+    in ``ax`` with the same ``props``, moved into place (and added or removed to make N)."""
+    left, height, width, bottom = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (left, height, width, bottom)))
+    old = []
+    if reuse is not None:
+        old = list(reuse.patches)
+        ax.containers.remove(reuse)
+        for patch in old[left.size:]:
+            patch.remove()
+    patches = []
+    for i, (x, y, w, h) in enumerate(zip(left.tolist(), bottom.tolist(), width.tolist(),
+                                         height.tolist(), strict=True)):
+        if i < len(old):
+            patch = old[i]
+            patch.set_bounds(x, y, w, h)
+            patch.sticky_edges.y[:] = [y]
+        else:
+            patch = Rectangle((x, y), w, h, label="_nolegend_", **props)
+            patch.sticky_edges.y.append(y)
+            ax.add_artist(patch)  # as add_patch, less its per-patch data-limit update
+        patches.append(patch)
+    if patches:
+        ax.update_datalim(np.column_stack([np.concatenate([left, left + width]),
+                                           np.concatenate([bottom, bottom + height])]))
+    ax.autoscale(enable=None)  # rescale at the next draw, as Axes.bar asks
+    container = BarContainer(patches, None, datavalues=height, orientation="vertical",
+                             label=label)
+    ax.add_container(container)
+    return container
+
+
 def count_histogram(ax, edges: np.ndarray, count: np.ndarray, *, log: bool | None = None,
-                    color="0.55", ylabel: str | None = "voxels"):
+                    color="0.55", ylabel: str | None = "voxels",
+                    reuse: BarContainer | None = None):
     """Bars of per-bin voxel counts (non-empty bins only) into ``ax``; a log axis when
     ``log`` (``None``: when :func:`needs_log` says so for this panel). At most three short
-    tick labels; the axis name ``ylabel`` (``None``: left as it is). Returns the
+    tick labels; the axis name ``ylabel`` (``None``: left as it is). ``reuse``: the count
+    bars drawn before in ``ax`` (its only data), moved to these counts. Returns the
     BarContainer."""
     count = np.asarray(count, dtype=np.float64)
     keep = count > 0
     widths = np.diff(edges)
-    bars = ax.bar(edges[:-1][keep], count[keep], width=widths[keep], align="edge",
-                  color=color, edgecolor="white", linewidth=0.3)
-    style_count_axis(ax, log=needs_log(count) if log is None else log)
+    if reuse is not None:  # forget the limits of the counts drawn before, as Axes.relim
+        ax.dataLim.ignore(True)
+        ax.dataLim.set_points(Bbox.null().get_points())
+        ax.ignore_existing_data_limits = True
+    container = bars(ax, edges[:-1][keep], count[keep], widths[keep], facecolor=color,
+                     edgecolor="white", linewidth=0.3, reuse=reuse)
+    log = needs_log(count) if log is None else log
+    style_count_axis(ax, log=log)
+    if not keep.any():  # no data to scale to: one range, whatever the axes showed before
+        ax.set_ylim(*EMPTY_COUNTS[log], auto=None)
     ax.set_xlim(0, 1)
     if ylabel is not None:
         ax.set_ylabel(ylabel)
-    return bars
+    return container
 
 
 def style_count_axis(ax, *, log: bool) -> None:
@@ -60,11 +113,67 @@ def style_count_axis(ax, *, log: bool) -> None:
                                else MaxNLocator(3, steps=list(LINEAR_STEPS)))
 
 
+def metrics_box(ax, text: str, font_size: float, *, reuse: AnchoredText | None = None):
+    """The metrics box in the upper left of ``ax`` (a framed ``text``); ``reuse``: the box
+    drawn before in ``ax``, given this text. Returns the AnchoredText."""
+    if reuse is not None:
+        reuse.txt.set_text(text)
+        return reuse
+    box = AnchoredText(text, loc="upper left", frameon=True, borderpad=0.4, pad=0.3,
+                       prop={"size": font_size})
+    box.patch.set(alpha=0.85, edgecolor="0.7", linewidth=0.5)
+    box.set_zorder(5)
+    ax.add_artist(box)
+    return box
+
+
+def mce_arrow(ax, display, *, side: float, style: dict):
+    """Annotate the bin of the MCE of a reliability ``display`` with an arrow (``None``
+    when no bin holds data); the label is placed inside the panel (``side`` points), off
+    the metrics box (upper left, when ``style["show_metrics"]``) and clear of markers and
+    bars where room allows. ``style``: ``font_size``, ``marker_size``, ``show_metrics``."""
+    gaps = display.gaps
+    if not np.isfinite(gaps).any():
+        return None
+    edges, conf, freq = display.edges, display.mean_confidence, display.frequency
+    k = int(np.nanargmax(gaps))
+    x = 0.5 * (edges[k] + edges[k + 1])
+    y = 0.5 * (conf[k] + freq[k])
+    size = style["font_size"]
+    avoid = None
+    if style["show_metrics"]:
+        avoid = (0.0, 1 - (5.2 * size + 4) / side, (7.5 * size + 4) / side, 1.0)
+    keep = display.nonempty
+    lo = np.minimum(conf, freq)[keep]
+    rectangles = np.column_stack([edges[:-1][keep], lo, edges[1:][keep], lo + gaps[keep]])
+    markers = np.column_stack([conf[keep], freq[keep]])
+    tx, ty = place_label(
+        x, y, below=freq[k] < conf[k], markers=markers, bars=rectangles,
+        half=(1.3 * size / side, 0.65 * size / side), step=max(2.2 * size / side, 0.1),
+        marker_radius=0.5 * style["marker_size"] / side, avoid=avoid)
+    return ax.annotate(
+        "MCE", xy=(x, y), xytext=(tx, ty), ha="center", va="center", fontsize=size, zorder=6,
+        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
+              "alpha": 0.8},
+        arrowprops={"arrowstyle": "->", "color": "0.15", "linewidth": 0.7, "shrinkA": 1,
+                    "shrinkB": 1},
+    )
+
+
 def _overlap(a, b) -> float:
     """Area of the intersection of two rectangles ``(x0, y0, x1, y1)``."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     return w * h if w > 0 and h > 0 else 0.0
+
+
+def _overlap_area(box, rectangles: np.ndarray) -> float:
+    """Summed area of the intersections of ``box`` with ``rectangles`` ``[M, 4]``."""
+    if not len(rectangles):
+        return 0.0
+    w = np.minimum(box[2], rectangles[:, 2]) - np.maximum(box[0], rectangles[:, 0])
+    h = np.minimum(box[3], rectangles[:, 3]) - np.maximum(box[1], rectangles[:, 1])
+    return float(np.sum(np.where((w > 0) & (h > 0), w * h, 0.0)))
 
 
 def place_label(x: float, y: float, *, below: bool, markers: np.ndarray,
@@ -96,7 +205,7 @@ def place_label(x: float, y: float, *, below: bool, markers: np.ndarray,
             if len(markers):
                 covered = int(np.sum((markers[:, 0] > grown[0]) & (markers[:, 0] < grown[2])
                                      & (markers[:, 1] > grown[1]) & (markers[:, 1] < grown[3])))
-            bar_area = sum(_overlap(box, bar) for bar in bars) / (4 * hw * hh)
+            bar_area = _overlap_area(box, bars) / (4 * hw * hh)
             crosses = box[1] < box[2] and box[3] > box[0]  # the diagonal y = x passes through
             side = np.sign(ty - tx) != preferred
             cost = 100 * covered + 10 * bar_area + 2 * crosses + 0.3 * side + 0.5 * ring

@@ -12,16 +12,20 @@ its panels in the same place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import matplotlib
 import numpy as np
 
 from ..stats import BinStats
+from ..store import write_atomic
 from .annotate import needs_log, style_count_axis
 from .displays import DIAGRAM_LABELS, ReliabilityDiagramDisplay
-from .figures import figure_legend, outer_labels, panel_grid, save_figure
+from .figures import check_format, figure_legend, outer_labels, panel_grid, save_figure
 from .presets import Preset, get_preset
+from .raster import at_dpi, encode_png, hidden, plain_savefig
+from .selection import resolve_classes
 
 #: The count range laid out for: its tick labels ("1", "10k", "100M") are the widest.
 LAYOUT_COUNTS = (1.0, 1e8)
@@ -45,13 +49,12 @@ class CaseFigure:
 
     def __init__(self, template: BinStats, *, classes: Sequence[int | str] | None = None,
                  histogram: bool = True, preset: str | Preset | None = None, **style):
-        from .layouts import resolve_classes
-
         self.preset = get_preset(preset)
         self.picked = resolve_classes(template, classes)
         self.class_names = tuple(template.class_names)
         self.edges = np.array(template.edges, dtype=np.float64)
         self.histogram = histogram
+        self._background = None  # (dpi, pixels of the parts no case changes)
         empty = BinStats.zeros(len(self.picked), self.edges,
                                class_names=[self.class_names[c] for c in self.picked])
         with matplotlib.rc_context(self.preset.rc()):
@@ -81,11 +84,15 @@ class CaseFigure:
         for ax in hist_axes:
             ax.autoscale(axis="y")
 
+    def fits(self, stats: BinStats) -> bool:
+        """Whether ``stats`` has the classes and bins this figure was built for."""
+        return (tuple(stats.class_names) == self.class_names
+                and np.array_equal(stats.edges, self.edges))
+
     def draw(self, title: str, stats: BinStats) -> list[ReliabilityDiagramDisplay]:
         """Draw the case ``stats`` (same classes and bins as the template) under
         ``title``; returns its displays, one per panel."""
-        if tuple(stats.class_names) != self.class_names or not np.array_equal(
-                stats.edges, self.edges):
+        if not self.fits(stats):
             raise ValueError("a case figure draws cases with the classes and bins it was "
                              f"built for ({', '.join(self.class_names)}; "
                              f"{self.edges.size - 1} bins)")
@@ -99,4 +106,60 @@ class CaseFigure:
 
     def save(self, path, *, dpi: int | None = None):
         """Write the figure as drawn last (format from the suffix); returns the path."""
-        return save_figure(self.figure, path, dpi=dpi, preset=self.preset)
+        path = Path(path)
+        dpi = dpi or self.preset.dpi
+        if check_format(path.suffix) != "png" or not plain_savefig():
+            return save_figure(self.figure, path, dpi=dpi, preset=self.preset)
+        return write_atomic(path, encode_png(self.render(dpi), dpi))
+
+    def render(self, dpi: float) -> np.ndarray:
+        """The figure as drawn last, at ``dpi``: a uint8 RGBA view ``[H, W, 4]`` of the
+        canvas (valid until the next draw). The static parts are drawn once per ``dpi``
+        and restored from their pixels; the artists of the case are drawn over them."""
+        with matplotlib.rc_context(self.preset.rc()), at_dpi(self.figure, dpi):
+            self._draw_background(dpi)
+            renderer = self.figure.canvas.get_renderer()
+            renderer.restore_region(self._background[1])
+            for display in self.displays:  # count rows: autoscale to this case's bars now
+                if display.hist_ax_ is not None:
+                    display.hist_ax_.get_ylim()
+            for artist in self._case_artists():
+                artist.draw(renderer)
+            return np.asarray(renderer.buffer_rgba())
+
+    def warm(self, dpi: float) -> None:
+        """Draw the static parts at ``dpi`` now (what the first PNG save at ``dpi`` does)."""
+        with matplotlib.rc_context(self.preset.rc()), at_dpi(self.figure, dpi):
+            self._draw_background(dpi)
+
+    def _draw_background(self, dpi: float) -> None:
+        """Draw and keep the parts no case changes, unless kept at this ``dpi`` already."""
+        if self._background is None or self._background[0] != dpi:
+            with hidden(self._case_artists()):
+                self.figure.canvas.draw()
+            self._background = (dpi, self.figure.canvas.copy_from_bbox(self.figure.bbox))
+
+    def _case_artists(self) -> list:
+        """What a case draws, in the order a full draw paints it: per panel the gap bars,
+        the panel outline (over the bars), markers, metrics and MCE arrow (by z-order),
+        then the count bars, the count row's outline and its y axis (its scale changes per
+        case; its x axis does not); the legend (its title is the case) last."""
+        out = []
+        for display in self.displays:
+            out += _in_zorder(display.bars_, display.ax_.spines.values(), display.markers_,
+                              display.text_, display.mce_arrow_)
+            if display.hist_ax_ is not None:
+                out += _in_zorder(display.hist_bars_, display.hist_ax_.spines.values(),
+                                  display.hist_ax_.yaxis)
+        return [*out, self.legend]
+
+
+def _in_zorder(*groups) -> list:
+    """The artists of ``groups`` (artists, lists of them, containers, or ``None``) sorted
+    by z-order, stably, as ``Axes.draw`` sorts its children."""
+    flat = []
+    for group in groups:
+        if group is None:
+            continue
+        flat += list(group) if isinstance(group, Iterable) else [group]
+    return sorted(flat, key=lambda artist: artist.get_zorder())

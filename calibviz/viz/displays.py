@@ -30,7 +30,6 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
-from matplotlib.offsetbox import AnchoredText
 from matplotlib.patches import Rectangle
 
 from ..aggregate import reliability_histogram
@@ -39,11 +38,13 @@ from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_pe
 from .annotate import (  # noqa: F401  (format_value, style_colorbar: public here)
     XLABEL,
     YLABEL,
+    bars,
     count_histogram,
     draw_band,
     finish_axes,
     format_value,
-    place_label,
+    mce_arrow,
+    metrics_box,
     style_colorbar,
 )
 from .figures import figure_legend, make_norm, single_panel
@@ -190,86 +191,55 @@ class ReliabilityDiagramDisplay:
                         if legend else None)
         return self
 
-    def _draw_data(self) -> None:
-        """The artists that depend on the data: bars, markers, metrics, arrow, counts."""
+    def _draw_data(self, previous: ReliabilityDiagramDisplay | None = None) -> None:
+        """The artists that depend on the data: bars, markers, metrics, arrow, counts;
+        those of ``previous`` (drawn in the same axes) are moved instead of rebuilt."""
         ax, style = self.ax_, self._style
         keep = self.nonempty
         lo = np.minimum(self.mean_confidence, self.frequency)[keep]
         left = self.edges[:-1][keep]
         widths = np.diff(self.edges)[keep]
-        self.bars_ = ax.bar(left, self.gaps[keep], bottom=lo, width=widths, align="edge",
-                            color=style["bar_color"], alpha=style["bar_alpha"],
-                            edgecolor=style["bar_color"], linewidth=0.4, label="gap", zorder=2)
-        self.markers_ = ax.plot(self.mean_confidence[keep], self.frequency[keep],
-                                linestyle="none", marker=style["marker"],
-                                markersize=style["marker_size"], color=style["marker_color"],
-                                label="frequency", zorder=3)[0]
-        self.text_ = None
+        self.bars_ = bars(ax, left, self.gaps[keep], widths, bottom=lo, label="gap",
+                          reuse=previous and previous.bars_, facecolor=style["bar_color"],
+                          alpha=style["bar_alpha"], edgecolor=style["bar_color"],
+                          linewidth=0.4, zorder=2)
+        x, y = self.mean_confidence[keep], self.frequency[keep]
+        if previous is not None:
+            self.markers_ = previous.markers_
+            self.markers_.set_data(x, y)
+        else:
+            self.markers_ = ax.plot(x, y, linestyle="none", marker=style["marker"],
+                                    markersize=style["marker_size"],
+                                    color=style["marker_color"], label="frequency",
+                                    zorder=3)[0]
+        self.text_ = previous.text_ if previous is not None else None
         if style["show_metrics"]:
-            lines = [f"ECE {format_value(self.ece)}", f"ACE {format_value(self.ace)}",
-                     f"MCE {format_value(self.mce)}"]
-            self.text_ = AnchoredText("\n".join(lines), loc="upper left", frameon=True,
-                                      borderpad=0.4, pad=0.3, prop={"size": style["font_size"]})
-            self.text_.patch.set(alpha=0.85, edgecolor="0.7", linewidth=0.5)
-            self.text_.set_zorder(5)
-            ax.add_artist(self.text_)
-        self.mce_arrow_ = self._mce_arrow(ax) if style["show_mce"] else None
+            lines = "\n".join([f"ECE {format_value(self.ece)}", f"ACE {format_value(self.ace)}",
+                               f"MCE {format_value(self.mce)}"])
+            self.text_ = metrics_box(ax, lines, style["font_size"], reuse=self.text_)
+        if previous is not None and previous.mce_arrow_ is not None:
+            previous.mce_arrow_.remove()
+        self.mce_arrow_ = (mce_arrow(ax, self, side=self._side, style=style)
+                           if style["show_mce"] else None)
         self.hist_bars_ = None
         if self.hist_ax_ is not None:
-            self.hist_ax_.relim()  # forget the limits of data drawn before
+            if previous is None:
+                self.hist_ax_.relim()  # forget the limits of data drawn before
             self.hist_bars_ = count_histogram(self.hist_ax_, self.edges, self.count,
-                                              log=style["log_counts"], ylabel=None)
-
-    def _remove_data(self) -> None:
-        for artist in (self.bars_, self.markers_, self.text_, self.mce_arrow_,
-                       self.hist_bars_):
-            if artist is not None:
-                artist.remove()
+                                              log=style["log_counts"], ylabel=None,
+                                              reuse=previous and previous.hist_bars_)
 
     def redraw_over(self, previous: ReliabilityDiagramDisplay, *,
                     log_counts: bool | None = None) -> ReliabilityDiagramDisplay:
         """Draw this display's data into the axes of ``previous`` (same bins and class),
-        replacing its data artists and keeping the frame, labels and layout: the fast path
-        for drawing many images with one figure. Returns ``self``."""
-        previous._remove_data()
+        taking over its data artists and keeping the frame, labels and layout: the fast
+        path for drawing many images with one figure. Returns ``self``."""
         self.figure_, self.ax_, self.hist_ax_ = previous.figure_, previous.ax_, previous.hist_ax_
         self.diagonal_, self.legend_ = previous.diagonal_, previous.legend_
         self._side = previous._side
         self._style = {**previous._style, "log_counts": log_counts}
-        self._draw_data()
+        self._draw_data(previous)
         return self
-
-    def _mce_arrow(self, ax):
-        """Annotate the bin of the MCE with an arrow; the label is placed inside the panel,
-        off the metrics box (upper left) and clear of markers and bars where room allows."""
-        gaps = self.gaps
-        if not np.isfinite(gaps).any():
-            return None
-        k = int(np.nanargmax(gaps))
-        x = 0.5 * (self.edges[k] + self.edges[k + 1])
-        y = 0.5 * (self.mean_confidence[k] + self.frequency[k])
-        size, side = self._style["font_size"], self._side
-        avoid = None
-        if self._style["show_metrics"]:
-            avoid = (0.0, 1 - (5.2 * size + 4) / side, (7.5 * size + 4) / side, 1.0)
-        keep = self.nonempty
-        lo = np.minimum(self.mean_confidence, self.frequency)[keep]
-        bars = np.column_stack([self.edges[:-1][keep], lo, self.edges[1:][keep],
-                                lo + self.gaps[keep]])
-        markers = np.column_stack([self.mean_confidence[keep], self.frequency[keep]])
-        tx, ty = place_label(
-            x, y, below=self.frequency[k] < self.mean_confidence[k], markers=markers,
-            bars=bars, half=(1.3 * size / side, 0.65 * size / side),
-            step=max(2.2 * size / side, 0.1), marker_radius=0.5 * self._style["marker_size"]
-            / side, avoid=avoid)
-        return ax.annotate(
-            "MCE", xy=(x, y), xytext=(tx, ty), ha="center", va="center",
-            fontsize=size, zorder=6,
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
-                  "alpha": 0.8},
-            arrowprops={"arrowstyle": "->", "color": "0.15", "linewidth": 0.7,
-                        "shrinkA": 1, "shrinkB": 1},
-        )
 
 
 # --------------------------------------------------------- dataset reliability histogram

@@ -19,7 +19,16 @@ from matplotlib.colors import LogNorm, Normalize, PowerNorm
 from matplotlib.figure import Figure
 
 from ..store import write_atomic
-from .presets import FORMATS, NORMS, SIZE_PRESETS, Preset, get_preset
+from .presets import (  # noqa: F401  (check_format: public here too)
+    FORMATS,
+    NORMS,
+    SIZE_PRESETS,
+    Preset,
+    check_format,
+    check_norm,
+    get_preset,
+)
+from .raster import draw_png, plain_savefig
 
 __all__ = [
     "FORMATS", "NORMS", "SIZE_PRESETS", "Preset", "figure_legend", "get_preset",
@@ -114,30 +123,23 @@ def make_norm(norm: str | Normalize = "power", *, gamma: float = 0.35, vmin: flo
     a ``Normalize`` instance is returned as is."""
     if isinstance(norm, Normalize):
         return norm
+    if not isinstance(norm, str):
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    check_norm(norm, gamma)
     if norm == "power":
-        if not gamma > 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
         return PowerNorm(gamma=gamma, vmin=0.0 if vmin is None else vmin, vmax=vmax)
     if norm == "log":
         return LogNorm(vmin=1e-3 if vmin is None else vmin, vmax=vmax, clip=True)
-    if norm == "linear":
-        return Normalize(vmin=0.0 if vmin is None else vmin, vmax=vmax)
-    raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
-
-
-def check_format(fmt: str) -> str:
-    """The image format in lower case without a dot; ``ValueError`` unless one of FORMATS."""
-    fmt = str(fmt).lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return fmt
+    return Normalize(vmin=0.0 if vmin is None else vmin, vmax=vmax)
 
 
 def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
                 preset: str | Preset | None = None, fmt: str | None = None) -> Path:
     """Write ``figure`` as PNG (at ``dpi``, default the preset's), PDF or SVG (vector; the
     heatmap cells are embedded as an image). The format follows the suffix unless ``fmt``.
-    The file is written atomically (a reader never sees half a figure)."""
+    The file is written atomically (a reader never sees half a figure); a PNG is drawn
+    with the layout run once (:func:`~calibviz.viz.raster.draw_png`, the same pixels as
+    ``savefig``)."""
     path = Path(path)
     fmt = check_format(fmt or path.suffix)
     preset = get_preset(preset)
@@ -148,5 +150,7 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
         metadata = {"Date": None, "Creator": "calibviz"}
     buffer = io.BytesIO()
     with matplotlib.rc_context(preset.rc()):
+        if fmt == "png" and plain_savefig():  # savefig's pixels, one layout draw fewer
+            return write_atomic(path, draw_png(figure, dpi or preset.dpi))
         figure.savefig(buffer, format=fmt, dpi=dpi or preset.dpi, metadata=metadata)
     return write_atomic(path, buffer.getvalue())

@@ -4,7 +4,7 @@ colour scale and colour bar, sized by a :class:`~calibviz.viz.presets.Preset`.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import matplotlib
 from matplotlib.colors import Normalize
@@ -19,58 +19,7 @@ from .displays import (
 )
 from .figures import make_norm, outer_labels, panel_grid
 from .presets import Preset, get_preset
-
-
-def resolve_classes(stats: BinStats, classes: Sequence[int | str] | None, *,
-                    class_labels: Mapping[str, Sequence[int] | int] | None = None) -> list[int]:
-    """Class indices of ``classes`` (``None``: all).
-
-    Python integers are 0-based indices; strings are class names, else (with
-    ``class_labels``, the run's ``{name: [label values]}``) the label value of a
-    single-value class. ``ValueError`` listing the class names (and label values when
-    known) for anything else.
-
-    >>> stats = BinStats.zeros(2, [0.0, 0.5, 1.0], class_names=("liver", "tumour"))
-    >>> resolve_classes(stats, ["tumour", 0]), resolve_classes(stats, ["1"],
-    ...                                                        class_labels={"liver": [1]})
-    ([1, 0], [0])
-    """
-    if classes is None:
-        return list(range(stats.n_classes))
-    by_value = _label_values(stats, class_labels)
-    out = []
-    for value in classes:
-        if isinstance(value, str) and value not in stats.class_names:
-            text = value.strip()
-            value = text if text in stats.class_names else by_value.get(text)
-            if value is None:
-                raise ValueError(_unknown_class(text, stats, class_labels))
-        out.append(stats.class_index(value))
-    if not out:
-        raise ValueError("no classes selected")
-    return out
-
-
-def _label_values(stats: BinStats, class_labels) -> dict[str, str]:
-    """``{label value as text: class name}`` of the classes that have one label value."""
-    out = {}
-    for name, values in (class_labels or {}).items():
-        values = list(values) if isinstance(values, list | tuple) else [values]
-        if len(values) == 1 and name in stats.class_names:
-            out.setdefault(str(values[0]), name)
-    return out
-
-
-def _unknown_class(value, stats: BinStats, class_labels) -> str:
-    known = ", ".join(stats.class_names)
-    if class_labels:
-        labelled = ", ".join(f"{name}={v}" for v, name in
-                             _label_values(stats, class_labels).items())
-        return f"unknown class {value!r}; known: {known} (label values: {labelled})"
-    if str(value).strip().lstrip("-").isdigit():
-        return (f"unknown class {value!r}: not a class name, and these results record no "
-                f"label values; known: {known}")
-    return f"unknown class {value!r}; known: {known}"
+from .selection import resolve_classes
 
 
 def plot_case(stats: BinStats, *, classes: Sequence[int | str] | None = None,

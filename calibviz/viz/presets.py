@@ -73,6 +73,25 @@ SIZE_PRESETS: dict[str, Preset] = {
 }
 
 
+def check_format(fmt: str) -> str:
+    """The image format in lower case without a dot; ``ValueError`` unless one of FORMATS."""
+    fmt = str(fmt).lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def check_norm(norm, gamma: float = 0.35) -> None:
+    """``ValueError`` for an unknown norm name (one of NORMS) or a power norm's gamma
+    that is not positive; anything but a name (a Matplotlib ``Normalize``) passes."""
+    if not isinstance(norm, str):
+        return
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    if norm == "power" and not gamma > 0:
+        raise ValueError(f"gamma must be positive, got {gamma}")
+
+
 def get_preset(preset: str | Preset | None = None, **overrides) -> Preset:
     """A :class:`Preset` by name (``screen``, ``single``, ``double``) or as given, with
     fields overridden where the override is not ``None`` (e.g. ``font_size=6``).

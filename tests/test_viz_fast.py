@@ -1,0 +1,175 @@
+"""The fast figure paths draw what the plain ones draw: PNGs written from the canvas with
+one layout pass, case figures blitted over their static pixels, bars without Axes.bar,
+artists moved from case to case, and figures drawn in worker processes."""
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from calibviz import BinStats
+from calibviz.viz import get_preset, plot_dataset, render_figures, save_figure
+from calibviz.viz.annotate import bars
+from calibviz.viz.casefigure import CaseFigure
+from calibviz.viz.render import render_case_figures, start_figures
+from calibviz.viz.worker import CAN_FORK, FigureWorker
+
+from .viz_data import make_results
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def savefig(figure, path, dpi):
+    with matplotlib.rc_context(get_preset().rc()):
+        figure.savefig(path, dpi=dpi)
+    return path
+
+
+def scaled(stats: BinStats, c: int, factor: float, k=slice(None)) -> BinStats:
+    """``stats`` with the sums of class ``c`` in bins ``k`` times ``factor`` (0: the class
+    is absent; 1000 in one bin: its count axis goes log)."""
+    fields = {}
+    for name in ("count", "sum_p", "sum_y", "sum_p2", "sum_py"):
+        value = np.array(getattr(stats, name), dtype=np.float64)
+        value[c, k] *= factor
+        fields[name] = value.astype(getattr(stats, name).dtype)
+    return stats.replace(**fields)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return make_results(6)
+
+
+def test_png_from_the_canvas_has_savefigs_pixels(results, tmp_path):
+    for classes in (None, ["tumour"]):
+        fast = save_figure(plot_dataset(results.stats, classes=classes)[0],
+                           tmp_path / "fast.png", dpi=50)
+        slow = savefig(plot_dataset(results.stats, classes=classes)[0], tmp_path / "slow.png",
+                       dpi=50)
+        assert np.array_equal(pixels(fast), pixels(slow))
+    figure = Figure(figsize=(4, 3))  # no layout engine at all
+    FigureCanvasAgg(figure)
+    figure.subplots().plot([0, 1], [1, 0])
+    fast = save_figure(figure, tmp_path / "plain.png", dpi=40)
+    assert np.array_equal(pixels(fast), pixels(savefig(figure, tmp_path / "p.png", dpi=40)))
+    assert Image.open(fast).info["Software"] == "calibviz"
+
+
+def test_save_figure_keeps_the_users_savefig_settings(results, tmp_path):
+    with matplotlib.rc_context({"savefig.bbox": "tight"}):
+        tight = save_figure(plot_dataset(results.stats)[0], tmp_path / "tight.png", dpi=40)
+    full = save_figure(plot_dataset(results.stats)[0], tmp_path / "full.png", dpi=40)
+    assert Image.open(tight).size != Image.open(full).size  # savefig did the cropping
+
+
+def test_blitted_case_figures_equal_full_draws(results, tmp_path):
+    cases = [*results.stats, scaled(results.stats[2], 1, 0), scaled(results.stats[4], 0, 1000, 0),
+             results.stats[0]]
+    case_figure = CaseFigure(cases[0])
+    scales = set()
+    for i, stats in enumerate(cases):
+        dpi = (40, 70)[i % 2]  # a kept background per resolution
+        case_figure.draw(f"case {i}", stats)
+        scales |= {d.hist_ax_.get_yscale() for d in case_figure.displays}
+        fast = case_figure.save(tmp_path / f"fast{i}.png", dpi=dpi)
+        slow = savefig(case_figure.figure, tmp_path / f"slow{i}.png", dpi)
+        assert np.array_equal(pixels(fast), pixels(slow)), f"case {i} at {dpi} dpi"
+    assert scales == {"log", "linear"}  # both kinds of count axis were drawn
+    assert case_figure.figure.dpi == 100  # saving left the figure as it was
+
+
+def test_bars_are_those_of_axes_bar():
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    ours, theirs = figure.subplots(1, 2)
+    left, height = np.array([0.0, 0.2, 0.6]), np.array([5.0, 300.0, 2.0])
+    mine = bars(ours, left, height, 0.2, bottom=1.0, label="x", facecolor="C1", alpha=0.5)
+    ref = theirs.bar(left, height, 0.2, bottom=1.0, align="edge", label="x", color="C1",
+                     alpha=0.5)
+    for ax in (ours, theirs):
+        ax.set_yscale("log")
+    assert [p.get_bbox().bounds for p in mine] == [p.get_bbox().bounds for p in ref]
+    assert [p.sticky_edges.y for p in mine] == [p.sticky_edges.y for p in ref]
+    assert [p.get_facecolor() for p in mine] == [p.get_facecolor() for p in ref]
+    assert np.array_equal(ours.dataLim.get_points(), theirs.dataLim.get_points())
+    assert ours.get_ylim() == theirs.get_ylim() and mine.get_label() == ref.get_label()
+    # moved to fewer, then more bars: nothing stale stays in the axes
+    fewer = bars(ours, left[:2], height[:2], 0.2, reuse=mine, facecolor="C1", alpha=0.5)
+    assert len(ours.patches) == 2 and ours.containers == [fewer]
+    more = bars(ours, np.arange(5) / 5, np.ones(5), 0.2, reuse=fewer, facecolor="C1")
+    assert len(ours.patches) == 5 and ours.containers == [more]
+    assert list(more.patches[:2]) == list(fewer.patches)  # moved, not rebuilt
+
+
+def test_a_reused_case_figure_holds_only_the_last_cases_artists(results):
+    case_figure = CaseFigure(results.stats[0])
+    for i, stats in enumerate([*results.stats, scaled(results.stats[3], 0, 0)]):
+        displays = case_figure.draw(str(i), stats)
+    for display in displays:
+        ax, keep = display.ax_, int(display.nonempty.sum())
+        assert len(ax.patches) == len(display.bars_) == keep
+        assert ax.containers == [display.bars_]
+        assert len(ax.texts) == (display.mce_arrow_ is not None)
+        assert len(ax.artists) == 1  # the metrics box
+        assert len(display.hist_ax_.patches) == int((display.count > 0).sum())
+    assert displays[0].mce_arrow_ is None and "n/a" in displays[0].text_.txt.get_text()
+
+
+def test_a_figure_worker_draws_what_this_process_draws(results, tmp_path):
+    pairs = list(zip(results.cases, results.stats)) * 2  # 12: the forked copy takes 2
+    jobs = [(c, s, tmp_path / "worker" / f"{i}.png") for i, (c, s) in enumerate(pairs)]
+    here = render_case_figures([(c, s, tmp_path / "here" / p.name) for c, s, p in jobs],
+                               dpi=40)
+    dataset = (results.stats, tmp_path / "worker.png", {"dpi": 40})
+    worker = FigureWorker()
+    try:
+        worker.prepare(results.stats[0], dpi=40)
+        drawn = worker.draw(jobs, dataset if CAN_FORK else None, dpi=40)()
+    finally:
+        worker.close()
+    assert drawn["cases"] == [p for _, _, p in jobs]
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(here, drawn["cases"]))
+    if CAN_FORK:
+        summary = render_figures(results, tmp_path / "plain", kind="dataset", dpi=40)
+        assert drawn["dataset"] == dataset[1]
+        assert np.array_equal(pixels(dataset[1]), pixels(summary["dataset"]))
+    assert not worker._process.is_alive()
+
+
+def test_what_a_figure_worker_does_not_draw_is_drawn_here(results, tmp_path):
+    gone = FigureWorker()
+    gone._process.terminate()
+    gone._process.join()
+    summary = start_figures(results, tmp_path / "a", dpi=30, max_cases=2, worker=gone)()
+    assert summary["dataset"].exists() and len(summary["cases"]) == 2
+    assert all(path.exists() for path in summary["cases"])
+    gone.close()
+    worker = FigureWorker()  # a figure the worker cannot draw fails here too, with its error
+    try:
+        finish = start_figures(results, tmp_path / "b", dpi=30, worker=worker,
+                               marker_color="not a colour")
+        with pytest.raises(ValueError, match="not a colour"):
+            finish()
+    finally:
+        worker.close()
+    assert (tmp_path / "b" / "dataset_reliability_histogram.png").exists()
+
+
+def test_an_absent_class_has_the_same_count_axis_however_the_figure_was_used(results,
+                                                                           tmp_path):
+    absent = scaled(scaled(results.stats[2], 1, 0), 0, 1000, 0)  # and a log count axis
+    reused = CaseFigure(results.stats[0])
+    for i, stats in enumerate(results.stats):  # linear count axes before
+        reused.draw(str(i), stats)
+    reused.draw("absent", absent)
+    fresh = CaseFigure(absent)
+    fresh.draw("absent", absent)
+    assert [d.hist_ax_.get_ylim() for d in reused.displays][1] == (1.0, 10.0)
+    assert np.array_equal(pixels(reused.save(tmp_path / "reused.png", dpi=50)),
+                          pixels(fresh.save(tmp_path / "fresh.png", dpi=50)))
+
