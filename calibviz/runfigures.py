@@ -49,8 +49,10 @@ class RunFigures:
             from .sweep import coarsen
 
             stats = coarsen(stats, self.report_bins)
+        from .viz.render import case_figure_options
+
         try:
-            self.worker.prepare(stats)
+            self.worker.prepare(stats, **case_figure_options())  # those of begin
         except RuntimeError:  # the worker is gone; the figures are drawn here
             self.worker = None
 

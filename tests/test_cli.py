@@ -289,6 +289,7 @@ def test_figures_drawn_by_worker_processes_equal_those_drawn_here(demo, tmp_path
     run = json.loads((there / "run.json").read_text())
     assert run["figures"]["n_drawn"] == 3 and not run["warnings"]
     assert len(answers) == 1  # all drawn by the worker (the dataset figure where it forks)
+    assert answers[0]["prepared"]  # with the case figure it built while cases were run
     assert sorted(answers[0]["cases"]) == sorted((there / "figures" / "cases").glob("*.png"))
     assert answers[0]["dataset"] == (there / "figures" / f"{DATASET_FIGURE}.png"
                                      if CAN_FORK else None)

@@ -132,7 +132,7 @@ def test_a_figure_worker_draws_what_this_process_draws(results, tmp_path):
         drawn = worker.draw(jobs, dataset if CAN_FORK else None, dpi=40)()
     finally:
         worker.close()
-    assert drawn["cases"] == [p for _, _, p in jobs]
+    assert drawn["cases"] == [p for _, _, p in jobs] and drawn["prepared"]
     assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(here, drawn["cases"]))
     if CAN_FORK:
         summary = render_figures(results, tmp_path / "plain", kind="dataset", dpi=40)

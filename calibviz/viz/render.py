@@ -139,7 +139,7 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
         file_names = unique_file_names(results.cases)
         jobs = [(results.cases[i], results.stats[i],
                  out_dir / "cases" / f"{file_names[i]}.{fmt}") for i in picked]
-        options = {"classes": classes, "preset": preset, "dpi": dpi, **case_style}
+        options = case_figure_options(classes=classes, preset=preset, dpi=dpi, **case_style)
         summary["n_drawn"] = len(picked)
         summary["n_skipped"] = len(results) - len(picked)
     if kind in ("both", "dataset"):
@@ -161,6 +161,15 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
         return summary
 
     return finish
+
+
+def case_figure_options(*, classes: Sequence[int] | None = None,
+                        preset: str | Preset | None = None, dpi: int | None = None,
+                        **style) -> dict:
+    """The options :func:`render_figures` draws case figures with (those of
+    :func:`render_case_figures`): what a :class:`~calibviz.viz.worker.FigureWorker` is
+    prepared with, to draw them with the figure it built."""
+    return {"classes": classes, "preset": get_preset(preset), "dpi": dpi, **style}
 
 
 _DATASET_STYLE = ("cmap", "norm", "gamma", "show_curve", "show_counts", "all_classes",

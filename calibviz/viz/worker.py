@@ -58,8 +58,9 @@ class FigureWorker:
         can fork (:data:`CAN_FORK`), the dataset figure ``dataset`` (``(stats, path,
         options)`` of :func:`~calibviz.viz.render.render_dataset_figure`, or ``None``).
         Returns a function that waits and gives ``{"cases": [Path | None] (per job),
-        "dataset": Path | None}``: ``None`` for a figure not drawn there, for the caller
-        to draw; ``RuntimeError`` when the process is gone."""
+        "dataset": Path | None, "prepared": bool}`` (:func:`draw_all`): ``None`` for a
+        figure not drawn there, for the caller to draw; ``RuntimeError`` when the process
+        is gone."""
         self._send(("draw", (list(jobs), dataset), options))
         return self._answer
 
@@ -168,10 +169,12 @@ def draw_all(jobs, dataset, figure, options: dict) -> dict:
     """Draw ``jobs`` with ``figure`` (built here when ``None`` or not fitting) and, when
     ``dataset`` is given, that figure and the last jobs' share (:data:`DATASET_AS_CASES`)
     in a forked copy of this process. Returns ``{"cases": [Path | None], "dataset": Path
-    | None}``, ``None`` where a figure was not drawn."""
+    | None, "prepared": bool}``: ``None`` where a figure was not drawn; whether ``figure``
+    (the one prepared) drew the cases."""
     from .render import render_case_figures
 
-    if jobs and (figure is None or not figure.fits(jobs[0][1])):
+    prepared = figure is not None and bool(jobs) and figure.fits(jobs[0][1])
+    if jobs and not prepared:
         figure = case_figure(jobs[0][1], options,  # before the fork: both use it
                              warm=Path(jobs[0][2]).suffix.lower() == ".png")
     child, theirs = None, 0
@@ -179,7 +182,7 @@ def draw_all(jobs, dataset, figure, options: dict) -> dict:
         theirs = max(0, (len(jobs) - DATASET_AS_CASES) // 2)
         child = _fork_drawing(dataset, jobs[len(jobs) - theirs:], figure, options)
     own, shared = jobs[:len(jobs) - theirs], jobs[len(jobs) - theirs:]
-    drawn = {"cases": [None] * len(jobs), "dataset": None}
+    drawn = {"cases": [None] * len(jobs), "dataset": None, "prepared": prepared}
     with suppress(Exception):  # what is not drawn here, the caller draws (and reports)
         drawn["cases"][:len(own)] = render_case_figures(own, case_figure=figure, **options)
     if child is not None and os.waitpid(child, 0)[1] == 0:
