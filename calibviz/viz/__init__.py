@@ -5,11 +5,14 @@
   :class:`DatasetReliabilityHistogramDisplay`): data in, ``plot(ax)`` draws, returns self.
 * :mod:`~calibviz.viz.layouts`: multi-panel figures of one image or a dataset
   (:func:`plot_case`, :func:`plot_dataset`).
-* :mod:`~calibviz.viz.figures`: building a figure, colour norms, :func:`save_figure`;
+* :mod:`~calibviz.viz.figures`: building a figure, colour norms, :func:`save_figure`
+  (PNGs straight from the canvas, :mod:`~calibviz.viz.raster`);
   :mod:`~calibviz.viz.presets`: size presets (:data:`SIZE_PRESETS`, :func:`get_preset`).
+* :mod:`~calibviz.viz.casefigure`: the per-image figure of a run, built once and blitted
+  per case.
 * :mod:`~calibviz.viz.render`: the figures of a run written to files
-  (:func:`render_figures`), case figures drawn in worker processes
-  (:mod:`~calibviz.viz.worker`); :mod:`~calibviz.viz.selection`: which classes and cases.
+  (:func:`render_figures`), drawn here or by a :mod:`~calibviz.viz.worker` process;
+  :mod:`~calibviz.viz.selection`: which classes and cases.
 
 Names load on first use, so ``calibviz.viz.presets`` alone does not import matplotlib.
 """
