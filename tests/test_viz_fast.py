@@ -138,7 +138,8 @@ def test_a_figure_worker_draws_what_this_process_draws(results, tmp_path):
         summary = render_figures(results, tmp_path / "plain", kind="dataset", dpi=40)
         assert drawn["dataset"] == dataset[1]
         assert np.array_equal(pixels(dataset[1]), pixels(summary["dataset"]))
-    assert not worker._process.is_alive()
+    worker._process.join(10)
+    assert worker._process.exitcode == 0  # told to stop, it did
 
 
 def test_what_a_figure_worker_does_not_draw_is_drawn_here(results, tmp_path):
