@@ -155,11 +155,13 @@ def case_figure(template, options: dict, *, warm: bool = True):
     (those of ``render_case_figures``), with ``warm`` its static pixels drawn at the PNG
     resolution."""
     from .casefigure import CaseFigure
+    from .figures import pin_empty_labels
     from .presets import get_preset
 
     style = dict(options)
     dpi = style.pop("dpi", None)
     figure = CaseFigure(template, **style)
+    pin_empty_labels(figure.figure)  # drawn here only
     if warm:
         figure.warm(dpi or get_preset(style.get("preset")).dpi)
     return figure
