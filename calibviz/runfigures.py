@@ -19,8 +19,10 @@ from .loop import default_workers
 from .stats import BinStats
 
 #: How much lower the priority of the figure process is (``nice``): while cases are
-#: evaluated it takes idle time only; at the end this process just writes the reports.
-WORKER_NICE = 10
+#: evaluated it takes mostly idle time (a quarter of a busy core at most); at the end
+#: this process just writes the reports. Not lower, so that a machine busy with other
+#: work does not starve the figures.
+WORKER_NICE = 5
 
 
 class RunFigures:

@@ -138,7 +138,8 @@ def test_a_figure_worker_draws_what_this_process_draws(results, tmp_path):
         summary = render_figures(results, tmp_path / "plain", kind="dataset", dpi=40)
         assert drawn["dataset"] == dataset[1]
         assert np.array_equal(pixels(dataset[1]), pixels(summary["dataset"]))
-    assert not worker._process.is_alive()
+    worker._process.join(10)
+    assert worker._process.exitcode == 0  # told to stop, it did
 
 
 def test_what_a_figure_worker_does_not_draw_is_drawn_here(results, tmp_path):
@@ -173,3 +174,15 @@ def test_an_absent_class_has_the_same_count_axis_however_the_figure_was_used(res
     assert np.array_equal(pixels(reused.save(tmp_path / "reused.png", dpi=50)),
                           pixels(fresh.save(tmp_path / "fresh.png", dpi=50)))
 
+
+
+def test_pinned_empty_axis_names_change_no_pixel(results, tmp_path):
+    from calibviz.viz.figures import pin_empty_labels
+
+    for build in (lambda: plot_dataset(results.stats)[0],
+                  lambda: CaseFigure(results.stats[1]).figure):
+        plain, pinned = build(), build()
+        pin_empty_labels(pinned)
+        assert any(not a.yaxis._autolabelpos for a in pinned.axes)
+        assert np.array_equal(pixels(save_figure(plain, tmp_path / "plain.png", dpi=40)),
+                              pixels(save_figure(pinned, tmp_path / "pinned.png", dpi=40)))

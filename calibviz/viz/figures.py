@@ -116,6 +116,18 @@ def outer_labels(figure: Figure, panels, n_cols: int) -> None:
     figure.supylabel(ylabel)
 
 
+def pin_empty_labels(figure: Figure) -> None:
+    """Pin the axis names left empty where they are: Matplotlib would place each one at
+    every draw (and layout pass) by measuring the tick labels of its axis and of the axes
+    sharing it, a fifth of a dataset figure's time, to draw nothing. Same pixels; for
+    figures drawn and saved here, not for one handed on (a name given later would stay
+    at the pinned place)."""
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if not axis.label.get_text():
+                axis.set_label_coords(0.5, 0.5)
+
+
 def make_norm(norm: str | Normalize = "power", *, gamma: float = 0.35, vmin: float | None = None,
               vmax: float = 1.0) -> Normalize:
     """The colour norm of a reliability histogram: ``"power"`` (``PowerNorm(gamma)``, the

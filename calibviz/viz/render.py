@@ -59,10 +59,12 @@ def render_case_figures(jobs, *, classes: Sequence[int | str] | None = None,
     if not jobs:
         return []
     from .casefigure import CaseFigure
+    from .figures import pin_empty_labels
 
     if case_figure is None or not case_figure.fits(jobs[0][1]):
         case_figure = CaseFigure(jobs[0][1], classes=classes, histogram=histogram,
                                  preset=preset, **style)
+        pin_empty_labels(case_figure.figure)
     written = []
     for case_id, stats, path in jobs:
         case_figure.draw(str(case_id), stats)
@@ -76,12 +78,13 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
                           title: str | None = None, **style) -> Path:
     """Draw the dataset reliability histogram of all (or the given) classes plus the
     all-classes panel and write it to ``path``."""
-    from .figures import save_figure
+    from .figures import pin_empty_labels, save_figure
     from .layouts import plot_dataset
 
     data = stats if style.get("band") else reliability_histogram(stats, absent=absent)
     figure, _, _ = plot_dataset(data, classes=classes, absent=absent, title=title,
                                 preset=preset, **style)
+    pin_empty_labels(figure)
     return save_figure(figure, path, dpi=dpi, preset=preset)
 
 

@@ -24,8 +24,6 @@ from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
-#: Seconds :meth:`FigureWorker.close` waits for the process before ending it.
-CLOSE_SECONDS = 5.0
 #: The dataset figure takes about as long as this many case figures (for sharing them).
 DATASET_AS_CASES = 8
 #: Whether the worker can draw the dataset figure beside the case figures (POSIX).
@@ -48,6 +46,7 @@ class FigureWorker:
                                         name="calibviz-figures")
         self._process.start()
         child.close()
+        self._busy = False
 
     def prepare(self, template, **options) -> None:
         """Build the case figure for ``template`` (a :class:`BinStats` of the run) now."""
@@ -62,6 +61,7 @@ class FigureWorker:
         figure not drawn there, for the caller to draw; ``RuntimeError`` when the process
         is gone."""
         self._send(("draw", (list(jobs), dataset), options))
+        self._busy = True
         return self._answer
 
     def _answer(self) -> dict:
@@ -69,19 +69,19 @@ class FigureWorker:
             status, value = self._connection.recv()
         except (EOFError, OSError):
             raise RuntimeError("the figure process ended unexpectedly") from None
+        self._busy = False
         if status != "ok":
             raise RuntimeError(value)
         return value
 
     def close(self) -> None:
-        """End the process (after the drawing in progress, at most CLOSE_SECONDS later)."""
+        """End the process without waiting for it: an idle one is told to stop, one still
+        drawing (whose figures nobody waits for) is stopped."""
         with suppress(OSError):  # already gone
             self._connection.send(None)
         self._connection.close()
-        self._process.join(CLOSE_SECONDS)
-        if self._process.is_alive():
+        if self._busy:
             self._process.terminate()
-            self._process.join()
 
     def _send(self, message) -> None:
         try:
@@ -155,11 +155,13 @@ def case_figure(template, options: dict, *, warm: bool = True):
     (those of ``render_case_figures``), with ``warm`` its static pixels drawn at the PNG
     resolution."""
     from .casefigure import CaseFigure
+    from .figures import pin_empty_labels
     from .presets import get_preset
 
     style = dict(options)
     dpi = style.pop("dpi", None)
     figure = CaseFigure(template, **style)
+    pin_empty_labels(figure.figure)  # drawn here only
     if warm:
         figure.warm(dpi or get_preset(style.get("preset")).dpi)
     return figure
