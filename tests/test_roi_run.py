@@ -226,3 +226,14 @@ def test_roi_files_and_figures_on_the_demo_data(demo, tmp_path):
     foreground = main.drop(index="top-label", level="class")
     assert (region["n_voxels"] <= foreground["n_voxels"]).all()
     assert (region["n_voxels"] < foreground["n_voxels"]).any()
+
+
+def test_roi_pass_reads_channels_again_when_they_do_not_fit(tmp_path, monkeypatch):
+    pred, labels, _ = write_folder(tmp_path, n_cases=2)
+    kept = evaluate_folder(pred, labels, roi="band:2mm")
+    from calibviz.io import roipass
+
+    monkeypatch.setattr(roipass, "HOLD_BYTES", 1)  # nothing fits: every channel is re-read
+    reread = evaluate_folder(pred, labels, roi="band:2mm")
+    for a, b in zip(kept.roi.stats, reread.roi.stats):
+        assert a.equals(b)

@@ -195,11 +195,7 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> tuple[BinStats, BinStats | 
 
 def _with_argmax_confusion(stats: BinStats, inputs: CaseInputs, argmax) -> BinStats:
     """``stats`` with the confusion counts (for Dice) of the argmax segmentation."""
-    valid = inputs.mask
-    if inputs.resolved.ignore_label is not None:
-        keep = inputs.labels != inputs.resolved.ignore_label
-        valid = keep if valid is None else valid & keep
-    counts = argmax_confusion(argmax, inputs.resolved, inputs.labels, valid)
+    counts = argmax_confusion(argmax, inputs.resolved, inputs.labels, inputs.scored_voxels())
     return stats.replace(tp=counts[:, 0], fp=counts[:, 1], fn=counts[:, 2], tn=counts[:, 3])
 
 

@@ -27,8 +27,8 @@ HOLD_BYTES = 1 << 30
 class ChannelKeeper:
     """The scored channels as read, kept while they fit in ``limit`` bytes."""
 
-    def __init__(self, limit: int = HOLD_BYTES) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = HOLD_BYTES if limit is None else limit
         self.kept: dict[int, np.ndarray] = {}
         self.size = 0
         self.overflow = False
@@ -73,10 +73,7 @@ class RoiMasks:
         self.argbest = argbest if inputs.dice_rule == "argmax" else None
         self.channel_values = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
         self.label_size = int(max([*resolved.declared, *self.channel_values, 0])) + 1
-        self.valid = inputs.mask
-        if resolved.ignore_label is not None:
-            keep = inputs.labels != resolved.ignore_label
-            self.valid = keep if self.valid is None else self.valid & keep
+        self.valid = inputs.scored_voxels()
         self.confusion = np.zeros((len(resolved.targets), 4), dtype=np.int64)
         self.empty: list[str] = []
 

@@ -26,13 +26,9 @@ def top_label_row(inputs: CaseInputs, best: np.ndarray, argbest: np.ndarray) -> 
     options, resolved = inputs.options, inputs.resolved
     channel_labels = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
     correct = channel_labels[argbest] == inputs.labels
-    valid = inputs.mask
-    if resolved.ignore_label is not None:
-        keep = inputs.labels != resolved.ignore_label
-        valid = keep if valid is None else valid & keep
     accumulator = BinAccumulator(
         [TOP_LABEL], n_bins=options.n_bins, precision=best.dtype, closure=options.closure,
         binning=options.binning, empty_weight=options.empty_weight,
         where=f"case {inputs.case.case_id}: ")
-    accumulator.add_class(0, best, correct, mask=valid)
+    accumulator.add_class(0, best, correct, mask=inputs.scored_voxels())
     return accumulator.result()

@@ -36,6 +36,15 @@ class CaseInputs:
     dice_rule: str = "threshold"  # "argmax": keep the argmax while streaming (Dice)
     spacing: tuple[float, ...] = (1.0, 1.0, 1.0)  # voxel size in mm (the label's affine)
 
+    def scored_voxels(self) -> np.ndarray | None:
+        """bool ``(*spatial)``: the voxels scored (inside the mask, not the ignore label);
+        None when every voxel is."""
+        valid = self.mask
+        if self.resolved.ignore_label is not None:
+            keep = self.labels != self.resolved.ignore_label
+            valid = keep if valid is None else valid & keep
+        return valid
+
 
 def logit_hint(low: float) -> str:
     """What to do when values lie far below 0: they are logits, not probabilities."""
