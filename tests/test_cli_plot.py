@@ -142,14 +142,14 @@ def test_cli_plot_in_its_own_process_draws_what_this_one_draws(tmp_path):
 
     from calibviz.viz import render_figures
 
-    results = make_results(12)  # the fork draws 2 of them
+    results = make_results(14)  # the fork draws 2 of them
     run_dir = tmp_path / "run"
     save_results(run_dir / "stats.npz", results)
     command = [sys.executable, "-m", "calibviz", "plot", str(run_dir), "--dpi", "30",
-               "--max-cases", "12", "--out", str(tmp_path / "there")]
+               "--max-cases", "14", "--out", str(tmp_path / "there")]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    here = render_figures(results, tmp_path / "here", dpi=30, max_cases=12)
+    here = render_figures(results, tmp_path / "here", dpi=30, max_cases=14)
     for path in [here["dataset"], *here["cases"]]:
         other = tmp_path / "there" / path.relative_to(tmp_path / "here")
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(other)))

@@ -121,7 +121,7 @@ def test_a_reused_case_figure_holds_only_the_last_cases_artists(results):
 
 
 def test_a_figure_worker_draws_what_this_process_draws(results, tmp_path):
-    pairs = list(zip(results.cases, results.stats)) * 2  # 12: the forked copy takes 2
+    pairs = list(zip(results.cases, results.stats)) * 2  # 12: the forked copy takes 1
     jobs = [(c, s, tmp_path / "worker" / f"{i}.png") for i, (c, s) in enumerate(pairs)]
     here = render_case_figures([(c, s, tmp_path / "here" / p.name) for c, s, p in jobs],
                                dpi=40)

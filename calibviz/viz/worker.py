@@ -24,8 +24,8 @@ from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
-#: The dataset figure takes about as long as this many case figures (for sharing them).
-DATASET_AS_CASES = 8
+#: The dataset figure takes about as long as this many case figures (how they are shared).
+DATASET_AS_CASES = 10
 #: Whether the worker can draw the dataset figure beside the case figures (POSIX).
 CAN_FORK = hasattr(os, "fork")
 
