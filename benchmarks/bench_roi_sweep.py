@@ -138,7 +138,7 @@ def bench_roi_run(shape, n_images: int, repeats: int = 2) -> None:
     import tempfile
 
     folder = roi_folder(shape, n_images)
-    cli = "from calibviz.cli import app; app()"
+    cli = "from calibviz.cli import main; main()"
     base = [sys.executable, "-c", cli, "evaluate", str(folder / "pred"), str(folder / "labels"),
             "--no-figures", "--workers", "1", "--quiet", "--bootstrap", "0", "--overwrite"]
     best = {}

@@ -1,5 +1,5 @@
 """``python -m calibviz`` runs the command-line tool."""
 
-from .cli import app
+from .cli import main
 
-app(prog_name="calibviz")
+main()

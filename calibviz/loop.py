@@ -54,11 +54,16 @@ def _warm(modules: tuple[str, ...], kernel: bool) -> None:
 def _init_worker(threads: int, parent: int) -> None:
     """Worker set-up: share the cores between workers; leave Ctrl-C to the parent, which
     stops the run (a worker finishes its case quietly instead of printing a traceback); exit
-    at once when the parent dies (kill -9), instead of lingering with a case's memory."""
+    at once when the parent dies (kill -9), instead of lingering with a case's memory. The
+    garbage collector is tuned as in the ``calibviz`` command (:mod:`calibviz.gctune`; the
+    pool's shutdown waits for every worker's exit)."""
     import signal
 
     import numba
 
+    from .gctune import tune_this_process
+
+    tune_this_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -86,8 +91,9 @@ def evaluate_cases(
     client=None,
 ) -> int:
     """Evaluate ``cases`` (in ``workers`` processes when > 1: this one and ``workers - 1``
-    started ones), calling ``on_result`` in this process as each one finishes, in completion
-    order. ``workers=None`` chooses: the first two cases run here (the first may compile the
+    started ones; with 1, here, two cases at a time: :func:`_evaluate_here`), calling
+    ``on_result`` in this process as each one finishes, in completion order.
+    ``workers=None`` chooses: the first two cases run here (the first may compile the
     kernels), and the rest go to one process per core only if they would take more
     than :data:`SPAWN_WORTH_SECONDS` serially. Returns the number of processes used (1 = here).
     ``client``: a ``distributed.Client``; the cases then run on its cluster (``workers`` is
@@ -110,11 +116,57 @@ def evaluate_cases(
         estimate = (time.perf_counter() - start) * len(cases)
         workers = default_workers() if estimate > SPAWN_WORTH_SECONDS else 1
     if workers <= 1 or len(cases) <= 1:
-        for case in cases:
-            on_result(evaluate_case(case, options))
+        _evaluate_here(cases, options, on_result)
         return 1
     _evaluate_in_pool(cases, options, workers, on_result)
     return min(workers, len(cases))
+
+
+class _CaseThread(threading.Thread):
+    """One case evaluated in a daemon thread (a Ctrl-C never waits for it)."""
+
+    def __init__(self, case: Case, options: EvalOptions, done: threading.Semaphore) -> None:
+        super().__init__(name=f"calibviz-case-{case.case_id}", daemon=True)
+        self.case, self.options, self.done = case, options, done
+        self.result: CaseResult | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = evaluate_case(self.case, self.options)
+        except BaseException as error:  # handed to the caller (MemoryError, a bug)
+            self.error = error
+        finally:
+            self.done.release()
+
+
+#: cases evaluated at the same time in this process (see :func:`_evaluate_here`)
+CASES_IN_FLIGHT = 2
+
+
+def _evaluate_here(cases: list[Case], options: EvalOptions, on_result) -> None:
+    """Evaluate ``cases`` in this process, :data:`CASES_IN_FLIGHT` at a time in threads.
+
+    One case is decoded (GIL-free ``.gz``/``.npz`` inflation) while the other is checked and
+    binned, so the cores stay busy between a case's last channel and the next case's first;
+    memory is that of two cases. ``on_result`` runs in this thread, in completion order.
+    """
+    if len(cases) <= 1:
+        for case in cases:
+            on_result(evaluate_case(case, options))
+        return
+    todo, running = deque(cases), []
+    done = threading.Semaphore(0)
+    while todo or running:
+        while todo and len(running) < CASES_IN_FLIGHT:
+            running.append(_CaseThread(todo.popleft(), options, done))
+        done.acquire()
+        finished = next(t for t in running if t.result is not None or t.error is not None)
+        running.remove(finished)
+        if finished.error is not None:
+            raise finished.error
+        on_result(finished.result)
 
 
 def _evaluate_in_pool(cases, options, workers, on_result) -> None:

@@ -219,3 +219,64 @@ def test_pool_evaluates_here_too_and_each_case_once(tmp_path, monkeypatch, die):
             assert "evaluation failed: BrokenProcessPool" in result.problems[0].message
     failed = [r.case_id for r in got if not r.ok]
     assert failed == [] if not die else (failed and len(here) == len(cases) - len(failed))
+
+
+class _Overlap:
+    """Stands in for evaluate_case: records how many cases run at once, in which threads."""
+
+    def __init__(self, fail=None, delay=0.05):
+        self.lock, self.running, self.most, self.threads = threading.Lock(), 0, 0, set()
+        self.fail, self.delay = fail, delay
+
+    def __call__(self, case, options):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.get_ident())
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+        if case.case_id == self.fail:
+            raise MemoryError("a case that blows up")
+        return evaluate_case(case, options)
+
+
+def test_here_two_cases_are_in_flight_and_results_are_the_same(tmp_path, monkeypatch):
+    cases = _small_folder(tmp_path)
+    alone = {r.case_id: r for r in (evaluate_case(c, EvalOptions()) for c in cases)}
+    fake = _Overlap()
+    monkeypatch.setattr(loop, "evaluate_case", fake)
+    got, callers = [], set()
+
+    def on_result(result):
+        callers.add(threading.get_ident())
+        got.append(result)
+
+    assert loop.evaluate_cases(cases, EvalOptions(), workers=1, on_result=on_result) == 1
+    assert fake.most == loop.CASES_IN_FLIGHT == 2  # never more than two cases in memory
+    assert callers == {threading.get_ident()}  # results are handed over in this thread
+    assert threading.get_ident() not in fake.threads
+    assert sorted(r.case_id for r in got) == sorted(alone)
+    for result in got:
+        assert result.stats.equals(alone[result.case_id].stats)
+
+
+def test_here_an_exception_in_a_case_thread_reaches_the_caller(tmp_path, monkeypatch):
+    cases = _small_folder(tmp_path)
+    monkeypatch.setattr(loop, "evaluate_case", _Overlap(fail=cases[1].case_id))
+    with pytest.raises(MemoryError, match="blows up"):
+        loop.evaluate_cases(cases, EvalOptions(), workers=1, on_result=lambda r: None)
+
+
+def test_here_an_interrupt_does_not_wait_for_the_cases_in_flight(tmp_path, monkeypatch):
+    cases = _small_folder(tmp_path)
+    monkeypatch.setattr(loop, "evaluate_case", _Overlap(delay=2.0))
+
+    def interrupt(result):
+        raise KeyboardInterrupt
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        loop.evaluate_cases(cases, EvalOptions(), workers=1, on_result=interrupt)
+    assert time.perf_counter() - start < 3.5  # the first result, not every case in flight
+    assert all(t.daemon for t in threading.enumerate() if t.name.startswith("calibviz-case"))

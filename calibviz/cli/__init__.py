@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..gctune import tune_this_process
 from .compare import compare
 from .demo import demo
 from .evaluate import EVALUATE_EXAMPLE, evaluate
@@ -36,7 +37,7 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def _root(
     version: Annotated[bool, typer.Option("--version", callback=_print_version,
                                           is_eager=True, help="Print the version and exit.")]
     = False,
@@ -57,4 +58,12 @@ app.command()(demo)
 app.command()(sweep)
 app.command(epilog=REPORT_EXAMPLE)(report)
 
-__all__ = ["app"]
+
+def main() -> None:
+    """The ``calibviz`` command (console script and ``python -m calibviz``): the Typer app in
+    a process with the collector settings of :mod:`calibviz.gctune` (about 1 s less per run)."""
+    tune_this_process()
+    app(prog_name="calibviz")
+
+
+__all__ = ["app", "main"]
