@@ -22,9 +22,11 @@ def demo(
     """Write a synthetic dataset (an nnU-Net v2 and a MONAI folder from two simulated
     models) and evaluate the over-confident nnU-Net model on it."""
     from ..demo import OVERCONFIDENT_TEMPERATURE, write_demo_dataset
+    from ..loop import warm_up
     from ..options import EvalOptions
     from .evaluate import run_with_progress
 
+    warm_up()  # the first run after installing compiles the kernel meanwhile
     try:
         data = write_demo_dataset(folder, n_cases=cases)
     except ValueError as error:
