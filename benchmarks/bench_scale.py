@@ -311,8 +311,26 @@ def client_limits(client, results, pred: Path, labels: Path, root: Path) -> None
 
 # ---------------------------------------------------------------------------- main
 def pool_rows(pred, labels, n_cases, out: Path) -> dict[str, Row]:
-    return {f"pool{w}": api_run(f"API: local pool, {w} worker{'s' * (w > 1)}", pred, labels,
+    rows = {f"pool{w}": api_run(f"API: local pool, {w} worker{'s' * (w > 1)}", pred, labels,
                                 out / f"pool{w}", n_cases, workers=w) for w in (1, 2)}
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        with one_core():
+            rows["core1"] = api_run("API: 1 worker held to 1 core", pred, labels,
+                                    out / "core1", n_cases, workers=1)
+        assert same_csvs(out / "pool1", out / "core1"), "CSVs differ"
+    return rows
+
+
+@contextlib.contextmanager
+def one_core():
+    """This thread, and the threads it starts (the case threads, the kernel's), on one
+    core: the scaling baseline (one worker already uses both cores when it may)."""
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
 
 
 def cluster_rows(pred, labels, n_cases, out: Path, client) -> dict[str, Row]:
@@ -341,6 +359,9 @@ def summary(rows: dict[str, Row], read: Row) -> None:
     print(f"  2 workers / 1 (target >= 1.7): API {ratio('pool2', 'pool1')} total, "
           f"{ratio('pool2', 'pool1', 'steady')} steady"
           + (f"; CLI {ratio('cli2', 'cli1')}" if "cli1" in rows else ""))
+    if "core1" in rows:
+        print(f"  scaling with cores, 2 workers on 2 cores / 1 worker held to 1 core: API "
+              f"{ratio('pool2', 'core1')} total, {ratio('pool2', 'core1', 'steady')} steady")
     print(f"  LocalCluster / pool of 2 (target >= 0.90): fresh {ratio('fresh', 'pool2')} "
           f"total, {ratio('fresh', 'pool2', 'steady')} steady; warm {ratio('warm', 'pool2')} "
           f"total, {ratio('warm', 'pool2', 'steady')} steady"

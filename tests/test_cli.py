@@ -356,3 +356,27 @@ def test_fine_bins_keep_exact_statistics_for_sweeps(demo, tmp_path):
     bad = evaluate(demo.nnunet, demo.labels, "--out", tmp_path / "bad", "--fine-bins", 50,
                    "--bins", 20)
     assert bad.exit_code == 2 and "--fine-bins 50" in bad.output
+
+
+def test_the_command_not_the_library_tunes_the_garbage_collector():
+    import subprocess
+    import sys
+
+    from calibviz.gctune import GC_THRESHOLDS
+
+    probe = ("import gc, sys\n"
+             "before = gc.get_threshold()\n"
+             "import calibviz, calibviz.cli, calibviz.run\n"
+             "imported = gc.get_threshold()\n"
+             "sys.argv = ['calibviz', '--version']\n"
+             "try:\n"
+             "    calibviz.cli.main()\n"
+             "except SystemExit:\n"
+             "    pass\n"
+             "print(before == imported, gc.get_threshold())")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    unchanged, after = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert unchanged == "True"  # importing calibviz leaves a user's process as it was
+    assert after == str(GC_THRESHOLDS)
+    assert GC_THRESHOLDS[2] > 10  # full collections rarer than Python's default
