@@ -200,6 +200,8 @@ def run_evaluation(
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
+    if scheduler is None and client is None:  # this process bins: Numba loads meanwhile
+        warm_up()
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
     report_bins = options.n_bins
     fine_options = _with_fine_bins(options, fine_bins)

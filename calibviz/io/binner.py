@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..binning import BinAccumulator
 from ..roi import bounding_box
 from ..stats import BinStats
 from .checks import CaseContext
@@ -24,6 +23,8 @@ class Binner:
 
     def __init__(self, inputs: CaseInputs, ctx: CaseContext,
                  mask_for: MaskFor | None = None, *, crop: bool = False) -> None:
+        from ..binning import BinAccumulator  # Numba: loaded with the first case
+
         options, source, resolved = inputs.options, inputs.source, inputs.resolved
         precision = source.dtype if source.dtype.kind == "f" else np.float64
         self.inputs = inputs

@@ -10,9 +10,10 @@ kernel's single pass; their messages gain the case and file names here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..binning import BinAccumulator
 from ..options import EvalOptions
 from ..roi import spacing_from_affine
 from ..stats import BinStats
@@ -36,6 +37,9 @@ from .source import Source
 from .toplabel import check_top_label, top_label_row
 from .types import Case, CaseResult, InputError, Problem
 from .watch import CaseInputs, ChannelWatch, logit_hint
+
+if TYPE_CHECKING:  # the kernel module (Numba) loads with the first case, not with this one
+    from ..binning import BinAccumulator
 
 CLIP_WARN = 1e-6
 

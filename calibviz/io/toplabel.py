@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..binning import BinAccumulator
 from ..stats import TOP_LABEL, BinStats
 from .watch import CaseInputs
 
@@ -26,6 +25,8 @@ def top_label_row(inputs: CaseInputs, best: np.ndarray, argbest: np.ndarray) -> 
     options, resolved = inputs.options, inputs.resolved
     channel_labels = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
     correct = channel_labels[argbest] == inputs.labels
+    from ..binning import BinAccumulator  # Numba: loaded with the first case
+
     accumulator = BinAccumulator(
         [TOP_LABEL], n_bins=options.n_bins, precision=best.dtype, closure=options.closure,
         binning=options.binning, empty_weight=options.empty_weight,
