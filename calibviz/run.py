@@ -217,7 +217,8 @@ def run_evaluation(
     collector = _Collector(cases, problems, run_options, progress)
     n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
     collector.report_progress()
-    run_figures = RunFigures(figures, workers, report_bins)  # imports while cases run
+    run_figures = RunFigures(figures, workers, report_bins,  # imports while cases run
+                             n_cases=len(cases), absent=absent)
     try:
         for stored in collector.finished.values():
             run_figures.case_done(stored.stats)

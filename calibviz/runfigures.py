@@ -12,6 +12,7 @@ that cannot be drawn is a warning of the run, never a lost report.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from .io import Problem
@@ -25,15 +26,31 @@ from .stats import BinStats
 WORKER_NICE = 5
 
 
+#: The dataset figure is laid out ahead, by the figure process beside the cases, only when
+#: the cases left should take at least this long (seconds): at its low priority the process
+#: needs that long for the 1.5 s of CPU the layout takes, and a layout still being made when
+#: the run ends would hold the figures up instead of shortening them.
+LAYOUT_AHEAD_SECONDS = 8.0
+
+
 class RunFigures:
     """The figures of one run. ``enabled``: figures are drawn; ``workers``: the run's
     ``--workers`` (1: no process for figures either; None: one when there are two cores);
-    ``report_bins``: the bins the figures show (the run may bin finer, ``--fine-bins``)."""
+    ``report_bins``: the bins the figures show (the run may bin finer, ``--fine-bins``);
+    ``n_cases``: the cases of the run (the dataset figure is laid out ahead for that many
+    when the run is long enough); ``absent``: the run's policy for absent classes;
+    ``clock``: seconds, for the estimate of the time left."""
 
-    def __init__(self, enabled: bool, workers: int | None, report_bins: int):
+    def __init__(self, enabled: bool, workers: int | None, report_bins: int, *,
+                 n_cases: int = 0, absent: str = "include",
+                 clock: Callable[[], float] = time.perf_counter):
         self.worker = None
         self.report_bins = report_bins
-        self._prepared = False
+        self.n_cases, self.absent, self.clock = n_cases, absent, clock
+        self._template: BinStats | None = None  # the first case, at the figures' bins
+        self._done = 0
+        self._laid_out = False
+        self._started = clock()
         if enabled and workers != 1 and default_workers() >= 2:
             from .viz.worker import FigureWorker
 
@@ -43,20 +60,35 @@ class RunFigures:
                 self.worker = None
 
     def case_done(self, stats: BinStats) -> None:
-        """A case finished: the first one has the worker build the case figure."""
-        if self.worker is None or self._prepared:
+        """A case finished (or was taken from an interrupted run): the first one has the
+        worker build the case figure; once the cases left should take
+        :data:`LAYOUT_AHEAD_SECONDS`, the worker lays the dataset figure out."""
+        if self.worker is None:
             return
-        self._prepared = True
-        if stats.n_bins != self.report_bins:
-            from .sweep import coarsen
-
-            stats = coarsen(stats, self.report_bins)
-        from .viz.render import case_figure_options
-
+        self._done += 1
         try:
-            self.worker.prepare(stats, **case_figure_options())  # those of begin
+            if self._template is None:
+                if stats.n_bins != self.report_bins:
+                    from .sweep import coarsen
+
+                    stats = coarsen(stats, self.report_bins)
+                from .viz.render import case_figure_options
+
+                self._template = stats
+                self.worker.prepare(stats, **case_figure_options())  # those of begin
+            elif not self._laid_out and self._worth_laying_out():
+                from .viz.render import dataset_figure_options
+
+                self._laid_out = True
+                self.worker.lay_out(self._template, self.n_cases,
+                                    **dataset_figure_options(absent=self.absent))
         except RuntimeError:  # the worker is gone; the figures are drawn here
             self.worker = None
+
+    def _worth_laying_out(self) -> bool:
+        left = self.n_cases - self._done
+        per_case = (self.clock() - self._started) / self._done
+        return left > 0 and per_case * left >= LAYOUT_AHEAD_SECONDS
 
     def begin(self, report, problems: list[Problem], **options) -> Callable[[], None]:
         """Start the figures of ``report.results`` into ``report.out_dir / "figures"``

@@ -186,3 +186,96 @@ def test_pinned_empty_axis_names_change_no_pixel(results, tmp_path):
         assert any(not a.yaxis._autolabelpos for a in pinned.axes)
         assert np.array_equal(pixels(save_figure(plain, tmp_path / "plain.png", dpi=40)),
                               pixels(save_figure(pinned, tmp_path / "pinned.png", dpi=40)))
+
+
+# --------------------------------------------------- the dataset figure laid out ahead
+def _dataset_png(stats, path, **options):
+    from calibviz.viz.render import render_dataset_figure
+
+    return render_dataset_figure(stats, path, dpi=40, **options).read_bytes()
+
+
+def test_a_dataset_layout_made_ahead_on_one_case_draws_the_same_figure(results, tmp_path):
+    from calibviz.viz.layouts import dataset_layout
+
+    n = len(results.stats)
+    fresh = _dataset_png(results.stats, tmp_path / "fresh.png")
+    ahead = dataset_layout(results.stats[:1], n, dpi=40)  # one case stands in for all
+    assert _dataset_png(results.stats, tmp_path / "ahead.png", layout=ahead) == fresh
+    # a layout for another number of digits gives another figure: the worker does not use it
+    wider = dataset_layout(results.stats[:1], 100_000 * n, dpi=40)
+    assert wider != ahead
+    assert _dataset_png(results.stats, tmp_path / "wider.png", layout=wider) != fresh
+
+
+def test_a_layout_of_other_panels_is_not_used(results, tmp_path):
+    from calibviz.viz.frozen import FrozenLayout
+    from calibviz.viz.layouts import dataset_layout
+
+    one_class = dataset_layout(results.stats[:1], len(results.stats), dpi=40, classes=[1])
+    figure = plot_dataset(results.stats)[0]
+    assert not one_class.fits(figure)
+    with pytest.raises(ValueError, match="this layout is for"):
+        one_class.apply(figure)
+    fresh = _dataset_png(results.stats, tmp_path / "fresh.png")  # laid out itself instead
+    assert _dataset_png(results.stats, tmp_path / "other.png", layout=one_class) == fresh
+    assert FrozenLayout.of(figure).fits(figure)
+
+
+def test_the_worker_uses_its_layout_only_for_labels_as_wide(results):
+    from calibviz.viz.worker import _with_layout
+
+    options = {"classes": None, "absent": "include"}
+    stats = results.stats  # 6 cases, 3 classes: 1 digit of images, 2 of pairs (18)
+    dataset = (stats, "d.png", dict(options))
+    assert "layout" in _with_layout(dataset, 7, options, "L")[2]  # 7 and 21: as wide
+    assert "layout" not in _with_layout(dataset, 3, options, "L")[2]  # 3 and 9: not
+    assert "layout" not in _with_layout(dataset, 10, options, "L")[2]
+    assert "layout" not in _with_layout(dataset, 6, {**options, "absent": "exclude"}, "L")[2]
+
+
+class _FakeWorker:
+    def __init__(self):
+        self.sent = []
+
+    def prepare(self, template, **options):
+        self.sent.append(("prepare", template.n_bins))
+
+    def lay_out(self, template, n_images, **options):
+        self.sent.append(("layout", n_images, options["absent"]))
+
+
+@pytest.mark.parametrize("seconds_per_case, laid_out", [(0.05, False), (1.0, True)])
+def test_a_run_lays_its_dataset_figure_out_ahead_only_when_it_has_time(results,
+                                                                     seconds_per_case,
+                                                                     laid_out):
+    from calibviz.runfigures import LAYOUT_AHEAD_SECONDS, RunFigures
+
+    now = [0.0]
+    run = RunFigures(False, None, 5, n_cases=20, absent="exclude", clock=lambda: now[0])
+    run.worker = _FakeWorker()
+    for stats in list(results.stats) * 3:
+        now[0] += seconds_per_case
+        run.case_done(stats)
+    sent = run.worker.sent
+    assert sent[0] == ("prepare", 5)  # the first case, at the figures' bins
+    assert (("layout", 20, "exclude") in sent) == laid_out
+    assert len(sent) <= 2  # once each
+    assert 20 * 0.05 < LAYOUT_AHEAD_SECONDS <= 19 * 1.0
+
+
+def test_a_figure_worker_draws_the_dataset_figure_with_its_layout(results, tmp_path):
+    from calibviz.viz.render import dataset_figure_options
+
+    if not CAN_FORK:
+        pytest.skip("the worker draws the dataset figure in a fork")
+    options = dataset_figure_options(dpi=40)
+    dataset = (results.stats, tmp_path / "worker.png", options)
+    worker = FigureWorker()
+    try:
+        worker.lay_out(results.stats[0], len(results.stats), **options)
+        drawn = worker.draw([], dataset)()
+    finally:
+        worker.close()
+    assert drawn["dataset"] == dataset[1]
+    assert dataset[1].read_bytes() == _dataset_png(results.stats, tmp_path / "here.png")

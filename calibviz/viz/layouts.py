@@ -11,14 +11,16 @@ from matplotlib.colors import Normalize
 
 from ..aggregate import reliability_histogram
 from ..stats import BinStats, ReliabilityHistogram
-from .annotate import needs_log
+from .annotate import needs_log, style_count_axis
 from .displays import (
     ALL_CLASSES,
     DatasetReliabilityHistogramDisplay,
     style_colorbar,
 )
 from .figures import make_norm, outer_labels, panel_grid
+from .frozen import FrozenLayout
 from .presets import Preset, get_preset
+from .raster import at_dpi
 from .selection import resolve_classes
 
 
@@ -104,6 +106,65 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
         if not single:
             figure.suptitle(f"{title} ({suffix})" if title else suffix)
     return figure, displays, colorbar
+
+
+#: The count range a dataset figure is laid out for: its tick labels ("1", "10k", "100M")
+#: are the widest a count row shows (the case figure's rule).
+LAYOUT_COUNTS = (1.0, 1e8)
+
+
+def dataset_layout(data: ReliabilityHistogram | Sequence[BinStats], n_images: int, *,
+                   dpi: float, preset: str | Preset | None = None, **options) -> FrozenLayout:
+    """The layout (:func:`widest_layout`) of a :func:`plot_dataset` figure of ``n_images``
+    images drawn with ``options`` at ``dpi``, made on a stand-in built from ``data``: any
+    images with the same classes and bins give the same layout, so it can be made before
+    the last case of a run is in."""
+    preset = get_preset(preset)
+    figure, displays, _ = plot_dataset(data, preset=preset, **options)
+    return widest_layout(figure, displays, n_images, dpi=dpi, preset=preset, restore=False)
+
+
+def widest_layout(figure, displays: Sequence[DatasetReliabilityHistogramDisplay],
+                  n_images: int, *, dpi: float, preset: str | Preset | None = None,
+                  restore: bool = True) -> FrozenLayout:
+    """Lay a :func:`plot_dataset` ``figure`` out at ``dpi`` (its layout engine, once) as if
+    its labels were the widest ``n_images`` images can give it, and return that layout:
+    every images-per-column count as wide as ``n_images`` (image-class pairs in the
+    all-classes panel) and every count row on a log axis from 1 to 100M
+    (:data:`LAYOUT_COUNTS`). The layout thus depends on the panels and the number of digits
+    of ``n_images``, not on the data. With ``restore`` the figure's own labels and count
+    scales are put back (its layout engine stays: apply the layout returned)."""
+    preset = get_preset(preset)
+    n_pairs = n_images * max(1, sum(d.class_name != ALL_CLASSES for d in displays))
+    kept = []
+    with matplotlib.rc_context(preset.rc()):
+        for display in displays:
+            axis, hist_ax = display.count_axis_, display.hist_ax_
+            ticks = labels = limits = None
+            if axis is not None:
+                ticks = axis.get_xticks()
+                labels = [t.get_text() for t in axis.get_xticklabels()]
+                widest = str(n_pairs if display.class_name == ALL_CLASSES else n_images)
+                axis.set_xticks(ticks, labels=[widest if text else "" for text in labels])
+            if hist_ax is not None:
+                limits = (hist_ax.get_yscale() == "log", hist_ax.get_ylim(),
+                          hist_ax.get_autoscaley_on())
+                style_count_axis(hist_ax, log=True)
+                hist_ax.set_ylim(*LAYOUT_COUNTS)
+            kept.append((axis, ticks, labels, hist_ax, limits))
+        with at_dpi(figure, dpi):
+            figure.get_layout_engine().execute(figure)
+        layout = FrozenLayout.of(figure)
+        if restore:
+            for axis, ticks, labels, hist_ax, limits in kept:
+                if axis is not None:
+                    axis.set_xticks(ticks, labels=labels)
+                if hist_ax is not None:
+                    log, ylim, auto = limits
+                    style_count_axis(hist_ax, log=log)
+                    hist_ax.set_ylim(*ylim)
+                    hist_ax.set_autoscaley_on(auto)
+    return layout
 
 
 def _counts(display: DatasetReliabilityHistogramDisplay):

@@ -31,6 +31,7 @@ from .selection import (  # noqa: F401  (public here too)
 
 if TYPE_CHECKING:
     from .casefigure import CaseFigure
+    from .frozen import FrozenLayout
 
 KINDS = ("both", "dataset", "case")
 DATASET_FIGURE = "dataset_reliability_histogram"
@@ -75,15 +76,23 @@ def render_case_figures(jobs, *, classes: Sequence[int | str] | None = None,
 def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
                           classes: Sequence[int | str] | None = None, absent: str = "include",
                           preset: str | Preset | None = None, dpi: int | None = None,
-                          title: str | None = None, **style) -> Path:
+                          title: str | None = None, layout: FrozenLayout | None = None,
+                          **style) -> Path:
     """Draw the dataset reliability histogram of all (or the given) classes plus the
-    all-classes panel and write it to ``path``."""
+    all-classes panel and write it to ``path``. The figure is laid out for the widest
+    labels its number of images allows (:func:`~calibviz.viz.layouts.dataset_layout`), or
+    as ``layout`` says (that layout, made ahead of time, when it fits)."""
     from .figures import pin_empty_labels, save_figure
-    from .layouts import plot_dataset
+    from .layouts import plot_dataset, widest_layout
 
     data = stats if style.get("band") else reliability_histogram(stats, absent=absent)
-    figure, _, _ = plot_dataset(data, classes=classes, absent=absent, title=title,
-                                preset=preset, **style)
+    preset = get_preset(preset)
+    dpi = dpi or preset.dpi
+    figure, displays, _ = plot_dataset(data, classes=classes, absent=absent, title=title,
+                                       preset=preset, **style)
+    if layout is None or not layout.fits(figure):
+        layout = widest_layout(figure, displays, len(stats), dpi=dpi, preset=preset)
+    layout.apply(figure)
     pin_empty_labels(figure)
     return save_figure(figure, path, dpi=dpi, preset=preset)
 
@@ -147,8 +156,8 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
         summary["n_skipped"] = len(results) - len(picked)
     if kind in ("both", "dataset"):
         dataset = (list(results.stats), out_dir / f"{DATASET_FIGURE}.{fmt}",
-                   {"classes": classes, "absent": absent, "preset": preset, "dpi": dpi,
-                    **dataset_style})
+                   dataset_figure_options(classes=classes, absent=absent, preset=preset,
+                                          dpi=dpi, **dataset_style))
     if worker is not None:
         return _in_worker(worker, jobs, options, dataset, summary)
     pending = _start_cases(jobs, options, workers) if jobs else None
@@ -173,6 +182,16 @@ def case_figure_options(*, classes: Sequence[int] | None = None,
     :func:`render_case_figures`): what a :class:`~calibviz.viz.worker.FigureWorker` is
     prepared with, to draw them with the figure it built."""
     return {"classes": classes, "preset": get_preset(preset), "dpi": dpi, **style}
+
+
+def dataset_figure_options(*, classes: Sequence[int] | None = None, absent: str = "include",
+                           preset: str | Preset | None = None, dpi: int | None = None,
+                           **style) -> dict:
+    """The options :func:`render_figures` draws the dataset figure with (those of
+    :func:`render_dataset_figure`): what a :class:`~calibviz.viz.worker.FigureWorker` lays
+    that figure out with ahead of time."""
+    return {"classes": classes, "absent": absent, "preset": get_preset(preset), "dpi": dpi,
+            **style}
 
 
 _DATASET_STYLE = ("cmap", "norm", "gamma", "show_curve", "show_counts", "all_classes",

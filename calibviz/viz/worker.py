@@ -3,14 +3,16 @@
 Started when a run starts, a :class:`FigureWorker` does its imports (Matplotlib) while the
 cases are evaluated, at a lower priority (``nice``) so that it takes only the time the
 evaluation leaves idle, and builds the run's :class:`~calibviz.viz.casefigure.CaseFigure`
-(and its static pixels) as soon as the first case is in (:meth:`FigureWorker.prepare`).
+(and its static pixels) as soon as the first case is in (:meth:`FigureWorker.prepare`);
+in a long run it also lays the dataset figure out ahead (:meth:`FigureWorker.lay_out`: the
+layout depends on the panels and the number of images, not on the data).
 :meth:`FigureWorker.draw` then draws the chosen case figures and, in a copy of itself
 made with ``fork`` (imports and case figure included, for free), the dataset figure and
 a share of the case figures, while the caller writes the reports.
 
 The worker is spawned, not forked: the caller may hold Numba's threads, which ``fork``
 would copy locked; the worker itself runs no threads of its own, so its ``fork`` is
-safe. It keeps its case figure in a local variable of :func:`serve` (no module state) and
+safe. It keeps its case figure and layout in local variables of :func:`serve` (no module state) and
 ends when the pipe is closed, :meth:`FigureWorker.close` is called or the parent dies.
 """
 
@@ -24,8 +26,10 @@ from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
-#: The dataset figure takes about as long as this many case figures (how they are shared).
+#: The dataset figure takes about as long as this many case figures (how they are shared);
+#: laid out ahead of time (:meth:`FigureWorker.lay_out`), as long as half as many.
 DATASET_AS_CASES = 10
+LAID_OUT_DATASET_AS_CASES = 5
 #: Whether the worker can draw the dataset figure beside the case figures (POSIX).
 CAN_FORK = hasattr(os, "fork")
 
@@ -51,6 +55,13 @@ class FigureWorker:
     def prepare(self, template, **options) -> None:
         """Build the case figure for ``template`` (a :class:`BinStats` of the run) now."""
         self._send(("prepare", template, options))
+
+    def lay_out(self, template, n_images: int, **options) -> None:
+        """Lay the dataset figure of ``n_images`` images out now, with ``template`` (a
+        :class:`BinStats` of the run) standing in for them (``options``: those of
+        :func:`~calibviz.viz.render.render_dataset_figure`); :meth:`draw` then uses that
+        layout when its dataset figure has these options and as many digits of images."""
+        self._send(("layout", (template, n_images), options))
 
     def draw(self, jobs, dataset=None, **options) -> Callable[[], dict]:
         """Start drawing ``jobs`` (``(case id, BinStats, path)``) and, where the process
@@ -96,6 +107,13 @@ class HereWorker:
     result is asked for, the case figures here and the dataset figure with a share of
     them in a fork of this process (its imports and case figure for free)."""
 
+    def lay_out(self, template, n_images: int, **options) -> None:
+        """Lay the dataset figure of ``n_images`` images out now, with ``template`` (a
+        :class:`BinStats` of the run) standing in for them (``options``: those of
+        :func:`~calibviz.viz.render.render_dataset_figure`); :meth:`draw` then uses that
+        layout when its dataset figure has these options and as many digits of images."""
+        self._send(("layout", (template, n_images), options))
+
     def draw(self, jobs, dataset=None, **options) -> Callable[[], dict]:
         return lambda: draw_all(list(jobs), dataset, None, options)
 
@@ -122,6 +140,7 @@ def can_fork_here() -> bool:
 
 def serve(connection, nice: int = 0) -> None:
     """The process's loop: ``("prepare", template, options)`` builds a case figure;
+    ``("layout", (template, n_images), options)`` lays the dataset figure out;
     ``("draw", (jobs, dataset), options)`` draws (:func:`draw_all`) and answers ``("ok",
     drawn)`` or ``("error", text)``; ``None`` or a closed pipe ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -130,6 +149,7 @@ def serve(connection, nice: int = 0) -> None:
     from . import layouts, render  # noqa: F401  (the drawing's imports, done now)
 
     prepared = None
+    layout = None  # (n_images, options, FrozenLayout) of the dataset figure
     while True:
         try:
             message = connection.recv()
@@ -142,12 +162,45 @@ def serve(connection, nice: int = 0) -> None:
             if kind == "prepare":
                 prepared = (case_figure(payload, options), options)
                 continue
+            if kind == "layout":
+                layout = (payload[1], options, dataset_layout_for(*payload, options))
+                continue
             jobs, dataset = payload
             figure = prepared[0] if prepared and prepared[1] == options else None
+            if dataset is not None and layout is not None:
+                dataset = _with_layout(dataset, *layout)
             connection.send(("ok", draw_all(jobs, dataset, figure, options)))
         except Exception as error:  # told to the caller, who draws the figures itself
             if kind != "prepare":
                 connection.send(("error", f"{type(error).__name__}: {error}"))
+
+
+def dataset_layout_for(template, n_images: int, options: dict):
+    """The :class:`~calibviz.viz.frozen.FrozenLayout` of the dataset figure of ``n_images``
+    images drawn with ``options`` (those of ``render_dataset_figure``), laid out on
+    ``template``'s classes and bins."""
+    from .layouts import dataset_layout
+    from .presets import get_preset
+
+    style = dict(options)
+    preset = get_preset(style.pop("preset", None))
+    dpi = style.pop("dpi", None) or preset.dpi
+    return dataset_layout([template], n_images, dpi=dpi, preset=preset, **style)
+
+
+def _with_layout(dataset, n_images: int, options: dict, layout):
+    """``dataset`` (``(stats, path, options)``) given ``layout`` when it was made for these
+    options and labels as wide (the same number of digits of images and image-class
+    pairs: the layout rule of :func:`~calibviz.viz.layouts.dataset_layout`)."""
+    stats, path, dataset_options = dataset
+    if dataset_options != options or not stats:
+        return dataset
+    n_classes = stats[0].n_classes if options.get("classes") is None else len(
+        options["classes"])
+    widths = [(len(str(n)), len(str(n * n_classes))) for n in (n_images, len(stats))]
+    if widths[0] != widths[1]:
+        return dataset
+    return stats, path, {**dataset_options, "layout": layout}
 
 
 def case_figure(template, options: dict, *, warm: bool = True):
@@ -181,7 +234,9 @@ def draw_all(jobs, dataset, figure, options: dict) -> dict:
                              warm=Path(jobs[0][2]).suffix.lower() == ".png")
     child, theirs = None, 0
     if dataset is not None and CAN_FORK:
-        theirs = max(0, (len(jobs) - DATASET_AS_CASES) // 2)
+        weight = (LAID_OUT_DATASET_AS_CASES if "layout" in dataset[2]
+                  else DATASET_AS_CASES)
+        theirs = max(0, (len(jobs) - weight) // 2)
         child = _fork_drawing(dataset, jobs[len(jobs) - theirs:], figure, options)
     own, shared = jobs[:len(jobs) - theirs], jobs[len(jobs) - theirs:]
     drawn = {"cases": [None] * len(jobs), "dataset": None, "prepared": prepared}
