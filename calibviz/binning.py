@@ -98,7 +98,8 @@ def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, t
     bin ``k`` holds ``cuts[k] <= p < cuts[k + 1]`` (``cuts``: the edges, or just above
     them when right-closed; see :func:`_cuts`). ``counters`` int64 ``[5]`` (scored,
     predicted positive, true positive, truth, clipped), ``checks`` int64 ``[4]`` and
-    ``value_range`` ``[2]`` are updated in place.
+    ``value_range`` ``[2]`` are updated in place. ``soft``: :data:`_SOFT` for soft binning
+    (no fast paths), ``None`` for hard: then Numba prunes the soft branch before typing it.
     """
     n_out = 0
     for i in range(n):
@@ -168,7 +169,7 @@ def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, t
             y_rest += o
             pos += positive
             pos_y += positive & o
-            if soft:  # linear split between neighbouring bin centres (k + 1/2) / B
+            if soft is not None:  # linear split between neighbouring bin centres (k + 1/2) / B
                 _soft_add(row, p, y, fb, last)
                 continue
             # x = p·B: away from an integer (farther than the edge rounding allows), floor(x)
@@ -189,7 +190,7 @@ def _bin_block(acc, p_buf, idx, lut_row, n, cuts, t_lo, t_hi, near_edge, soft, t
             row[j + 2] += y
             row[j + 3] += p * p
             row[j + 4] += p * y
-        if soft or t_lo < 0.0:  # no fast path: every voxel went straight into the row
+        if t_lo < 0.0:  # no fast path (soft binning too): every voxel went into the row
             continue
         if last > 0:  # one bin: the "last" registers alias bin 0's and stay unused
             row[e + 1] = t0
@@ -714,6 +715,9 @@ _P_TYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.uint
                                        np.int32))
 _L_TYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.int32, np.int64))
 _NO_MASK = np.zeros(1, dtype=bool)
+#: The kernels' ``soft`` argument: this for soft binning, ``None`` for hard. Its type chooses
+#: the compiled version, so hard binning (the default) never compiles the soft path.
+_SOFT = 1.0
 
 
 def _writable(array: np.ndarray) -> np.ndarray:
@@ -771,9 +775,9 @@ def _run_kernel(
     sums, counters, checks, value_range = _bin_kernel(
         probs, labels, mode, table, float(slope), float(divisor), float(inter),
         _kernel_lut(lut, strict), np.int64(offset), mask if use_mask else _NO_MASK, use_mask,
-        _cuts(acc.edges, acc.closure), t_lo, t_hi, float(_near_edge(acc.edges)), soft,
-        float(CLIP_TOLERANCE), n_classes=probs.shape[0], n_vox=probs.shape[1],
-        n_bins=len(acc.edges) - 1,
+        _cuts(acc.edges, acc.closure), t_lo, t_hi, float(_near_edge(acc.edges)),
+        _SOFT if soft else None, float(CLIP_TOLERANCE), n_classes=probs.shape[0],
+        n_vox=probs.shape[1], n_bins=len(acc.edges) - 1,
     )
     checks = checks.sum(axis=0)
     low, high = value_range[:, 0].min(), value_range[:, 1].max()
