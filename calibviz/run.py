@@ -71,21 +71,29 @@ class _Collector:
 
     def accept(self, result: CaseResult) -> CaseResult:
         """``result`` checked against the run: the first case's usage problem stops the run
-        (``ValueError``); a case that cannot pool with the others becomes its error."""
+        (``ValueError``). Whether it pools with the others is decided by :meth:`results`."""
         usage = [p for p in result.problems if p.severity == "usage"]
         if usage and not self.finished and not self.failed:
             raise ValueError(usage[0].message)
-        if result.ok and self.finished:
-            result = self._compatible(result)
         return result
 
     def record(self, result: CaseResult) -> None:
         (self.finished if result.ok else self.failed)[result.case_id] = result
         self.report_progress()
 
-    def _compatible(self, result: CaseResult) -> CaseResult:
-        """A case whose classes or bins differ from the others' is that case's error."""
-        first = next(iter(self.finished.values()))
+    def _pool(self) -> None:
+        """Check every finished case against the first one in discovery order, whatever
+        order they finished in (threads, processes and clusters finish cases out of order):
+        one whose classes or bins differ becomes its error."""
+        ordered = [c.case_id for c in self.cases if c.case_id in self.finished]
+        for case_id in ordered[1:]:
+            result = self._compatible(self.finished[ordered[0]], self.finished[case_id])
+            if not result.ok:
+                del self.finished[case_id]
+                self.failed[case_id] = result
+
+    def _compatible(self, first: CaseResult, result: CaseResult) -> CaseResult:
+        """``result``, or its error when its classes or bins differ from ``first``'s."""
         try:
             first.stats.compatible_with(result.stats)
         except ValueError as error:
@@ -101,6 +109,7 @@ class _Collector:
             self.progress(len(self.finished) + len(self.failed), len(self.cases))
 
     def results(self) -> Results:
+        self._pool()
         ordered = [c.case_id for c in self.cases if c.case_id in self.finished]
         problems = list(self.discovery_problems)
         for case in self.cases:

@@ -83,6 +83,25 @@ def test_a_case_with_other_channels_is_that_cases_error(tmp_path):
     assert problems["case"].tolist() == ["case1"] and "case1" in problems["message"][0]
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (1, 0, 2, 3), (1, 3, 2, 0)])
+def test_the_case_that_cannot_pool_is_the_same_whatever_order_cases_finish(tmp_path, order):
+    from calibviz.io import discover_cases, evaluate_case
+    from calibviz.options import EvalOptions
+    from calibviz.run import _Collector
+
+    pred, labels = write_float_folder(tmp_path)
+    label, probs = make_case(SHAPE, 4, seed=9)
+    write_nifti(pred / "case1.nii.gz", np.moveaxis(probs, 0, -1))
+    cases, found = discover_cases(pred, labels, EvalOptions())
+    collector = _Collector(cases, found, {})
+    for i in order:  # as cases finish in threads, processes or on a cluster
+        collector(evaluate_case(cases[i], EvalOptions()))
+    results = collector.results()
+    assert results.cases == ("case0", "case2", "case3")
+    assert [p.case for p in results.problems if p.severity == "error"] == ["case1"]
+    assert "of case case0" in results.problems[0].message
+
+
 def test_out_folder_holds_exactly_one_run(tmp_path):
     pred, labels = write_float_folder(tmp_path)
     out = tmp_path / "out"
