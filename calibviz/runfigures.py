@@ -31,6 +31,8 @@ WORKER_NICE = 5
 #: needs that long for the 1.5 s of CPU the layout takes, and a layout still being made when
 #: the run ends would hold the figures up instead of shortening them.
 LAYOUT_AHEAD_SECONDS = 8.0
+#: Cases in before that estimate is made (the rate of fewer says little).
+LAYOUT_AHEAD_AFTER = 4
 
 
 class RunFigures:
@@ -50,7 +52,7 @@ class RunFigures:
         self._template: BinStats | None = None  # the first case, at the figures' bins
         self._done = 0
         self._laid_out = False
-        self._started = clock()
+        self._first_done: float | None = None  # when the first case was in (start-up over)
         if enabled and workers != 1 and default_workers() >= 2:
             from .viz.worker import FigureWorker
 
@@ -68,6 +70,7 @@ class RunFigures:
         self._done += 1
         try:
             if self._template is None:
+                self._first_done = self.clock()
                 if stats.n_bins != self.report_bins:
                     from .sweep import coarsen
 
@@ -86,8 +89,12 @@ class RunFigures:
             self.worker = None
 
     def _worth_laying_out(self) -> bool:
+        """Whether the cases left should take :data:`LAYOUT_AHEAD_SECONDS`, at the rate
+        since the first case (the start-up before it, imports and kernels, excluded)."""
+        if self._done < LAYOUT_AHEAD_AFTER:
+            return False
         left = self.n_cases - self._done
-        per_case = (self.clock() - self._started) / self._done
+        per_case = (self.clock() - self._first_done) / (self._done - 1)
         return left > 0 and per_case * left >= LAYOUT_AHEAD_SECONDS
 
     def begin(self, report, problems: list[Problem], **options) -> Callable[[], None]:
