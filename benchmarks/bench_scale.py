@@ -17,7 +17,8 @@ on 2 cores; ``--quick`` for 16 cases of 64x64x32). The folder (4-class smooth so
 
 MB are the stored voxels (prediction float32 + label uint8) per second; CPU and peak memory
 are those of this process and all its children together (CPU per case; the LocalCluster's
-idle workers are counted in the API rows that use it), sampled every 50 ms. As the 1-worker run
+idle workers are counted in the API rows that use it; the CLI rows count the command's
+processes only), sampled every 50 ms. As the 1-worker run
 already uses both cores part of the time (the kernel's 2 threads, channels read ahead), the
 summary also compares the rates with "2 cores' worth" of its CPU per case.
 """
@@ -119,12 +120,14 @@ def dataset(n_cases: int, shape) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------- measuring
 class Usage:
     """Peak resident memory and CPU seconds of this process and its children (each child's
-    CPU as last seen, so workers that exit during the run count too), sampled in a thread."""
+    CPU as last seen, so workers that exit during the run count too), sampled in a thread;
+    ``children_only``: of the children alone (a command run in a process of its own)."""
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, interval: float = 0.05, children_only: bool = False) -> None:
         import psutil
 
         self.process, self.interval, self.peak = psutil.Process(), interval, 0
+        self.children_only = children_only
         self._stop = threading.Event()
         self._cpu: dict[int, list[float]] = {}  # pid -> [first seen, last seen]
 
@@ -135,7 +138,8 @@ class Usage:
 
     def _sample(self, initial: bool = False) -> None:
         total = 0
-        for proc in [self.process, *self.process.children(recursive=True)]:
+        mine = [] if self.children_only else [self.process]
+        for proc in [*mine, *self.process.children(recursive=True)]:
             with contextlib.suppress(Exception):  # exited meanwhile
                 total += proc.memory_info().rss
                 seconds = self._seconds(proc)
@@ -200,7 +204,7 @@ def api_run(name: str, pred: Path, labels: Path, out: Path, n_cases: int, **how)
 def cli_run(name: str, pred: Path, labels: Path, out: Path, n_cases: int, *flags) -> Row:
     argv = [sys.executable, "-m", "calibviz", "evaluate", str(pred), str(labels), "--out",
             str(out), "--no-figures", "--quiet", "--overwrite", *flags]
-    with Usage() as memory:
+    with Usage(children_only=True) as memory:
         start = time.perf_counter()
         subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
