@@ -107,13 +107,6 @@ class HereWorker:
     result is asked for, the case figures here and the dataset figure with a share of
     them in a fork of this process (its imports and case figure for free)."""
 
-    def lay_out(self, template, n_images: int, **options) -> None:
-        """Lay the dataset figure of ``n_images`` images out now, with ``template`` (a
-        :class:`BinStats` of the run) standing in for them (``options``: those of
-        :func:`~calibviz.viz.render.render_dataset_figure`); :meth:`draw` then uses that
-        layout when its dataset figure has these options and as many digits of images."""
-        self._send(("layout", (template, n_images), options))
-
     def draw(self, jobs, dataset=None, **options) -> Callable[[], dict]:
         return lambda: draw_all(list(jobs), dataset, None, options)
 
