@@ -22,11 +22,11 @@ def top_label_row(inputs: CaseInputs, best: np.ndarray, argbest: np.ndarray) -> 
     """One ``top-label`` row: ``best`` ``(*spatial)`` the largest probability per voxel,
     ``argbest`` the channel it came from; scored where the case's mask and ignore label
     allow, binned with the run's convention."""
+    from ..binning import BinAccumulator  # Numba: loaded with the first case
+
     options, resolved = inputs.options, inputs.resolved
     channel_labels = np.array([v[0] for v in resolved.channel_values], dtype=np.int64)
     correct = channel_labels[argbest] == inputs.labels
-    from ..binning import BinAccumulator  # Numba: loaded with the first case
-
     accumulator = BinAccumulator(
         [TOP_LABEL], n_bins=options.n_bins, precision=best.dtype, closure=options.closure,
         binning=options.binning, empty_weight=options.empty_weight,

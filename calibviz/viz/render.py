@@ -80,7 +80,7 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
                           **style) -> Path:
     """Draw the dataset reliability histogram of all (or the given) classes plus the
     all-classes panel and write it to ``path``. The figure is laid out for the widest
-    labels its number of images allows (:func:`~calibviz.viz.layouts.dataset_layout`), or
+    labels its number of images allows (:func:`~calibviz.viz.layouts.widest_layout`), or
     as ``layout`` says (that layout, made ahead of time, when it fits)."""
     from .figures import pin_empty_labels, save_figure
     from .layouts import plot_dataset, widest_layout

@@ -12,8 +12,9 @@ a share of the case figures, while the caller writes the reports.
 
 The worker is spawned, not forked: the caller may hold Numba's threads, which ``fork``
 would copy locked; the worker itself runs no threads of its own, so its ``fork`` is
-safe. It keeps its case figure and layout in local variables of :func:`serve` (no module state) and
-ends when the pipe is closed, :meth:`FigureWorker.close` is called or the parent dies.
+safe. It keeps its case figure and layout in local variables of :func:`serve` (no module
+state) and ends when the pipe is closed, :meth:`FigureWorker.close` is called or the
+parent dies.
 """
 
 from __future__ import annotations
