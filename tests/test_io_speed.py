@@ -224,9 +224,9 @@ def test_pool_evaluates_here_too_and_each_case_once(tmp_path, monkeypatch, die):
 class _Overlap:
     """Stands in for evaluate_case: records how many cases run at once, in which threads."""
 
-    def __init__(self, fail=None, delay=0.05):
+    def __init__(self, fail=None, delay=0.05, hold=None):
         self.lock, self.running, self.most, self.threads = threading.Lock(), 0, 0, set()
-        self.fail, self.delay = fail, delay
+        self.fail, self.delay, self.hold = fail, delay, hold  # hold: (fast case id, Event)
 
     def __call__(self, case, options):
         with self.lock:
@@ -234,6 +234,8 @@ class _Overlap:
             self.most = max(self.most, self.running)
             self.threads.add(threading.get_ident())
         time.sleep(self.delay)
+        if self.hold is not None and case.case_id != self.hold[0]:
+            self.hold[1].wait()  # runs until the test lets it go
         with self.lock:
             self.running -= 1
         if case.case_id == self.fail:
@@ -270,13 +272,28 @@ def test_here_an_exception_in_a_case_thread_reaches_the_caller(tmp_path, monkeyp
 
 def test_here_an_interrupt_does_not_wait_for_the_cases_in_flight(tmp_path, monkeypatch):
     cases = _small_folder(tmp_path)
-    monkeypatch.setattr(loop, "evaluate_case", _Overlap(delay=2.0))
+    release = threading.Event()
+    fake = _Overlap(hold=(cases[0].case_id, release))  # the other case runs on and on
+    monkeypatch.setattr(loop, "evaluate_case", fake)
 
     def interrupt(result):
         raise KeyboardInterrupt
 
-    start = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        loop.evaluate_cases(cases, EvalOptions(), workers=1, on_result=interrupt)
-    assert time.perf_counter() - start < 3.5  # the first result, not every case in flight
-    assert all(t.daemon for t in threading.enumerate() if t.name.startswith("calibviz-case"))
+    raised = []
+
+    def run():
+        try:
+            loop.evaluate_cases(cases, EvalOptions(), workers=1, on_result=interrupt)
+        except KeyboardInterrupt:
+            raised.append(True)
+
+    caller = threading.Thread(target=run, daemon=True)
+    try:
+        caller.start()
+        caller.join(timeout=30)  # a loop that waited for the held case would still be here
+        assert raised and not caller.is_alive()
+        assert fake.running == 1  # the interrupt came with a case still in flight
+        assert all(t.daemon for t in threading.enumerate()
+                   if t.name.startswith("calibviz-case"))  # an exit never waits for it
+    finally:
+        release.set()
