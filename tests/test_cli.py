@@ -380,3 +380,29 @@ def test_the_command_not_the_library_tunes_the_garbage_collector():
     assert unchanged == "True"  # importing calibviz leaves a user's process as it was
     assert after == str(GC_THRESHOLDS)
     assert GC_THRESHOLDS[2] > 10  # full collections rarer than Python's default
+
+
+@pytest.mark.parametrize("script_name, reruns", [("calibviz", False), ("my_pipeline.py", True)])
+def test_spawned_processes_of_the_command_do_not_rerun_its_console_script(
+        tmp_path, script_name, reruns):
+    """A spawned process runs the parent's main module again unless it has a module name;
+    the console script (what pip writes: it imports the whole command line) is named
+    ``calibviz.__main__`` so that figure and pool processes skip it; another program's
+    script is left alone (its processes may need it)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / script_name
+    script.write_text(
+        "import sys\n"
+        "from calibviz.cli import _spawn_without_script\n"
+        "if __name__ == '__main__':\n"
+        "    from concurrent.futures import ProcessPoolExecutor\n"
+        "    from multiprocessing import get_context\n"
+        "    _spawn_without_script()\n"
+        "    with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as pool:\n"
+        "        print(pool.submit(eval, \"'calibviz.cli' in __import__('sys').modules\")"
+        ".result())\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == str(reruns)
