@@ -198,6 +198,21 @@ def test_share_of_the_started_processes():
     assert [_share(3, left) for left in (1, 4, 8, 40)] == [1, 3, 6, 6]
 
 
+@pytest.mark.parametrize("cores, processes", [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_a_long_run_starts_a_process_per_two_cores(tmp_path, monkeypatch, cores, processes):
+    """One process keeps two cores busy (two cases in flight): the automatic choice starts
+    one per two cores for a run long enough to share, none on two cores or fewer."""
+    cases = _small_folder(tmp_path)
+    monkeypatch.setattr(loop, "default_workers", lambda: cores)
+    monkeypatch.setattr(loop, "SPAWN_WORTH_SECONDS", 0.0)  # any run is long enough
+    pools = []
+    monkeypatch.setattr(loop, "_evaluate_in_pool",
+                        lambda todo, options, workers, on_result: pools.append(workers))
+    used = loop.evaluate_cases(cases, EvalOptions(), workers=None, on_result=lambda r: None)
+    assert pools == ([] if processes == 1 else [processes])
+    assert used == (min(processes, len(cases) - 2) if processes > 1 else 1)
+
+
 @pytest.mark.parametrize("die", [False, True])
 def test_pool_evaluates_here_too_and_each_case_once(tmp_path, monkeypatch, die):
     cases = _small_folder(tmp_path)

@@ -76,7 +76,8 @@ HELP = {
     "bootstrap": "Bootstrap resamples of the images for the intervals in summary.csv "
                  "(0: none).",
     "seed": "Seed of the bootstrap.",
-    "workers": "Parallel worker processes (default: one per core when it pays).",
+    "workers": "Parallel worker processes (default: one per two cores, each evaluating "
+               "two cases at a time, when the run is long enough to share).",
     "scheduler": "Evaluate on a Dask cluster: tcp://host:8786, or local:N (N worker "
                  "processes here); needs calibviz[dask].",
     "resume": "Continue an interrupted run in --out, skipping finished cases.",
