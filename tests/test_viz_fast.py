@@ -208,6 +208,34 @@ def test_a_dataset_layout_made_ahead_on_one_case_draws_the_same_figure(results, 
     assert _dataset_png(results.stats, tmp_path / "wider.png", layout=wider) != fresh
 
 
+@pytest.mark.parametrize("n_images", [6, 123_456])
+def test_the_widest_layout_is_that_of_every_count_as_wide(results, n_images):
+    """The widest layout measures the outermost two counts of each panel only: the same
+    layout as every count written as wide, with empty axis names pinned or not."""
+    from calibviz.viz.figures import pin_empty_labels
+    from calibviz.viz.frozen import FrozenLayout
+    from calibviz.viz.layouts import LAYOUT_COUNTS, style_count_axis, widest_layout
+
+    preset = get_preset()
+    n_pairs = n_images * results.stats[0].n_classes
+    with matplotlib.rc_context(preset.rc()):
+        figure, displays, _ = plot_dataset(results.stats, preset=preset)
+        for display in displays:
+            labels = [t.get_text() for t in display.count_axis_.get_xticklabels()]
+            widest = str(n_pairs if display.class_name == "all classes" else n_images)
+            display.count_axis_.set_xticks(display.count_axis_.get_xticks(),
+                                           labels=[widest if t else "" for t in labels])
+            style_count_axis(display.hist_ax_, log=True)
+            display.hist_ax_.set_ylim(*LAYOUT_COUNTS)
+        figure.dpi = 40
+        figure.get_layout_engine().execute(figure)
+        every = FrozenLayout.of(figure)
+    figure, displays, _ = plot_dataset(results.stats, preset=preset)
+    pin_empty_labels(figure)
+    assert widest_layout(figure, displays, n_images, dpi=40, preset=preset) == every
+    assert sum(len(d.count_axis_.get_xticks()) for d in displays) > 8  # labels restored
+
+
 def test_a_layout_of_other_panels_is_not_used(results, tmp_path):
     from calibviz.viz.frozen import FrozenLayout
     from calibviz.viz.layouts import dataset_layout

@@ -17,7 +17,7 @@ from .displays import (
     DatasetReliabilityHistogramDisplay,
     style_colorbar,
 )
-from .figures import make_norm, outer_labels, panel_grid
+from .figures import make_norm, outer_labels, panel_grid, pin_empty_labels
 from .frozen import FrozenLayout
 from .presets import Preset, get_preset
 from .raster import at_dpi
@@ -121,6 +121,7 @@ def dataset_layout(data: ReliabilityHistogram | Sequence[BinStats], n_images: in
     the last case of a run is in."""
     preset = get_preset(preset)
     figure, displays, _ = plot_dataset(data, preset=preset, **options)
+    pin_empty_labels(figure)  # as render_dataset_figure does: the same layout, made faster
     return widest_layout(figure, displays, n_images, dpi=dpi, preset=preset, restore=False)
 
 
@@ -132,8 +133,10 @@ def widest_layout(figure, displays: Sequence[DatasetReliabilityHistogramDisplay]
     every images-per-column count as wide as ``n_images`` (image-class pairs in the
     all-classes panel) and every count row on a log axis from 1 to 100M
     (:data:`LAYOUT_COUNTS`). The layout thus depends on the panels and the number of digits
-    of ``n_images``, not on the data. With ``restore`` the figure's own labels and count
-    scales are put back (its layout engine stays: apply the layout returned)."""
+    of ``n_images``, not on the data. Counts as wide as each other take the room of the
+    outermost two, so only those two are laid out (the same layout; the engine measures
+    every label of every axes several times). With ``restore`` the figure's own labels
+    and count scales are put back (its layout engine stays: apply the layout returned)."""
     preset = get_preset(preset)
     n_pairs = n_images * max(1, sum(d.class_name != ALL_CLASSES for d in displays))
     kept = []
@@ -145,7 +148,9 @@ def widest_layout(figure, displays: Sequence[DatasetReliabilityHistogramDisplay]
                 ticks = axis.get_xticks()
                 labels = [t.get_text() for t in axis.get_xticklabels()]
                 widest = str(n_pairs if display.class_name == ALL_CLASSES else n_images)
-                axis.set_xticks(ticks, labels=[widest if text else "" for text in labels])
+                shown = [i for i, text in enumerate(labels) if text]
+                outer = [shown[0], shown[-1]] if shown else []
+                axis.set_xticks(ticks[outer], labels=[widest] * len(outer))
             if hist_ax is not None:
                 limits = (hist_ax.get_yscale() == "log", hist_ax.get_ylim(),
                           hist_ax.get_autoscaley_on())

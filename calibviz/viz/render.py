@@ -90,10 +90,10 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
     dpi = dpi or preset.dpi
     figure, displays, _ = plot_dataset(data, classes=classes, absent=absent, title=title,
                                        preset=preset, **style)
+    pin_empty_labels(figure)  # before the layout too: the same layout, made faster
     if layout is None or not layout.fits(figure):
         layout = widest_layout(figure, displays, len(stats), dpi=dpi, preset=preset)
     layout.apply(figure)
-    pin_empty_labels(figure)
     return save_figure(figure, path, dpi=dpi, preset=preset)
 
 
