@@ -75,6 +75,7 @@ class CaseFigure:
                                         DIAGRAM_LABELS, " ")
             outer_labels(self.figure, panels, self.preset.columns(len(self.picked)))
             self._fix_layout()
+            self.title_ = self._title_text()
 
     def _fix_layout(self) -> None:
         """Lay the figure out once, with the widest count labels, then keep that layout."""
@@ -90,6 +91,21 @@ class CaseFigure:
             self.figure.set_layout_engine(None)
         for ax in hist_axes:
             ax.autoscale(axis="y")
+
+    def _title_text(self):
+        """The case's name, centred where the legend's blank title is, as a text of the
+        figure: the legend then never changes (it is drawn with the static parts, once per
+        resolution; a title in the legend made it a case artist, 20 ms a case)."""
+        renderer = self.figure.canvas.get_renderer()
+        self.legend.draw(renderer)  # places the title (scratch pixels, redrawn on saving)
+        title = self.legend.get_title()
+        extent = title.get_window_extent(renderer)
+        baseline = title.get_transform().transform(title.get_position())[1]
+        x, y = self.figure.transFigure.inverted().transform(
+            ((extent.x0 + extent.x1) / 2, baseline))
+        return self.figure.text(x, y, "", ha="center", va="baseline",
+                                fontproperties=title.get_fontproperties(),
+                                color=title.get_color())
 
     def fits(self, stats: BinStats) -> bool:
         """Whether ``stats`` has the classes and bins this figure was built for."""
@@ -108,7 +124,7 @@ class CaseFigure:
             self.displays = [
                 ReliabilityDiagramDisplay.from_stats(stats, c).redraw_over(old, log_counts=log)
                 for old, c in zip(self.displays, self.picked, strict=True)]
-            self.legend.set_title(str(title) if title else " ")
+            self.title_.set_text(str(title) if title else "")
         return self.displays
 
     def save(self, path, *, dpi: int | None = None):
@@ -150,7 +166,7 @@ class CaseFigure:
         """What a case draws, in the order a full draw paints it: per panel the gap bars,
         the panel outline (over the bars), markers, metrics and MCE arrow (by z-order),
         then the count bars, the count row's outline and its y axis (its scale changes per
-        case; its x axis does not); the legend (its title is the case) last."""
+        case; its x axis does not); the title (the case's name) last."""
         out = []
         for display in self.displays:
             out += _in_zorder(display.bars_, display.ax_.spines.values(), display.markers_,
@@ -158,7 +174,7 @@ class CaseFigure:
             if display.hist_ax_ is not None:
                 out += _in_zorder(display.hist_bars_, display.hist_ax_.spines.values(),
                                   display.hist_ax_.yaxis)
-        return [*out, self.legend]
+        return [*out, self.title_]
 
 
 def _in_zorder(*groups) -> list:
