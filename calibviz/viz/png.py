@@ -46,7 +46,7 @@ def png_bytes(rgba: np.ndarray, dpi: float, text: dict[str, str] | None = None) 
               _chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1))]
     chunks += [_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
                for key, value in (text or {}).items()]
-    chunks += [_chunk(b"IDAT", _deflate.compress(filtered.tobytes(), LEVEL)),
+    chunks += [_chunk(b"IDAT", _deflate.compress(filtered, LEVEL)),
                _chunk(b"IEND", b"")]
     return SIGNATURE + b"".join(chunks)
 
