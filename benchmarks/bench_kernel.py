@@ -6,9 +6,10 @@ smooth synthetic softmax outputs (most values near 0 or 1, as in real networks' 
 once into ``~/.cache/calibviz-bench``; uniform random values would flatter nothing real.
 Prints, per volume: kernel time per image (all cores and 1 thread), the NumPy time, the
 time to read the array once (``np.sum``), the ratios, and the peak resident memory above
-the input arrays (VmHWM, reset before each run). Then the first call of ``bin_image`` and
-of the ROI distance transform in a fresh process with an empty Numba cache (cold: compiled)
-vs the same again (warm: loaded from that cache), wall and CPU seconds.
+the input arrays (VmHWM, reset before each run); for 16 × 256×256×160, also the binning of the
+paper's published code (PyTorch, when installed) on the same arrays. Then the first call of
+``bin_image`` and of the ROI distance transform in a fresh process with an empty Numba cache
+(cold: compiled) vs the same again (warm: loaded from that cache), wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -72,6 +73,42 @@ def numpy_binning(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> np.ndar
     return out
 
 
+def reference_binning(probs: np.ndarray, onehot, n_bins: int):
+    """The binning of the paper's published code (cai4cai/ACE-DLIRIS,
+    ``hard_binned_calibration``), written here from its description for timing: per image and
+    class, ``torch.bucketize`` against float32 edges ``linspace(0, 1 + eps, B + 1)[1:]``,
+    then a ``scatter_add`` of ones (counts) and two ``scatter_reduce(..., "mean")`` (mean
+    probability, mean one-hot outcome). ``onehot``: float32 tensor ``[1, C, N]`` made
+    beforehand (the code takes one-hot targets; making them is not timed)."""
+    import torch
+
+    values = torch.from_numpy(probs).reshape(1, probs.shape[0], -1)
+    edges = torch.linspace(0.0, 1.0 + torch.finfo(torch.float32).eps, n_bins + 1)[1:]
+    out = torch.zeros(3, values.shape[1], n_bins)
+    for c in range(values.shape[1]):
+        index = torch.bucketize(values[0, c], edges)
+        out[0, c] = torch.zeros(n_bins).scatter_add(0, index, torch.ones_like(values[0, c]))
+        out[1, c] = torch.empty(n_bins).scatter_reduce(0, index, values[0, c], reduce="mean",
+                                                       include_self=False)
+        out[2, c] = torch.empty(n_bins).scatter_reduce(0, index, onehot[0, c], reduce="mean",
+                                                       include_self=False)
+    return out
+
+
+def torch_row(probs: np.ndarray, labels: np.ndarray, kernel: float) -> None:
+    """The paper's reference binning on the same arrays, when PyTorch is installed."""
+    try:
+        import torch
+    except ImportError:
+        print("  paper's reference (torch)  not run: PyTorch is not installed")
+        return
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)).ravel(),
+                                         probs.shape[0]).T.float()[None].contiguous()
+    reference, _ = measure(lambda: reference_binning(probs, onehot, 20), 1)
+    print(f"  paper's reference (torch, {torch.get_num_threads()} threads) "
+          f"{reference * 1e3:8.1f} ms   speed-up {reference / kernel:5.1f}x")
+
+
 CACHE = Path.home() / ".cache" / "calibviz-bench"
 
 
@@ -129,6 +166,8 @@ def run(n_classes: int, shape: tuple[int, ...], repeats: int) -> dict:
     print(f"  read floor (np.sum)    {floor * 1e3:8.1f} ms")
     print(f"  speed-up vs NumPy      {reference / kernel:8.1f}x")
     print(f"  kernel / read floor    {kernel / floor:8.2f}x")
+    if n_classes == 16 and shape == (256, 256, 160):  # the issue's reference row
+        torch_row(probs, labels, kernel)
     return {"kernel": kernel, "numpy": reference, "floor": floor, "memory": kernel_mem}
 
 
