@@ -49,6 +49,7 @@ from .run_values import (
     _as_run,
     _default_names,
 )
+from .stats import TOP_LABEL
 
 
 # --------------------------------------------------------------------------- compare
@@ -131,9 +132,14 @@ class _Pair:
 
 def _pair(base: RunValues, model: RunValues) -> _Pair:
     if set(base.class_names) != set(model.class_names):
+        hint = ""
+        if set(base.class_names) ^ set(model.class_names) == {TOP_LABEL}:
+            with_row = base if TOP_LABEL in base.class_names else model
+            hint = (f"; only {with_row.where()} has the {TOP_LABEL} row: evaluate both "
+                    "with --top-label, or both without it")
         raise ValueError(
             f"different classes: {base.where()} has {list(base.class_names)}, "
-            f"{model.where()} has {list(model.class_names)}"
+            f"{model.where()} has {list(model.class_names)}{hint}"
         )
     if base.stats is not None and model.stats is not None:
         _check_conventions(base, model)

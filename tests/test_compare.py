@@ -453,6 +453,11 @@ def test_bad_inputs_raise_one_clear_error(tmp_path, demo_models):
     classes = write_run(tmp_path / "classes", cases, renamed)
     with pytest.raises(ValueError, match=r"different classes: .*run.*'liver'.*classes.*'bg'"):
         compare(run, classes)
+    top = [s.join(s.select([0]).replace(class_names=("top-label",))) for s in calibrated]
+    with_top = write_run(tmp_path / "with_top", cases, top)
+    with pytest.raises(ValueError, match=r"only .*with_top has the top-label row: evaluate "
+                                         r"both with --top-label, or both without it"):
+        compare(run, with_top)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"empty: not a results folder"):
         compare(run, tmp_path / "empty")
