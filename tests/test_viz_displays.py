@@ -115,7 +115,7 @@ def test_heatmap_is_column_normalised_counts_with_blank_empty_columns():
     cols = counts.sum(axis=0)
     np.testing.assert_allclose(drawn[:, cols > 0], counts[:, cols > 0] / cols[cols > 0])
     assert display.colorbar_ is not None and display.colorbar_.mappable is display.mesh_
-    labels = [t.get_text() for t in display.count_axis_.get_xticklabels()]
+    labels = [t.get_text() for t in display.count_labels_]
     assert labels == [str(n) for n in cols]
     x, y = display.curve_.get_data()
     keep = histogram.pooled.nonempty[1]

@@ -264,7 +264,7 @@ def test_single_class_dataset_figure_is_readable():
     ylabel = _extent(display.ax_.yaxis.label)
     voxels = _extent(display.hist_ax_.yaxis.label)
     assert ylabel.y0 > voxels.y1  # the frequency label stays clear of "voxels"
-    labels = [t for t in display.count_axis_.get_xticklabels() if t.get_text()]
+    labels = [t for t in display.count_labels_ if t.get_text()]
     assert labels[0].get_fontsize() >= 5
     boxes = [_extent(t) for t in labels]
     assert all(a.x1 <= b.x0 + 0.5 for a, b in zip(boxes, boxes[1:]))  # no overlap

@@ -30,7 +30,9 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
+from matplotlib.markers import TICKUP
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import blended_transform_factory, offset_copy
 
 from ..aggregate import reliability_histogram
 from ..metrics import ace, ece, gap_metrics, mce
@@ -51,6 +53,8 @@ from .figures import figure_legend, make_norm, single_panel
 from .presets import Preset, get_preset
 
 ALL_CLASSES = "all classes"
+#: The images-per-column row (points): tick length, gap to the counts, gap to the row's name.
+COUNT_TICK, COUNT_PAD, COUNT_NAME_PAD = 1.5, 1.0, 2.0
 #: Labels of the reliability diagram's legend, in the order of ``legend_handles()``.
 DIAGRAM_LABELS = ("gap", "frequency", "perfect calibration")
 
@@ -262,8 +266,10 @@ class DatasetReliabilityHistogramDisplay:
 
     Attributes set by :meth:`plot`: ``ax_``, ``hist_ax_``, ``figure_``, ``mesh_`` (the
     heatmap; ``mesh_.get_array()`` is the column-normalised grid, empty columns masked),
-    ``norm_``, ``colorbar_``, ``curve_``, ``diagonal_``, ``count_axis_`` (images per
-    column, on top), ``hist_bars_``.
+    ``norm_``, ``colorbar_``, ``curve_``, ``diagonal_``, ``count_labels_`` (the images per
+    column along the top: one text per column, empty where skipped), ``count_ticks_``
+    (their tick marks), ``count_axis_`` (the tick-less top axis naming them),
+    ``hist_bars_``.
     """
 
     def __init__(self, counts, edges, *, pooled_confidence=None, pooled_frequency=None,
@@ -360,9 +366,9 @@ class DatasetReliabilityHistogramDisplay:
                                   label="micro (pooled)", zorder=3)[0]
             self.band_ = (None if self.band is None or self.pooled_confidence is None
                           else draw_band(ax, self.pooled_confidence, self.band, curve_color))
-        self.count_axis_ = None
+        self.count_axis_, self.count_labels_, self.count_ticks_ = None, [], None
         if show_counts:
-            self.count_axis_ = self._count_axis(ax, count_fontsize, 0.7 if colorbar else 0.85)
+            self._count_row(ax, count_fontsize, 0.7 if colorbar else 0.85)
         self.hist_bars_ = None
         if hist_ax is not None and histogram:
             count = (self.pooled_count if self.pooled_count is not None
@@ -394,12 +400,14 @@ class DatasetReliabilityHistogramDisplay:
         ok = np.isfinite(x) & np.isfinite(y)
         return x[ok], y[ok]
 
-    def _count_axis(self, ax, fontsize: float | None, kept: float):
+    def _count_row(self, ax, fontsize: float | None, kept: float) -> None:
         """Images per column written along the top, at most 70 % of the font size and every
         k-th when the labels would collide: ``fontsize`` is the size the layout allows
         (``None``: the panel's width before layout times ``kept``, what the layout leaves of
-        it, over the number of columns)."""
-        axis = ax.secondary_xaxis("top")
+        it, over the number of columns). Drawn as texts with tick marks (an axis of ticks
+        drew and laid them out at five times the cost) under a tick-less top axis whose name
+        sits above them (:meth:`set_count_labels` keeps its distance), so that the title
+        stays clear of both."""
         centres = 0.5 * (self.edges[:-1] + self.edges[1:])
         n_bins = centres.size
         base = matplotlib.rcParams["font.size"] * 0.7
@@ -408,11 +416,29 @@ class DatasetReliabilityHistogramDisplay:
             fontsize = 0.9 * width / n_bins
         size = max(min(base, fontsize), 4.0)
         step = max(1, math.ceil(size / max(fontsize, 1e-9) - 0.05))
-        labels = [str(n) if i % step == 0 else "" for i, n in
-                  enumerate(self.images_per_column.tolist())]
-        axis.set_xticks(centres, labels=labels)
-        axis.tick_params(axis="x", length=1.5, pad=1, labelsize=size,
-                         labelrotation=90 if n_bins > 10 else 0)
+        top = blended_transform_factory(ax.transData, ax.transAxes)
+        self.count_ticks_ = ax.plot(
+            centres, np.ones(n_bins), transform=top, linestyle="none", marker=TICKUP,
+            markersize=COUNT_TICK, markeredgewidth=matplotlib.rcParams["xtick.major.width"],
+            color=matplotlib.rcParams["xtick.color"], clip_on=False)[0]
+        above = offset_copy(top, fig=ax.figure, y=COUNT_TICK + COUNT_PAD, units="points")
+        rotation = 90 if n_bins > 10 else 0
+        self.count_labels_ = [ax.text(x, 1.0, "", transform=above, rotation=rotation,
+                                      ha="center", va="bottom", fontsize=size, clip_on=False)
+                              for x in centres]
+        axis = ax.secondary_xaxis("top")
+        axis.set_xticks([])
         unit = "image–class pairs" if self.class_name == ALL_CLASSES else "images"
-        axis.set_xlabel(f"{unit} per column", fontsize=base, labelpad=2)
-        return axis
+        axis.set_xlabel(f"{unit} per column", fontsize=base)
+        self.count_axis_ = axis
+        self.set_count_labels([str(n) if i % step == 0 else "" for i, n in
+                               enumerate(self.images_per_column.tolist())])
+
+    def set_count_labels(self, labels: Sequence[str]) -> None:
+        """Write ``labels`` (one per column, ``""`` for none) along the top and keep the
+        name of the row just above the tallest of them."""
+        for text, label in zip(self.count_labels_, labels, strict=True):
+            text.set_text(label)
+        tallest = max((text.get_window_extent().height for text in self.count_labels_
+                       if text.get_text()), default=0.0) * 72 / self.count_axis_.figure.dpi
+        self.count_axis_.xaxis.labelpad = COUNT_TICK + COUNT_PAD + tallest + COUNT_NAME_PAD

@@ -142,28 +142,27 @@ def widest_layout(figure, displays: Sequence[DatasetReliabilityHistogramDisplay]
     kept = []
     with matplotlib.rc_context(preset.rc()):
         for display in displays:
-            axis, hist_ax = display.count_axis_, display.hist_ax_
-            ticks = labels = limits = None
-            if axis is not None:
-                ticks = axis.get_xticks()
-                labels = [t.get_text() for t in axis.get_xticklabels()]
+            hist_ax, labels, limits = display.hist_ax_, None, None
+            if display.count_labels_:
+                labels = [text.get_text() for text in display.count_labels_]
                 widest = str(n_pairs if display.class_name == ALL_CLASSES else n_images)
                 shown = [i for i, text in enumerate(labels) if text]
-                outer = [shown[0], shown[-1]] if shown else []
-                axis.set_xticks(ticks[outer], labels=[widest] * len(outer))
+                outer = {shown[0], shown[-1]} if shown else set()
+                display.set_count_labels([widest if i in outer else ""
+                                          for i in range(len(labels))])
             if hist_ax is not None:
                 limits = (hist_ax.get_yscale() == "log", hist_ax.get_ylim(),
                           hist_ax.get_autoscaley_on())
                 style_count_axis(hist_ax, log=True)
                 hist_ax.set_ylim(*LAYOUT_COUNTS)
-            kept.append((axis, ticks, labels, hist_ax, limits))
+            kept.append((display, labels, hist_ax, limits))
         with at_dpi(figure, dpi):
             figure.get_layout_engine().execute(figure)
         layout = FrozenLayout.of(figure)
         if restore:
-            for axis, ticks, labels, hist_ax, limits in kept:
-                if axis is not None:
-                    axis.set_xticks(ticks, labels=labels)
+            for display, labels, hist_ax, limits in kept:
+                if labels is not None:
+                    display.set_count_labels(labels)
                 if hist_ax is not None:
                     log, ylim, auto = limits
                     style_count_axis(hist_ax, log=log)

@@ -28,10 +28,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 #: The dataset figure takes about as long as this many case figures (how they are shared:
-#: 1.9 s against 155 ms for the demo's three classes); laid out ahead of time
-#: (:meth:`FigureWorker.lay_out`), as long as this many (1.2 s).
-DATASET_AS_CASES = 12
-LAID_OUT_DATASET_AS_CASES = 8
+#: 1.5 s against 166 ms for the demo's three classes); laid out ahead of time
+#: (:meth:`FigureWorker.lay_out`), as long as this many (0.86 s).
+DATASET_AS_CASES = 9
+LAID_OUT_DATASET_AS_CASES = 5
 #: Whether the worker can draw the dataset figure beside the case figures (POSIX).
 CAN_FORK = hasattr(os, "fork")
 
