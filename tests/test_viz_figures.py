@@ -323,3 +323,53 @@ def test_image_regression_two_panel_api(results, tmp_path):
         return save_figure(figure, path, dpi=60)
 
     _regression("two_panel_api.png", render, tmp_path)
+
+
+def _naive_place_label(x, y, *, below, markers, bars, half, step, marker_radius, avoid):
+    """The MCE label's place by the rule, one candidate at a time (the test's oracle)."""
+    hw, hh = half
+    best, best_cost = None, np.inf
+    for ring, radius in enumerate((1.0, 1.6, 2.3, 3.0)):
+        for angle in np.deg2rad(np.arange(0, 360, 22.5)):
+            tx, ty = x + radius * step * np.cos(angle), y + radius * step * np.sin(angle)
+            box = (tx - hw, ty - hh, tx + hw, ty + hh)
+            if min(box[0], box[1]) < 0.02 or max(box[2], box[3]) > 0.98:
+                continue
+
+            def area(a, b):
+                w = min(a[2], b[2]) - max(a[0], b[0])
+                h = min(a[3], b[3]) - max(a[1], b[1])
+                return w * h if w > 0 and h > 0 else 0.0
+
+            if avoid is not None and area(box, avoid) > 0:
+                continue
+            r = marker_radius
+            covered = sum(box[0] - r < mx < box[2] + r and box[1] - r < my < box[3] + r
+                          for mx, my in markers)
+            bar_area = float(np.sum([area(box, b) for b in bars])) / (4 * hw * hh)
+            crosses = box[1] < box[2] and box[3] > box[0]
+            side = np.sign(ty - tx) != (-1.0 if below else 1.0)
+            cost = 100 * covered + 10 * bar_area + 2 * crosses + 0.3 * side + 0.5 * ring
+            if cost < best_cost - 1e-9:
+                best, best_cost = (float(tx), float(ty)), cost
+    return best if best is not None else (min(max(x, 0.5), 0.85), 0.1)
+
+
+def test_mce_label_place_is_that_of_the_rule_candidate_by_candidate():
+    from calibviz.viz.annotate import place_label
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(0, 25))
+        edges = np.linspace(0, 1, n + 1)
+        conf, freq = rng.random(n), np.round(rng.random(n), 1 if trial % 2 else 3)
+        low = np.minimum(conf, freq)
+        bars = np.column_stack([edges[:-1], low, edges[1:], low + np.abs(conf - freq)])
+        size, side = rng.uniform(6, 12), rng.uniform(80, 300)
+        kwargs = dict(below=bool(trial % 3), markers=np.column_stack([conf, freq]), bars=bars,
+                      half=(1.3 * size / side, 0.65 * size / side),
+                      step=max(2.2 * size / side, 0.1), marker_radius=2 / side,
+                      avoid=(0.0, 0.7, 0.3, 1.0) if trial % 4 else None)
+        x, y = rng.random(2)
+        assert place_label(x, y, **kwargs) == pytest.approx(
+            _naive_place_label(x, y, **kwargs), abs=1e-12)

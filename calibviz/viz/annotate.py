@@ -160,20 +160,13 @@ def mce_arrow(ax, display, *, side: float, style: dict):
     )
 
 
-def _overlap(a, b) -> float:
-    """Area of the intersection of two rectangles ``(x0, y0, x1, y1)``."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return w * h if w > 0 and h > 0 else 0.0
-
-
-def _overlap_area(box, rectangles: np.ndarray) -> float:
-    """Summed area of the intersections of ``box`` with ``rectangles`` ``[M, 4]``."""
-    if not len(rectangles):
-        return 0.0
-    w = np.minimum(box[2], rectangles[:, 2]) - np.maximum(box[0], rectangles[:, 0])
-    h = np.minimum(box[3], rectangles[:, 3]) - np.maximum(box[1], rectangles[:, 1])
-    return float(np.sum(np.where((w > 0) & (h > 0), w * h, 0.0)))
+#: Where the MCE label may go: rings of these radii (in steps) around the point, every
+#: 22.5°, nearest ring first (per candidate: radius, cosine, sine, ring number).
+_RINGS = (1.0, 1.6, 2.3, 3.0)
+_ANGLES = np.deg2rad(np.arange(0, 360, 22.5))
+_RADIUS = np.repeat(_RINGS, _ANGLES.size)
+_COS, _SIN = np.tile(np.cos(_ANGLES), len(_RINGS)), np.tile(np.sin(_ANGLES), len(_RINGS))
+_RING_OF = np.repeat(np.arange(len(_RINGS)), _ANGLES.size)
 
 
 def place_label(x: float, y: float, *, below: bool, markers: np.ndarray,
@@ -186,32 +179,44 @@ def place_label(x: float, y: float, *, below: bool, markers: np.ndarray,
     Candidates lie on rings of radius 1, 1.6, 2.3 and 3 ``step`` around the point; the
     label must stay inside the panel and off ``avoid``; among those the one covering the
     fewest markers, then the least bar area, off the diagonal and nearest wins (ties: the
-    side away from the data, i.e. below the diagonal for an over-confident bin)."""
+    side away from the data, i.e. below the diagonal for an over-confident bin; equal
+    costs: the first candidate, nearest ring first). All candidates are scored at once."""
     hw, hh = half
     margin = 0.02
-    best, best_cost = None, np.inf
+    centres = np.column_stack([x + _RADIUS * step * _COS, y + _RADIUS * step * _SIN])
+    boxes = np.column_stack([centres[:, 0] - hw, centres[:, 1] - hh,
+                             centres[:, 0] + hw, centres[:, 1] + hh])  # [K, 4]
+    ok = ((boxes[:, 0] >= margin) & (boxes[:, 1] >= margin)
+          & (boxes[:, 2] <= 1 - margin) & (boxes[:, 3] <= 1 - margin))
+    if avoid is not None:
+        ok &= _overlaps(boxes, np.asarray(avoid, dtype=np.float64)[None]).sum(axis=1) <= 0
+    grown = boxes + np.array([-1, -1, 1, 1]) * marker_radius
+    covered = np.zeros(len(boxes))
+    if len(markers):
+        mx, my = markers[:, 0][None], markers[:, 1][None]
+        covered = np.sum((mx > grown[:, :1]) & (mx < grown[:, 2:3])
+                         & (my > grown[:, 1:2]) & (my < grown[:, 3:4]), axis=1)
+    bar_area = (_overlaps(boxes, bars).sum(axis=1) if len(bars) else np.zeros(len(boxes)))
+    bar_area = bar_area / (4 * hw * hh)
+    crosses = (boxes[:, 1] < boxes[:, 2]) & (boxes[:, 3] > boxes[:, 0])  # y = x passes
     preferred = -1.0 if below else 1.0
-    for ring, radius in enumerate((1.0, 1.6, 2.3, 3.0)):
-        for angle in np.deg2rad(np.arange(0, 360, 22.5)):
-            tx, ty = x + radius * step * np.cos(angle), y + radius * step * np.sin(angle)
-            box = (tx - hw, ty - hh, tx + hw, ty + hh)
-            if box[0] < margin or box[1] < margin or box[2] > 1 - margin or box[3] > 1 - margin:
-                continue
-            if avoid is not None and _overlap(box, avoid) > 0:
-                continue
-            grown = (box[0] - marker_radius, box[1] - marker_radius,
-                     box[2] + marker_radius, box[3] + marker_radius)
-            covered = 0
-            if len(markers):
-                covered = int(np.sum((markers[:, 0] > grown[0]) & (markers[:, 0] < grown[2])
-                                     & (markers[:, 1] > grown[1]) & (markers[:, 1] < grown[3])))
-            bar_area = _overlap_area(box, bars) / (4 * hw * hh)
-            crosses = box[1] < box[2] and box[3] > box[0]  # the diagonal y = x passes through
-            side = np.sign(ty - tx) != preferred
-            cost = 100 * covered + 10 * bar_area + 2 * crosses + 0.3 * side + 0.5 * ring
-            if cost < best_cost - 1e-9:
-                best, best_cost = (float(tx), float(ty)), cost
+    side = np.sign(centres[:, 1] - centres[:, 0]) != preferred
+    cost = 100 * covered + 10 * bar_area + 2 * crosses + 0.3 * side + 0.5 * _RING_OF
+    best, best_cost = None, np.inf
+    for k in np.flatnonzero(ok):  # in ring order: a later one must be better by 1e-9
+        if cost[k] < best_cost - 1e-9:
+            best, best_cost = (float(centres[k, 0]), float(centres[k, 1])), cost[k]
     return best if best is not None else (min(max(x, 0.5), 0.85), 0.1)
+
+
+def _overlaps(boxes: np.ndarray, rectangles: np.ndarray) -> np.ndarray:
+    """``[K, M]`` areas of the intersections of ``boxes`` ``[K, 4]`` with ``rectangles``
+    ``[M, 4]`` (``(x0, y0, x1, y1)``; 0 where they do not overlap)."""
+    w = (np.minimum(boxes[:, None, 2], rectangles[None, :, 2])
+         - np.maximum(boxes[:, None, 0], rectangles[None, :, 0]))
+    h = (np.minimum(boxes[:, None, 3], rectangles[None, :, 3])
+         - np.maximum(boxes[:, None, 1], rectangles[None, :, 1]))
+    return np.where((w > 0) & (h > 0), w * h, 0.0)
 
 
 def format_value(value: float) -> str:
