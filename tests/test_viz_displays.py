@@ -45,7 +45,7 @@ def test_diagram_text_shows_the_metric_values():
         conf = np.divide(stats.sum_p[c], stats.count[c], where=keep, out=np.zeros(5))
         freq = np.divide(stats.sum_y[c], stats.count[c], where=keep, out=np.zeros(5))
         expected = naive_metrics(conf, freq, stats.count[c])
-        text = display.text_.txt.get_text()
+        text = display.text_.get_text()
         for name, value in zip(("ECE", "ACE", "MCE"), expected, strict=True):
             assert f"{name} {format_value(value)}" in text
         assert display.ax_.get_title() == stats.class_names[c]
@@ -89,7 +89,7 @@ def test_all_empty_class_draws_nothing_and_says_nan():
     stats = hand_stats().mask_classes(np.array([False, True]))
     display = ReliabilityDiagramDisplay.from_stats(stats, 0).plot()
     assert len(display.bars_) == 0 and display.mce_arrow_ is None
-    assert "ECE n/a" in display.text_.txt.get_text()
+    assert "ECE n/a" in display.text_.get_text()
 
 
 def test_from_bins_checks_shapes_and_derives_metrics():

@@ -12,10 +12,10 @@ import math
 import matplotlib
 import numpy as np
 from matplotlib.container import BarContainer
-from matplotlib.offsetbox import AnchoredText
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
-from matplotlib.transforms import Bbox
+from matplotlib.transforms import Bbox, offset_copy
 
 XLABEL = "predicted foreground probability"
 YLABEL = "empirical foreground frequency"
@@ -113,18 +113,23 @@ def style_count_axis(ax, *, log: bool) -> None:
                                else MaxNLocator(3, steps=list(LINEAR_STEPS)))
 
 
-def metrics_box(ax, text: str, font_size: float, *, reuse: AnchoredText | None = None):
-    """The metrics box in the upper left of ``ax`` (a framed ``text``); ``reuse``: the box
-    drawn before in ``ax``, given this text. Returns the AnchoredText."""
+#: The metrics box (in font sizes): its frame's distance from the panel's corner and the
+#: text's from the frame.
+BOX_MARGIN, BOX_PAD = 0.4, 0.3
+
+
+def metrics_box(ax, text: str, font_size: float, *, reuse: Text | None = None) -> Text:
+    """The metrics box in the upper left of ``ax``: ``text`` in a frame :data:`BOX_MARGIN`
+    font sizes from the corner (a text with a box: half the drawing time of an
+    ``AnchoredText``); ``reuse``: the box drawn before in ``ax``, given this text."""
     if reuse is not None:
-        reuse.txt.set_text(text)
+        reuse.set_text(text)
         return reuse
-    box = AnchoredText(text, loc="upper left", frameon=True, borderpad=0.4, pad=0.3,
-                       prop={"size": font_size})
-    box.patch.set(alpha=0.85, edgecolor="0.7", linewidth=0.5)
-    box.set_zorder(5)
-    ax.add_artist(box)
-    return box
+    inset = (BOX_MARGIN + BOX_PAD) * font_size  # points
+    corner = offset_copy(ax.transAxes, fig=ax.figure, x=inset, y=-inset, units="points")
+    return ax.text(0.0, 1.0, text, transform=corner, ha="left", va="top", fontsize=font_size,
+                   zorder=5, bbox={"boxstyle": f"square,pad={BOX_PAD}", "facecolor": "white",
+                                   "alpha": 0.85, "edgecolor": "0.7", "linewidth": 0.5})
 
 
 def mce_arrow(ax, display, *, side: float, style: dict):
