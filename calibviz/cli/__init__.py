@@ -75,8 +75,8 @@ def _spawn_without_script() -> None:
     """Name the console script's main module ``calibviz.__main__`` for ``multiprocessing``:
     a spawned process (figures, pool workers) then skips running it, as it does under
     ``python -m calibviz``; it would otherwise import this whole command line (Typer and
-    every command, 0.3-0.4 s of CPU per process) to call nothing. A main module that has a
-    name already (``python -m``) is left as it is."""
+    every command) to call nothing. A main module that has a name already (``python -m``)
+    is left as it is."""
     script = sys.modules.get("__main__")
     if (script is not None and getattr(script, "__spec__", None) is None
             and Path(getattr(script, "__file__", None) or "-").stem in CONSOLE_SCRIPTS):
