@@ -25,6 +25,9 @@ LOG_COUNT_RATIO = 100
 LINEAR_STEPS = (1, 2, 5, 10)
 #: The count range of a panel without voxels, by ``log``.
 EMPTY_COUNTS = {False: (0.0, 10.0), True: (1.0, 10.0)}
+#: The count range a figure is laid out for (case and dataset figures alike): its tick
+#: labels ("1", "10k", "100M") are the widest a count row shows.
+LAYOUT_COUNTS = (1.0, 1e8)
 
 
 def needs_log(*counts) -> bool:

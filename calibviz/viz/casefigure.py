@@ -27,15 +27,12 @@ import numpy as np
 
 from ..stats import BinStats
 from ..store import write_atomic
-from .annotate import needs_log, style_count_axis
+from .annotate import LAYOUT_COUNTS, needs_log, style_count_axis
 from .displays import DIAGRAM_LABELS, ReliabilityDiagramDisplay
 from .figures import check_format, figure_legend, outer_labels, panel_grid, save_figure
 from .presets import Preset, get_preset
 from .raster import at_dpi, encode_png, hidden, plain_savefig
 from .selection import resolve_classes
-
-#: The count range laid out for: its tick labels ("1", "10k", "100M") are the widest.
-LAYOUT_COUNTS = (1.0, 1e8)
 
 
 class CaseFigure:

@@ -1,8 +1,8 @@
 """A figure's layout, taken from one laid-out figure and given to another of the same
 structure, which is then drawn without a layout engine.
 
-Matplotlib's constrained layout measures every text of a figure twice per draw; the dataset
-figure's rotated images-per-column labels make that more than half of its drawing time.
+Matplotlib's constrained layout measures every text of a figure twice per draw: about half
+of the dataset figure's drawing time.
 A :class:`FrozenLayout` is what the engine decided (each axes' box, anchor and box aspect,
 each figure-level text's place), so a figure can be laid out once — ahead of time, on a
 stand-in with the same panels — and drawn many times at the cost of the draw alone.

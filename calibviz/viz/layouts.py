@@ -11,7 +11,7 @@ from matplotlib.colors import Normalize
 
 from ..aggregate import reliability_histogram
 from ..stats import BinStats, ReliabilityHistogram
-from .annotate import needs_log, style_count_axis
+from .annotate import LAYOUT_COUNTS, needs_log, style_count_axis
 from .displays import (
     ALL_CLASSES,
     DatasetReliabilityHistogramDisplay,
@@ -106,11 +106,6 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
         if not single:
             figure.suptitle(f"{title} ({suffix})" if title else suffix)
     return figure, displays, colorbar
-
-
-#: The count range a dataset figure is laid out for: its tick labels ("1", "10k", "100M")
-#: are the widest a count row shows (the case figure's rule).
-LAYOUT_COUNTS = (1.0, 1e8)
 
 
 def dataset_layout(data: ReliabilityHistogram | Sequence[BinStats], n_images: int, *,
