@@ -7,9 +7,11 @@ once into ``~/.cache/calibviz-bench``; uniform random values would flatter nothi
 Prints, per volume: kernel time per image (all cores and 1 thread), the NumPy time, the
 time to read the array once (``np.sum``), the ratios, and the peak resident memory above
 the input arrays (VmHWM, reset before each run); for 16 × 256×256×160, also the binning of the
-paper's published code (PyTorch, when installed) on the same arrays. Then the first call of
-``bin_image`` and of the ROI distance transform in a fresh process with an empty Numba cache
-(cold: compiled) vs the same again (warm: loaded from that cache), wall and CPU seconds.
+paper's published code (PyTorch, when installed) on the same arrays. The versions take
+turns, round after round (best of 3 each), so the ratios hold under a drifting machine.
+Then the first call of ``bin_image`` and of the ROI distance transform in a fresh process
+with an empty Numba cache (cold: compiled) vs the same again (warm: loaded from that
+cache), wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -95,18 +97,16 @@ def reference_binning(probs: np.ndarray, onehot, n_bins: int):
     return out
 
 
-def torch_row(probs: np.ndarray, labels: np.ndarray, kernel: float) -> None:
-    """The paper's reference binning on the same arrays, when PyTorch is installed."""
+def paper_binning(probs: np.ndarray, labels: np.ndarray):
+    """The paper's reference binning on the same arrays as a function to time, or None
+    when PyTorch is not installed (the one-hot targets are made here, untimed)."""
     try:
         import torch
     except ImportError:
-        print("  paper's reference (torch)  not run: PyTorch is not installed")
-        return
+        return None
     onehot = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)).ravel(),
                                          probs.shape[0]).T.float()[None].contiguous()
-    reference, _ = measure(lambda: reference_binning(probs, onehot, 20), 1)
-    print(f"  paper's reference (torch, {torch.get_num_threads()} threads) "
-          f"{reference * 1e3:8.1f} ms   speed-up {reference / kernel:5.1f}x")
+    return lambda: reference_binning(probs, onehot, 20)
 
 
 CACHE = Path.home() / ".cache" / "calibviz-bench"
@@ -141,17 +141,47 @@ def make_volume(n_classes: int, shape: tuple[int, ...], seed: int = 0):
     return probs, labels
 
 
+def measure_in_turns(functions: dict, rounds: int) -> dict:
+    """{name: (best seconds, peak MiB)}: each function once per round, in turn, so a drift of
+    the machine's speed (this VM's varies by ±20 % within minutes) reaches them all alike."""
+    results = {name: (np.inf, 0.0) for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            best, peak = measure(function, 1)
+            results[name] = (min(results[name][0], best), max(results[name][1], peak))
+    return results
+
+
+def single_thread(function):
+    """``function`` run with Numba held to one thread."""
+    def call():
+        n_threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            function()
+        finally:
+            numba.set_num_threads(n_threads)
+    return call
+
+
 def run(n_classes: int, shape: tuple[int, ...], repeats: int) -> dict:
     probs, labels = make_volume(n_classes, shape)
     bin_image(probs[:, :2, :2, :2].copy(), labels[:2, :2, :2].copy())  # compile
     bin_image(probs, labels)  # warm
     n_threads = numba.get_num_threads()
-    kernel, kernel_mem = measure(lambda: bin_image(probs, labels), repeats)
-    numba.set_num_threads(1)
-    kernel_1, _ = measure(lambda: bin_image(probs, labels), repeats)
-    numba.set_num_threads(n_threads)
-    reference, numpy_mem = measure(lambda: numpy_binning(probs, labels, 20), 1)
-    floor, _ = measure(lambda: np.sum(probs), repeats)
+    functions = {
+        "kernel": lambda: bin_image(probs, labels),
+        "kernel_1": single_thread(lambda: bin_image(probs, labels)),
+        "numpy": lambda: numpy_binning(probs, labels, 20),
+        "floor": lambda: np.sum(probs),
+    }
+    reference_row = n_classes == 16 and shape == (256, 256, 160)  # the issue's reference row
+    paper = paper_binning(probs, labels) if reference_row else None
+    if paper is not None:
+        functions["paper"] = paper
+    timed = measure_in_turns(functions, repeats)
+    (kernel, kernel_mem), (kernel_1, _) = timed["kernel"], timed["kernel_1"]
+    (reference, numpy_mem), (floor, _) = timed["numpy"], timed["floor"]
     check = bin_image(probs, labels)
     expected = numpy_binning(probs, labels, 20)
     # floor(p·B) puts a value on an interior edge one bin higher than the right-closed rule
@@ -166,8 +196,13 @@ def run(n_classes: int, shape: tuple[int, ...], repeats: int) -> dict:
     print(f"  read floor (np.sum)    {floor * 1e3:8.1f} ms")
     print(f"  speed-up vs NumPy      {reference / kernel:8.1f}x")
     print(f"  kernel / read floor    {kernel / floor:8.2f}x")
-    if n_classes == 16 and shape == (256, 256, 160):  # the issue's reference row
-        torch_row(probs, labels, kernel)
+    if reference_row and paper is None:
+        print("  paper's reference (torch)  not run: PyTorch is not installed")
+    elif reference_row:
+        import torch
+
+        print(f"  paper's reference (torch, {torch.get_num_threads()} threads) "
+              f"{timed['paper'][0] * 1e3:8.1f} ms   speed-up {timed['paper'][0] / kernel:5.1f}x")
     return {"kernel": kernel, "numpy": reference, "floor": floor, "memory": kernel_mem}
 
 
