@@ -53,15 +53,29 @@ class RunReport:
         return list(self.results.problems)
 
 
+def _takes_three_arguments(callback) -> bool:
+    """Whether ``callback`` can be called with three positional arguments."""
+    import inspect
+
+    if callback is None:
+        return False
+    try:
+        inspect.signature(callback).bind(0, 0, 0)
+    except (TypeError, ValueError):  # too few parameters, or no signature to read
+        return False
+    return True
+
+
 class _Collector:
     """Gathers case results as they finish and puts them back in discovery order."""
 
     def __init__(self, cases: list[Case], discovery_problems, options: dict,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[..., None] | None = None) -> None:
         self.cases = cases
         self.discovery_problems = list(discovery_problems)
         self.options = options
         self.progress = progress
+        self._progress_takes_failed = _takes_three_arguments(progress)
         self.finished: dict[str, CaseResult] = {}
         self.failed: dict[str, CaseResult] = {}
         self.by_id = {case.case_id: case for case in cases}
@@ -105,8 +119,14 @@ class _Collector:
         return result
 
     def report_progress(self) -> None:
-        if self.progress:
-            self.progress(len(self.finished) + len(self.failed), len(self.cases))
+        if not self.progress:
+            return
+        done, total = len(self.finished) + len(self.failed), len(self.cases)
+        if self._progress_takes_failed:
+            self.progress(done, total, len(self.failed))
+        else:
+            self.progress(done, total)
+
 
     def results(self) -> Results:
         self._pool()
@@ -190,7 +210,7 @@ def run_evaluation(
     n_bootstrap: int = 10000,
     seed: int = 0,
     fine_bins: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
     scheduler: str | None = None,
     client=None,
 ) -> RunReport:
@@ -201,7 +221,10 @@ def run_evaluation(
     ``resume`` (continue an interrupted run; cases whose input files changed are evaluated
     again). Raises :class:`UsageError` for problems with the folders or options, before any
     case runs; problems with single cases are collected in the results (and
-    ``problems.csv``), never raised. ``progress(done, total)`` is called after each case.
+    ``problems.csv``), never raised. ``progress(done, total)`` is called after each case
+    (``progress(done, total, failed)`` when it takes three arguments: ``failed`` of the
+    ``done`` cases failed so far; cases whose classes or bins differ from the others' are
+    found when all are done, so the final report can name more).
     ``fine_bins``: bin at that resolution (a multiple of ``options.n_bins``), keep those
     statistics in ``stats_fine.npz`` and report on ``options.n_bins`` bins (exact: the sums of
     adjacent fine bins).

@@ -158,6 +158,36 @@ def test_broken_case_is_reported_and_others_evaluated(demo, broken_copy, tmp_pat
     assert strict.exit_code == 1
 
 
+def test_progress_counts_the_failed_cases_as_they_fail(demo, broken_copy, tmp_path):
+    pred, _ = broken_copy
+    calls, old_style = [], []
+    run_evaluation(pred, demo.labels, tmp_path / "three", EvalOptions(), workers=1,
+                   figures=False, progress=lambda done, total, failed: calls.append(
+                       (done, total, failed)))
+    assert calls[-1] == (5, 5, 1)
+    assert [c[2] for c in calls] == sorted(c[2] for c in calls)  # never goes back
+    run_evaluation(pred, demo.labels, tmp_path / "two", EvalOptions(), workers=1,
+                   figures=False, progress=lambda done, total: old_style.append((done, total)))
+    assert old_style[-1] == (5, 5)  # a two-argument callback is called as before
+
+
+def test_progress_bar_shows_failed_cases():
+    import io
+
+    from rich.console import Console
+
+    from calibviz.cli.console import ProgressDisplay
+
+    for failed, shown in ((0, False), (2, True)):
+        display = ProgressDisplay()
+        display._console = Console(file=io.StringIO(), width=120, force_terminal=False)
+        with display:
+            display.update(3, 5, failed)
+        text = display._console.file.getvalue()
+        assert "3/5" in text
+        assert ("2 failed" in text) is shown
+
+
 def test_truncated_label_gz(demo, tmp_path):
     import shutil
 

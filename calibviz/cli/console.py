@@ -22,12 +22,14 @@ from .common import printable
 
 
 class ProgressDisplay:
-    """A progress bar with cases done, rate and time left; silent when disabled."""
+    """A progress bar with cases done, cases failed so far, rate and time left; silent when
+    disabled."""
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self._progress = None
         self._task = None
+        self._console = Console(stderr=True)
 
     def __enter__(self) -> ProgressDisplay:
         return self
@@ -38,19 +40,21 @@ class ProgressDisplay:
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),
+            TextColumn("{task.fields[failed]}"),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=self._console,
             transient=False,
         )
         self._progress.__enter__()
-        self._task = self._progress.add_task("cases", total=None, rate="")
+        self._task = self._progress.add_task("cases", total=None, rate="", failed="")
 
-    def update(self, done: int, total: int) -> None:
-        """Show ``done`` of ``total`` cases; the bar appears with the first finished case
-        (the first case also checks that the options fit the data)."""
+    def update(self, done: int, total: int, failed: int = 0) -> None:
+        """Show ``done`` of ``total`` cases, ``failed`` of them failed (they are in
+        ``problems.csv``); the bar appears with the first finished case (the first case also
+        checks that the options fit the data)."""
         if not self.enabled or (self._progress is None and done == 0):
             return
         if self._progress is None:
@@ -58,7 +62,9 @@ class ProgressDisplay:
         task = self._progress.tasks[0]
         elapsed = task.elapsed or 0.0
         rate = f"{done / elapsed:.2f} cases/s" if elapsed > 0 and done else ""
-        self._progress.update(self._task, completed=done, total=total, rate=rate)
+        failed_text = f"[bold red]{failed} failed" if failed else ""
+        self._progress.update(self._task, completed=done, total=total, rate=rate,
+                              failed=failed_text)
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
