@@ -127,7 +127,6 @@ class _Collector:
         else:
             self.progress(done, total)
 
-
     def results(self) -> Results:
         self._pool()
         ordered = [c.case_id for c in self.cases if c.case_id in self.finished]

@@ -179,11 +179,10 @@ def test_progress_bar_shows_failed_cases():
     from calibviz.cli.console import ProgressDisplay
 
     for failed, shown in ((0, False), (2, True)):
-        display = ProgressDisplay()
-        display._console = Console(file=io.StringIO(), width=120, force_terminal=False)
-        with display:
+        console = Console(file=io.StringIO(), width=120, force_terminal=False)
+        with ProgressDisplay(console=console) as display:
             display.update(3, 5, failed)
-        text = display._console.file.getvalue()
+        text = console.file.getvalue()
         assert "3/5" in text
         assert ("2 failed" in text) is shown
 

@@ -23,13 +23,13 @@ from .common import printable
 
 class ProgressDisplay:
     """A progress bar with cases done, cases failed so far, rate and time left; silent when
-    disabled."""
+    disabled. ``console``: where it is drawn (standard error by default)."""
 
-    def __init__(self, *, enabled: bool = True) -> None:
+    def __init__(self, *, enabled: bool = True, console: Console | None = None) -> None:
         self.enabled = enabled
         self._progress = None
         self._task = None
-        self._console = Console(stderr=True)
+        self._console = console
 
     def __enter__(self) -> ProgressDisplay:
         return self
@@ -45,7 +45,7 @@ class ProgressDisplay:
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
-            console=self._console,
+            console=self._console or Console(stderr=True),
             transient=False,
         )
         self._progress.__enter__()
