@@ -5,6 +5,7 @@ top-label row against a hand argmax, resume, workers, empty regions and usage er
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -237,3 +238,38 @@ def test_roi_pass_reads_channels_again_when_they_do_not_fit(tmp_path, monkeypatc
     reread = evaluate_folder(pred, labels, roi="band:2mm")
     for a, b in zip(kept.roi.stats, reread.roi.stats):
         assert a.equals(b)
+
+
+def test_report_holds_the_region_sets_numbers_and_survives_a_broken_one(tmp_path):
+    from calibviz.html.context import number
+    from tests.test_html_report import check_self_contained, parse
+
+    pred, labels, _ = write_folder(tmp_path)
+    out = tmp_path / "out"
+    assert evaluate(pred, labels, "--out", out, "--roi", "band:2mm", "--workers", 1,
+                    "--no-figures", "--bootstrap", 0).exit_code == 0
+    (region,) = out.glob("roi-*")
+    result = runner.invoke(app, ["report", str(out), "--bootstrap", "50", "--worst", "2"])
+    assert result.exit_code == 0, result.output
+    page = check_self_contained(out / "report.html")
+    assert page.h2[-1] == "7. Region of interest: band:2mm"
+    assert len(page.images) == 1 + 2 + 1  # whole images, 2 worst cases, the region's
+    text, _ = parse(out / "report.html")
+    section = text[text.index('id="roi-1"'):]
+    ace = pd.read_csv(region / "per_image.csv").groupby("class", sort=False)["ace"].mean()
+    whole = pd.read_csv(out / "per_image.csv").groupby("class", sort=False)["ace"].mean()
+    header = section[:section.index("</thead>")]
+    column = re.findall(r'<th scope="col" class="num">(\w+) ', header).index("ACE") + 1
+    for name, value in ace.items():  # the region's macro ACE, not the whole image's
+        row = section[section.index(f'<th scope="row">{name}</th>'):]
+        assert row.split("macro ", column + 1)[column].startswith(number(value) + "<")
+        assert number(value) != number(whole[name])
+    assert "over 3 images" in " ".join(section.split())
+
+    (region / "stats.npz").write_bytes(b"not a zip archive")
+    result = runner.invoke(app, ["report", str(out), "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    page = check_self_contained(out / "report.html")
+    assert page.h2[-1] == "7. Region of interest: band:2mm" and len(page.h2) == 7
+    words = " ".join("".join(page.text).split())
+    assert "could not be read" in words and region.name in words

@@ -77,6 +77,32 @@ def comparison_section(folder: Path, others: Sequence[str | os.PathLike], *,
             "confidence": f"{confidence * 100:g}"}
 
 
+def roi_sections(folder: Path, *, n_bootstrap: int, seed: int, confidence: float) -> list:
+    """One section per region-of-interest result set of the run (``evaluate --roi``:
+    ``folder/roi-<spec>/``): its region, folder, number of images, headline metrics and
+    dataset histograms; a set that cannot be read gives its one-line reason instead, and
+    the rest of the report stands."""
+    from ..store import ROI_PREFIX
+    from .figures import dataset_figure
+
+    sections = []
+    for sub in sorted(p for p in folder.glob(f"{ROI_PREFIX}*") if p.is_dir()):
+        options = context.read_run_json(sub).get("options") or {}
+        section = {"region": str(options.get("roi") or sub.name[len(ROI_PREFIX):]),
+                   "folder": sub.name, "error": None}
+        try:
+            _, results = load_run_folder(sub)
+            section.update(
+                n_images=len(results.cases),
+                headline=context.headline(sub, results, n_bootstrap=n_bootstrap, seed=seed,
+                                          confidence=confidence),
+                dataset=dataset_figure(results))
+        except (ValueError, OSError) as error:
+            section["error"] = str(error)
+        sections.append(section)
+    return sections
+
+
 def run_names(folders: Sequence[Path]) -> list[str]:
     """A label per run: its ``--name``, else its prediction folder's name, else its own
     folder's name; repeated labels get their folder's name added."""
@@ -131,6 +157,8 @@ def render_report(results_dir: str | os.PathLike, *, compare: Sequence = (),
         "worst": case_figures(results, picked, captions),
         "n_worst_asked": worst,
         "problems": context.problems(problem_rows),
+        "roi": roi_sections(folder, n_bootstrap=n_bootstrap, seed=seed,
+                            confidence=confidence),
         "comparison": comparison,
     }
     return _environment().get_template(TEMPLATE).render(**data)
