@@ -156,6 +156,10 @@ def test_evaluate_report_writes_a_self_contained_page(runs):
     assert "nnU-Net (over-confident)" in text  # the run's --name is the title
     assert "Cases evaluated" in text and "No case was skipped." in text
     assert len(page.images) == 1 + 4  # the dataset histograms and the 4 worst cases
+    headers = re.findall(r'<th scope="col" class="num">([^<]+?) <span',
+                         (runs[0] / "report.html").read_text(encoding="utf-8"))
+    assert headers and all(h in ("ECE", "ACE", "MCE", "dCE", "Brier", "Dice") for h in headers)
+    assert "Calibration (ECE, ACE, MCE, dCE, Brier)" in " ".join(text.split())
 
 
 def test_compare_report_holds_the_comparison(compare_report, runs):

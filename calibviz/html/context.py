@@ -17,8 +17,9 @@ from ..aggregate import class_mean, mean_over_classes, per_image_metrics
 from ..metrics import METRICS
 from ..report import CLASS_MEAN, per_image_table, summary_table
 from ..results import Results
+from ..run_values import DISPLAY_NAMES
 
-DISPLAY = {"ece": "ECE", "ace": "ACE", "mce": "MCE", "brier": "Brier", "dice": "Dice"}
+DISPLAY = DISPLAY_NAMES  # metric column -> the name a reader knows
 #: Metrics where a higher value is better (every other one is an error: lower is better).
 HIGHER_IS_BETTER = ("dice",)
 DICE_RULES = {
