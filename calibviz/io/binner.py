@@ -10,7 +10,6 @@ import numpy as np
 
 from ..roi import bounding_box
 from ..stats import BinStats
-from .checks import CaseContext
 from .watch import CaseInputs
 
 #: ``mask_for(target index, probabilities, scaled)`` → bool mask of the voxels to score, or
@@ -21,8 +20,8 @@ MaskFor = Callable[[int, np.ndarray, bool], "np.ndarray | None"]
 class Binner:
     """Feeds each scored channel (or the sum of a region's channels) to the accumulator."""
 
-    def __init__(self, inputs: CaseInputs, ctx: CaseContext,
-                 mask_for: MaskFor | None = None, *, crop: bool = False) -> None:
+    def __init__(self, inputs: CaseInputs, mask_for: MaskFor | None = None, *,
+                 crop: bool = False) -> None:
         from ..binning import BinAccumulator  # Numba: loaded with the first case
 
         options, source, resolved = inputs.options, inputs.source, inputs.resolved

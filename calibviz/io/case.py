@@ -167,7 +167,7 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> tuple[BinStats, BinStats | 
     statistics and, with ``roi``, those on each class's region of interest."""
     source = inputs.source
     watch = ChannelWatch(inputs, ctx)
-    binner = Binner(inputs, ctx) if watch.can_bin else None
+    binner = Binner(inputs) if watch.can_bin else None
     keeper = ChannelKeeper() if inputs.options.roi and binner is not None else None
     for c in range(source.n_channels):
         data = _read_channel(inputs, ctx, c)

@@ -110,7 +110,7 @@ def roi_stats(inputs: CaseInputs, ctx: CaseContext, keeper: ChannelKeeper,
               argbest: np.ndarray | None) -> BinStats:
     """The case's statistics on each class's region of interest (same classes and bins)."""
     masks = RoiMasks(inputs, argbest)
-    binner = Binner(inputs, ctx, mask_for=masks, crop=True)
+    binner = Binner(inputs, mask_for=masks, crop=True)
     scored = [c for c in range(inputs.source.n_channels) if binner.scores(c)]
     needs_float = {c for t in inputs.resolved.targets if len(t.channels) > 1
                    for c in t.channels}
