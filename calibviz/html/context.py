@@ -51,6 +51,12 @@ def read_run_json(folder: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def read_run_options(folder: Path) -> dict:
+    """The ``options`` table of a run's ``run.json`` (empty when missing or not a table)."""
+    options = read_run_json(folder).get("options")
+    return options if isinstance(options, dict) else {}
+
+
 # --------------------------------------------------------------------------- provenance
 def provenance(folder: Path, results: Results, run: dict, problem_rows: list[dict], *,
                title: str | None, version: str) -> dict:
@@ -78,7 +84,7 @@ def provenance(folder: Path, results: Results, run: dict, problem_rows: list[dic
     ]
     extra = {k: v for k, v in options.items() if k in _EXTRA_OPTIONS and v not in (None, "")}
     facts += [(_EXTRA_OPTIONS[k], _text(v)) for k, v in extra.items()]
-    versions = run.get("versions") or {}
+    versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
     return {
         "title": title or name or f"Calibration report: {folder.resolve().name}",
         "model": name or Path(str(options.get("pred_dir") or folder)).name,

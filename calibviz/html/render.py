@@ -87,7 +87,7 @@ def roi_sections(folder: Path, *, n_bootstrap: int, seed: int, confidence: float
 
     sections = []
     for sub in sorted(p for p in folder.glob(f"{ROI_PREFIX}*") if p.is_dir()):
-        options = context.read_run_json(sub).get("options") or {}
+        options = context.read_run_options(sub)
         section = {"region": str(options.get("roi") or sub.name[len(ROI_PREFIX):]),
                    "folder": sub.name, "error": None}
         try:
@@ -108,7 +108,7 @@ def run_names(folders: Sequence[Path]) -> list[str]:
     folder's name; repeated labels get their folder's name added."""
     names = []
     for folder in folders:
-        options = context.read_run_json(folder).get("options") or {}
+        options = context.read_run_options(folder)
         names.append(str(options.get("name") or Path(str(options.get("pred_dir") or folder))
                          .name or folder.resolve().name))
     if len(set(names)) < len(names):
