@@ -143,7 +143,7 @@ def make_volume(n_classes: int, shape: tuple[int, ...], seed: int = 0):
 
 def measure_in_turns(functions: dict, rounds: int) -> dict:
     """{name: (best seconds, peak MiB)}: each function once per round, in turn, so a drift of
-    the machine's speed (this VM's varies by ±20 % within minutes) reaches them all alike."""
+    the machine's speed (this VM's varied by 20-30 % within minutes) reaches them all alike."""
     results = {name: (np.inf, 0.0) for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
