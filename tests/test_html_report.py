@@ -13,6 +13,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -216,6 +217,46 @@ def test_open_hands_the_file_to_the_browser(hostile_run, tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- size
+def _pixels(png: bytes):
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_report_figures_are_the_figures_a_user_draws(runs):
+    """The report draws its worst cases in one reused case figure and its dataset figure
+    laid out as ``evaluate`` lays it out: the same pixels as a case figure built alone and
+    saved with ``savefig``, and as the dataset figure ``calibviz plot`` writes."""
+    import base64
+    import io
+
+    from calibviz.html import figures
+    from calibviz.store import load_results
+    from calibviz.viz import plot_case
+    from calibviz.viz.render import render_dataset_figure
+
+    results = load_results(runs[0])
+    picked = [2, 0, 3]
+    drawn = figures.case_figures(results, picked, ["x"] * 3)
+    for rank, (i, image) in enumerate(zip(picked, drawn, strict=True), start=1):
+        figure, _ = plot_case(results.stats[i], title=f"#{rank} {results.cases[i]}")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=figures.CASE_DPI)
+        inlined = base64.b64decode(image["src"].split(",", 1)[1])
+        assert np.array_equal(_pixels(inlined), _pixels(buffer.getvalue())), results.cases[i]
+    assert figures.case_figures(results, [], []) == []
+
+    dataset = figures.dataset_figure(results)
+    written = render_dataset_figure(results.stats, runs[0] / "dataset_check.png",
+                                    dpi=figures.DATASET_DPI)
+    inlined = base64.b64decode(dataset["src"].split(",", 1)[1])
+    assert np.array_equal(_pixels(inlined), _pixels(written.read_bytes()))
+    assert f"of {len(results)} images" in dataset["alt"]
+    written.unlink()
+
+
 def test_report_of_200_cases_is_under_5_mb(tmp_path):
     folder = tmp_path / "big"
     stats = random_images(n_images=200, n_classes=3, shape=(8, 8, 4), n_bins=20)

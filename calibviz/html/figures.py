@@ -5,7 +5,6 @@ resolution so that a report of hundreds of cases stays small."""
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Sequence
 
 from ..results import Results
@@ -20,43 +19,50 @@ COMPARISON_PANEL = 4.2
 
 def data_uri(figure, *, dpi: int, preset=None) -> str:
     """``data:image/png;base64,…`` of a Matplotlib ``figure``."""
-    import matplotlib
+    from ..viz.figures import figure_bytes
 
-    from ..viz.presets import get_preset
+    return png_uri(figure_bytes(figure, "png", dpi=dpi, preset=preset))
 
-    buffer = io.BytesIO()
-    with matplotlib.rc_context(get_preset(preset).rc()):
-        figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": "calibviz"})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+def png_uri(png: bytes) -> str:
+    """``data:image/png;base64,…`` of the PNG file contents ``png``."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def dataset_figure(results: Results) -> dict:
     """The dataset reliability histograms (one panel per class and the all-classes panel)."""
-    from ..aggregate import reliability_histogram
-    from ..viz.layouts import plot_dataset
+    from ..aggregate import dropped_cases
+    from ..viz import render
 
-    histogram = reliability_histogram(results.stats,
-                                      absent=results.options.get("absent", "include"))
-    figure, _, _ = plot_dataset(histogram)
+    absent = results.options.get("absent", "include")
+    figure = render.dataset_figure(results.stats, dpi=DATASET_DPI, absent=absent)
+    n_images = int((~dropped_cases(results.stats, absent)).sum())
     panels = ", ".join(results.class_names) + (" and all classes pooled"
                                                if len(results.class_names) > 1 else "")
-    alt = (f"Dataset reliability histograms of {histogram.n_images} images ({panels}): "
+    alt = (f"Dataset reliability histograms of {n_images} images ({panels}): "
            "per confidence bin, the share of images at each observed frequency, with the "
            "pooled reliability curve and the diagonal of perfect calibration.")
     return {"src": data_uri(figure, dpi=DATASET_DPI), "alt": alt}
 
 
 def case_figures(results: Results, indices: Sequence[int], captions: Sequence[str]) -> list:
-    """Reliability diagrams of the cases ``indices`` (every class of each), small PNGs."""
-    from ..viz.layouts import plot_case
+    """Reliability diagrams of the cases ``indices`` (every class of each), small PNGs,
+    drawn in one :class:`~calibviz.viz.casefigure.CaseFigure` (built once, redrawn per
+    case)."""
+    if not len(indices):
+        return []
+    from ..viz.casefigure import CaseFigure
+    from ..viz.figures import pin_empty_labels
 
+    case_figure = CaseFigure(results.stats[indices[0]])
+    pin_empty_labels(case_figure.figure)
     drawn = []
     for rank, (i, caption) in enumerate(zip(indices, captions, strict=True), start=1):
         case = results.cases[i]
-        figure, _ = plot_case(results.stats[i], title=f"#{rank} {case}")
+        case_figure.draw(f"#{rank} {case}", results.stats[i])
         drawn.append({
             "case": case, "rank": rank, "caption": caption,
-            "src": data_uri(figure, dpi=CASE_DPI),
+            "src": png_uri(case_figure.image("png", dpi=CASE_DPI)),
             "alt": f"Reliability diagrams of case {case} (worst #{rank} by mean ACE), one "
                    f"panel per class: {caption}.",
         })
@@ -66,12 +72,14 @@ def case_figures(results: Results, indices: Sequence[int], captions: Sequence[st
 def comparison_figures(comparison) -> list[dict]:
     """The comparison figure of each model against the baseline."""
     from ..viz.comparison import plot_comparison
+    from ..viz.figures import pin_empty_labels
     from ..viz.presets import get_preset
 
     drawn = []
     for model in comparison.models:
         figure = plot_comparison(comparison, model=model,
                                  preset=get_preset(None, panel_width=COMPARISON_PANEL))
+        pin_empty_labels(figure)  # the same pixels, laid out faster
         drawn.append({
             "model": model, "src": data_uri(figure, dpi=COMPARISON_DPI),
             "alt": f"Paired per-image differences {model} minus {comparison.baseline.name} "

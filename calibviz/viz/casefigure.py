@@ -29,7 +29,7 @@ from ..stats import BinStats
 from ..store import write_atomic
 from .annotate import LAYOUT_COUNTS, needs_log, style_count_axis
 from .displays import DIAGRAM_LABELS, ReliabilityDiagramDisplay
-from .figures import check_format, figure_legend, outer_labels, panel_grid, save_figure
+from .figures import check_format, figure_bytes, figure_legend, outer_labels, panel_grid
 from .presets import Preset, get_preset
 from .raster import at_dpi, encode_png, hidden, plain_savefig
 from .selection import resolve_classes
@@ -125,12 +125,19 @@ class CaseFigure:
         return self.displays
 
     def save(self, path, *, dpi: int | None = None):
-        """Write the figure as drawn last (format from the suffix); returns the path."""
+        """Write the figure as drawn last (format from the suffix) atomically; returns the
+        path."""
         path = Path(path)
+        return write_atomic(path, self.image(path.suffix, dpi=dpi))
+
+    def image(self, fmt: str = "png", *, dpi: int | None = None) -> bytes:
+        """The figure as drawn last, as the contents of a ``fmt`` file (``png``, ``pdf``,
+        ``svg``) at ``dpi`` (default the preset's): a PNG from the kept static pixels
+        (:meth:`render`), the others through ``savefig``."""
         dpi = dpi or self.preset.dpi
-        if check_format(path.suffix) != "png" or not plain_savefig():
-            return save_figure(self.figure, path, dpi=dpi, preset=self.preset)
-        return write_atomic(path, encode_png(self.render(dpi), dpi))
+        if check_format(fmt) != "png" or not plain_savefig():
+            return figure_bytes(self.figure, fmt, dpi=dpi, preset=self.preset)
+        return encode_png(self.render(dpi), dpi)
 
     def render(self, dpi: float) -> np.ndarray:
         """The figure as drawn last, at ``dpi``: a uint8 RGBA view ``[H, W, 4]`` of the

@@ -3,8 +3,9 @@
 ``new_figure`` makes a figure on the Agg canvas (never pyplot), ``single_panel`` and
 ``panel_grid`` lay out panels with optional voxel-count rows, ``figure_legend`` and
 ``outer_labels`` label a multi-panel figure once, ``make_norm`` builds the colour norm of a
-reliability histogram and ``save_figure`` writes PNG, PDF or SVG atomically. Presets are
-applied inside ``matplotlib.rc_context`` only: global matplotlib state is never changed.
+reliability histogram, ``figure_bytes`` encodes PNG, PDF or SVG and ``save_figure`` writes
+them atomically. Presets are applied inside ``matplotlib.rc_context`` only: global
+matplotlib state is never changed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .presets import (  # noqa: F401  (check_format: public here too)
 from .raster import draw_png, plain_savefig
 
 __all__ = [
-    "FORMATS", "NORMS", "SIZE_PRESETS", "Preset", "figure_legend", "get_preset",
+    "FORMATS", "NORMS", "SIZE_PRESETS", "Preset", "figure_bytes", "figure_legend", "get_preset",
     "make_norm", "new_figure", "outer_labels", "panel_grid", "save_figure", "single_panel",
 ]
 
@@ -149,11 +150,19 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
                 preset: str | Preset | None = None, fmt: str | None = None) -> Path:
     """Write ``figure`` as PNG (at ``dpi``, default the preset's), PDF or SVG (vector; the
     heatmap cells are embedded as an image). The format follows the suffix unless ``fmt``.
-    The file is written atomically (a reader never sees half a figure); a PNG is drawn
-    with the layout run once (:func:`~calibviz.viz.raster.draw_png`, the same pixels as
-    ``savefig``)."""
+    The file is written atomically (a reader never sees half a figure); the bytes are
+    :func:`figure_bytes`'."""
     path = Path(path)
-    fmt = check_format(fmt or path.suffix)
+    return write_atomic(path, figure_bytes(figure, fmt or path.suffix, dpi=dpi, preset=preset))
+
+
+def figure_bytes(figure: Figure, fmt: str = "png", *, dpi: int | None = None,
+                 preset: str | Preset | None = None) -> bytes:
+    """The file contents of ``figure`` in format ``fmt`` (``png``, ``pdf`` or ``svg``; a
+    suffix such as ``.png`` too) at ``dpi`` (default the preset's), with reproducible
+    metadata. A PNG is drawn with the layout run once (:func:`~calibviz.viz.raster.draw_png`,
+    the same pixels as ``savefig``) unless the user's ``savefig.*`` settings ask more."""
+    fmt = check_format(fmt)
     preset = get_preset(preset)
     metadata = {"Software": "calibviz"} if fmt == "png" else {"Creator": "calibviz"}
     if fmt == "pdf":
@@ -163,6 +172,6 @@ def save_figure(figure: Figure, path: str | Path, *, dpi: int | None = None,
     buffer = io.BytesIO()
     with matplotlib.rc_context(preset.rc()):
         if fmt == "png" and plain_savefig():  # savefig's pixels, one layout draw fewer
-            return write_atomic(path, draw_png(figure, dpi or preset.dpi))
+            return draw_png(figure, dpi or preset.dpi)
         figure.savefig(buffer, format=fmt, dpi=dpi or preset.dpi, metadata=metadata)
-    return write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()

@@ -79,10 +79,25 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
                           title: str | None = None, layout: FrozenLayout | None = None,
                           **style) -> Path:
     """Draw the dataset reliability histogram of all (or the given) classes plus the
-    all-classes panel and write it to ``path``. The figure is laid out for the widest
-    labels its number of images allows (:func:`~calibviz.viz.layouts.widest_layout`), or
-    as ``layout`` says (that layout, made ahead of time, when it fits)."""
-    from .figures import pin_empty_labels, save_figure
+    all-classes panel (:func:`dataset_figure`) and write it to ``path`` (format from the
+    suffix)."""
+    from .figures import save_figure
+
+    preset = get_preset(preset)
+    figure = dataset_figure(stats, classes=classes, absent=absent, preset=preset, dpi=dpi,
+                            title=title, layout=layout, **style)
+    return save_figure(figure, path, dpi=dpi or preset.dpi, preset=preset)
+
+
+def dataset_figure(stats: Sequence[BinStats], *, classes: Sequence[int | str] | None = None,
+                   absent: str = "include", preset: str | Preset | None = None,
+                   dpi: int | None = None, title: str | None = None,
+                   layout: FrozenLayout | None = None, **style):
+    """The figure of :func:`~calibviz.viz.layouts.plot_dataset` for the per-image ``stats``,
+    laid out at ``dpi`` for the widest labels its number of images allows
+    (:func:`~calibviz.viz.layouts.widest_layout`), or as ``layout`` says (that layout, made
+    ahead of time, when it fits), with its layout engine off: ready to save at ``dpi``."""
+    from .figures import pin_empty_labels
     from .layouts import plot_dataset, widest_layout
 
     data = stats if style.get("band") else reliability_histogram(stats, absent=absent)
@@ -94,7 +109,7 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
     if layout is None or not layout.fits(figure):
         layout = widest_layout(figure, displays, len(stats), dpi=dpi, preset=preset)
     layout.apply(figure)
-    return save_figure(figure, path, dpi=dpi, preset=preset)
+    return figure
 
 
 def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
