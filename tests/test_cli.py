@@ -187,6 +187,55 @@ def test_progress_bar_shows_failed_cases():
         assert ("2 failed" in text) is shown
 
 
+@pytest.mark.parametrize("width", [36, 60, 80, 132])
+def test_tables_never_cut_a_number(width):
+    """Whatever the terminal's width, every number of a table is printed whole and no line
+    is wider than the terminal: names wrap, then columns move to a further table."""
+    import io
+
+    from rich.console import Console, Group
+    from rich.text import Text
+
+    from calibviz.cli.console import fitted_tables
+
+    rng = np.random.default_rng(width)
+    names = ["liver", "left_kidney_cortex_with_a_long_name", "[bold]t", "肝臓"]
+    headers = ["class", *(f"M{j}\nmacro" for j in range(7))]
+    rows = [[Text(name), *(f"{x:.4f}\n±{x / 7:.4f}" for x in rng.random(7))]
+            for name in names]
+    console = Console(file=io.StringIO(), width=width, force_terminal=False)
+    console.print(Group(*fitted_tables(Text("a title [x]"), headers, rows, width=width)))
+    text = console.file.getvalue()
+    assert max(console.measure(line).maximum for line in text.splitlines()) <= width
+    assert "…" not in text and "[bold]t" in text and "[x]" in text
+    for row in rows:
+        for cell in row[1:]:
+            for number in cell.split("\n"):
+                assert number in text, (number, width)
+
+
+def test_summary_and_comparison_tables_fit_80_columns(demo, tmp_path):
+    """Long class and model names on an 80-column terminal (a log file, CI) keep every
+    number whole in evaluate's summary and compare's table."""
+    classes = "background=0,liver_parenchyma_left_lobe=1,tumour=2,hepatic_vessel_tree=3"
+    runs = []
+    for name in ("baseline_model_with_a_long_name", "temperature_scaled_calibrated_v2"):
+        out = tmp_path / name
+        result = evaluate(demo.monai, demo.labels, "--postfix", "prob", "--classes", classes,
+                          "--out", out, "--no-figures", "--workers", 1, "--name", name)
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output
+        summary = pd.read_csv(out / "summary.csv")
+        micro = summary[(summary["metric"] == "ace") & (summary["class"] != "mean")]["micro"]
+        assert len(micro) == 3
+        assert all(f"{value:.4f}" in result.output for value in micro)
+        runs.append(out)
+    result = runner.invoke(app, ["compare", *map(str, runs)])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output and "[95 % CI]" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+
+
 def test_truncated_label_gz(demo, tmp_path):
     import shutil
 

@@ -89,30 +89,26 @@ def _draw(comparison, out: Path, fmt: str) -> list[Path]:
 
 def _print(comparison, written: list[Path]) -> None:
     """The class-mean table per model and metric, a verdict per metric, unpaired cases."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console, Group
     from rich.text import Text
 
     from ..comparison import verdict
     from ..run_values import DISPLAY_NAMES
+    from .console import fitted_tables
 
     console = Console(highlight=False)
     table = comparison.table
     mean_rows = table[table["class"] == "mean"]
-    view = Table(title=f"Per-image class mean against {comparison.baseline.name}: mean "
-                 "difference with its 95 % bootstrap interval, Wilcoxon p (Holm)",
-                 title_justify="left")
-    for column in ("model", "metric", "baseline → model", "difference [95 % CI]", "p", "n"):
-        view.add_column(column, justify="left" if column == "model" else "right",
-                        no_wrap=True)
     rows = mean_rows[mean_rows["metric"].isin(HEADLINE)]
-    for _, row in rows.iterrows():
-        view.add_row(
-            Text(printable(row["model"])), DISPLAY_NAMES.get(row["metric"], row["metric"]),
-            f"{row['mean_baseline']:.4f} → {row['mean_model']:.4f}",
-            f"{row['mean_diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
-            f"{row['wilcoxon_p_holm']:.2g}", str(int(row["n"])))
-    console.print(view)
+    cells = [[Text(printable(row["model"])), DISPLAY_NAMES.get(row["metric"], row["metric"]),
+              f"{row['mean_baseline']:.4f} → {row['mean_model']:.4f}",
+              f"{row['mean_diff']:+.4f}\n[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
+              f"{row['wilcoxon_p_holm']:.2g}", str(int(row["n"]))]
+             for _, row in rows.iterrows()]
+    title = Text(printable(f"Per-image class mean against {comparison.baseline.name}: mean "
+                           "difference with its 95 % bootstrap interval, Wilcoxon p (Holm)"))
+    headers = ["model", "metric", "baseline → model", "difference\n[95 % CI]", "p", "n"]
+    console.print(Group(*fitted_tables(title, headers, cells, width=console.width, keys=2)))
     for _, row in rows.iterrows():
         console.print(Text(printable(f"{row['model']}: {verdict(row)}")))
     unpaired = comparison.unpaired

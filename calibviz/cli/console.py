@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, Group
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -77,30 +79,84 @@ def _spread(row) -> str:
     return f"{row['mean']:.4f}\n[dim]±{row['std']:.4f}[/dim]"
 
 
-def _headline_table(results, absent: str, where: str = "") -> Table:
+def _headline_table(results, absent: str, where: str = "", *, width: int = 80) -> list[Table]:
     """Per class: macro ACE / ECE / MCE / Dice (mean ± population std over images) and micro
-    ACE / ECE / MCE, read from the report's summary table. ``where``: the region scored."""
+    ACE / ECE / MCE, read from the report's summary table, as tables no wider than
+    ``width`` (:func:`fitted_tables`). ``where``: the region scored."""
     from ..report import summary_table
 
     summary = summary_table(results, absent=absent).set_index(["metric", "class"])
     first = results.stats[0]
-    table = Table(
-        title=f"Calibration{where} over {len(results)} images ({first.n_bins} {first.binning} "
-        f"bins, {first.closure}-closed; absent classes: {absent})",
-        title_justify="left",
-    )
-    table.add_column("class", no_wrap=True)
-    for name in ("ACE", "ECE", "MCE", "Dice"):
-        table.add_column(f"{name}\nmacro", justify="right", no_wrap=True)
-    for name in ("ACE", "ECE", "MCE"):
-        table.add_column(f"{name}\nmicro", justify="right", no_wrap=True)
-    for name in results.class_names:
-        table.add_row(
-            Text(printable(name)),
-            *[_spread(summary.loc[(m, name)]) for m in ("ace", "ece", "mce", "dice")],
-            *[f"{summary.loc[(m, name), 'micro']:.4f}" for m in ("ace", "ece", "mce")],
-        )
-    return table
+    title = Text(printable(f"Calibration{where} over {len(results)} images ({first.n_bins} "
+                           f"{first.binning} bins, {first.closure}-closed; absent classes: "
+                           f"{absent})"))
+    headers = ["class", *(f"{name}\nmacro" for name in ("ACE", "ECE", "MCE", "Dice")),
+               *(f"{name}\nmicro" for name in ("ACE", "ECE", "MCE"))]
+    rows = [[Text(printable(name)),
+             *[_spread(summary.loc[(m, name)]) for m in ("ace", "ece", "mce", "dice")],
+             *[f"{summary.loc[(m, name), 'micro']:.4f}" for m in ("ace", "ece", "mce")]]
+            for name in results.class_names]
+    return fitted_tables(title, headers, rows, width=width)
+
+
+#: the narrowest a name column of a table is folded to before its numbers move to a second
+#: table (:func:`fitted_tables`)
+NARROWEST_NAME = 12
+
+
+def fitted_tables(title: str | Text, headers: Sequence[str],
+                  rows: Sequence[Sequence[str | Text]], *,
+                  width: int, keys: int = 1) -> list[Table]:
+    """``rows`` under ``headers`` as rich tables no wider than ``width`` characters that
+    never cut a number. The first ``keys`` columns are names: they wrap (down to
+    :data:`NARROWEST_NAME` characters) when the table is too wide; the other columns never
+    wrap and, when they still do not fit, go to as many tables as needed, one below the
+    other, each with the name columns again (like a wide pandas frame). A ``str`` cell or
+    title is rich markup; a :class:`Text` is literal.
+
+    >>> tables = fitted_tables("t", ["name", "a", "b"], [["x" * 30, "0.1234", "0.5678"]],
+    ...                        width=30)
+    >>> [[c.header for c in t.columns] for t in tables]
+    [['name', 'a'], ['name', 'b']]
+    """
+    cells = [[Text.from_markup(c) if isinstance(c, str) else c for c in row] for row in rows]
+    natural = [max([_lines_width(Text(h)), *(_lines_width(row[j]) for row in cells)])
+               for j, h in enumerate(headers)]
+    values = natural[keys:]
+    for n_tables in range(1, max(1, len(values)) + 1):  # the fewest tables that fit
+        groups = [list(g) for g in np.array_split(np.arange(len(values)), n_tables)]
+        widest = max(sum(values[j] + 3 for j in g) for g in groups)
+        names = _folded(natural[:keys], width - 1 - widest)
+        if 1 + sum(w + 3 for w in names) + widest <= width:
+            break
+    tables = []
+    for n, group in enumerate(groups):
+        table = Table(title=title if n == 0 else title + " (continued)", title_justify="left")
+        for j in range(keys):
+            table.add_column(headers[j], width=names[j], overflow="fold")
+        for j in group:
+            table.add_column(headers[keys + j], justify="right", no_wrap=True,
+                             min_width=values[j])
+        for row in cells:
+            table.add_row(*row[:keys], *(row[keys + j] for j in group))
+        tables.append(table)
+    return tables
+
+
+def _folded(names: list[int], room: int) -> list[int]:
+    """Widths of the name columns (natural ``names``) folded, widest first and not below
+    :data:`NARROWEST_NAME`, to take at most ``room`` characters with their padding and
+    borders (as far as they can)."""
+    names = list(names)
+    while sum(w + 3 for w in names) > room and max(names, default=0) > NARROWEST_NAME:
+        widest = names.index(max(names))
+        names[widest] = max(NARROWEST_NAME, names[widest] - (sum(w + 3 for w in names) - room))
+    return names
+
+
+def _lines_width(text: Text) -> int:
+    """The width in terminal cells of the widest line of ``text``."""
+    return max(cell_len(line) for line in text.plain.split("\n"))
 
 
 def _classwise_line(results, absent: str) -> str:
@@ -112,16 +168,17 @@ def _classwise_line(results, absent: str) -> str:
             f"{value:.4f}")
 
 
-def _headline_tables(results, absent: str):
+def _headline_tables(results, absent: str, width: int):
     """The headline table; with a region of interest, its table beside it (stacked when the
     terminal is too narrow for both)."""
     if results.roi is None or not results.roi.stats:
-        return _headline_table(results, absent)
+        return Group(*_headline_table(results, absent, width=width))
     from rich.columns import Columns
 
     spec = results.roi.options.get("roi")
-    return Columns([_headline_table(results, absent, " on every voxel"),
-                    _headline_table(results.roi, absent, f" on the region {spec}")],
+    return Columns([Group(*_headline_table(results, absent, " on every voxel", width=width)),
+                    Group(*_headline_table(results.roi, absent, f" on the region {spec}",
+                                           width=width))],
                    padding=(0, 4))
 
 
@@ -151,7 +208,7 @@ def print_summary(report, *, quiet: bool = False) -> None:
         name = results.options.get("name")
         folder = results.options.get("pred_dir", "")
         console.print(Text(f"{name}: {folder}" if name else f"evaluated {folder}"))
-        console.print(_headline_tables(results, absent))
+        console.print(_headline_tables(results, absent, console.width))
         if results.n_dropped:
             console.print(f"{results.n_dropped} of {len(results)} images left out: a class is "
                           "absent from their ground truth (--absent drop-case)")
