@@ -257,12 +257,15 @@ def run_evaluation(
         def on_result(result: CaseResult) -> None:
             result = collector.accept(result)
             if result.ok:  # saved before anything else can interrupt
-                store.save(result.case_id, result.stats, result.problems, _fingerprint(
-                    collector.by_id[result.case_id]), result.info, result.roi_stats)
+                store.save(result.case_id, result.stats, result.problems,
+                           before[result.case_id], result.info, result.roi_stats)
                 run_figures.case_done(result.stats)
             collector.record(result)
 
         todo = [case for case in cases if case.case_id not in collector.finished]
+        # the inputs as they are before they are read: a file changed while (or after) its
+        # case runs then differs from what is stored, and a resumed run evaluates it again
+        before = {case.case_id: _fingerprint(case) for case in todo}
         warm_up("calibviz.report", kernel=False)  # pandas, for the reports, while cases run
         used = _evaluate_todo(todo, options, store, on_result, workers=workers,
                               scheduler=scheduler, client=client)

@@ -201,14 +201,18 @@ def clear_outputs(out_dir: str | os.PathLike, *, keep_partial: bool = False) -> 
 
 
 def input_fingerprint(paths) -> dict[str, list[int]]:
-    """``{path: [size, mtime_ns]}`` of a case's input files (what makes a stored case stale)."""
+    """``{path: [size, mtime_ns, ctime_ns, inode, device]}`` of a case's input files (what
+    makes a stored case stale), as git's index tells a changed file: a file replaced by
+    another of the same size with its modification time kept (``cp -p``, ``rsync -a``,
+    ``touch -r``) still has a new inode or change time, which no tool can set back."""
     out = {}
     for path in paths:
         try:
             info = os.stat(path)
-            out[str(path)] = [int(info.st_size), int(info.st_mtime_ns)]
+            out[str(path)] = [int(info.st_size), int(info.st_mtime_ns), int(info.st_ctime_ns),
+                              int(info.st_ino), int(info.st_dev)]
         except OSError:
-            out[str(path)] = [-1, -1]
+            out[str(path)] = [-1, -1, -1, -1, -1]
     return out
 
 
@@ -221,7 +225,8 @@ class PartialStore:
     """Finished cases of a run in ``out/.partial/``, one archive per case, so an interrupted
     run loses nothing and ``resume`` continues it. ``options.json`` records what the stored
     numbers depend on (resuming with other options is refused); each case records its input
-    files' size and modification time (a changed input is evaluated again). The store is
+    files' :func:`input_fingerprint`, taken before they were read (a changed input is
+    evaluated again). The store is
     removed when the run completes."""
 
     def __init__(self, out_dir: str | os.PathLike) -> None:

@@ -140,6 +140,44 @@ def test_resume_recomputes_cases_whose_inputs_changed(tmp_path):
                                   check_dtype=False)
 
 
+def test_resume_recomputes_an_input_replaced_with_its_size_and_time_kept(tmp_path):
+    """``cp -p`` of another model's file over an input keeps its size (uncompressed NIfTI
+    of the same grid) and modification time: the stored case must still be evaluated
+    again, not mixed into the resumed run."""
+    import os
+
+    pred, labels = write_float_folder(tmp_path)
+    for path in sorted(pred.glob("*.nii.gz")):  # uncompressed: same size whatever the values
+        write_nifti(path.with_suffix(""), _read(path))
+        path.unlink()
+    out = tmp_path / "out"
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
+    first = rows(out)
+    _interrupted_copy(out)
+    victim = pred / "case2.nii"
+    kept = victim.stat()
+    other = tmp_path / "other.nii"
+    write_nifti(other, np.moveaxis(make_case(SHAPE, 3, seed=42)[1], 0, -1))
+    assert other.stat().st_size == kept.st_size
+    other.replace(victim)
+    os.utime(victim, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (kept.st_size,
+                                                                    kept.st_mtime_ns)
+    resumed = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", "--resume")
+    assert_clean(resumed, 0)
+    assert "case2" in resumed.output and "changed" in resumed.output
+    again = rows(out)
+    assert not np.allclose(again.loc["case2", "ace"], first.loc["case2", "ace"])
+    pd.testing.assert_frame_equal(again.drop(index="case2"), first.drop(index="case2"),
+                                  check_dtype=False)
+
+
+def _read(path: Path) -> np.ndarray:
+    import nibabel as nib
+
+    return np.asarray(nib.load(path).dataobj)
+
+
 def _interrupted_copy(out: Path) -> None:
     """Turn a finished run folder into an interrupted one: partial store back, reports gone."""
     from calibviz.store import PARTIAL_DIR
