@@ -4,6 +4,7 @@ NumPy only."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -23,19 +24,28 @@ from .stats import SUM_FIELDS, BinStats
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` through a temporary file in the
     same folder and a rename, so a reader never sees half a file. The file gets the usual
-    permissions of a new file (``0666`` minus the umask). Returns the path."""
+    permissions of a new file (``0666`` minus the umask). Returns the path. An ``OSError``
+    (of the same kind: ``PermissionError``, ``IsADirectoryError``, …) names ``path``, never
+    the temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
+    temporary = None
     try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file stands where a folder must be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                 suffix=".tmp")
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.strerror:  # the user's path, not ours
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
     return path
 

@@ -236,6 +236,17 @@ def test_summary_and_comparison_tables_fit_80_columns(demo, tmp_path):
     assert max(len(line) for line in result.output.splitlines()) <= 80
 
 
+def test_demo_into_an_unwritable_place_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["demo", str(blocker / "demo"), "--cases", "2",
+                                 "--no-figures", "--quiet"])
+    assert result.exit_code == 2
+    assert "cannot write the demo data" in result.output and str(blocker) in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_truncated_label_gz(demo, tmp_path):
     import shutil
 

@@ -69,6 +69,17 @@ def test_cli_plot_bad_input_is_one_line_and_exit_2(app, run_dir, args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_cli_plot_unwritable_output_is_one_line_naming_it(app, run_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["plot", str(run_dir), "--out", str(blocker / "figs"),
+                                      "--kind", "dataset", "--dpi", "30"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {blocker / 'figs'}")
+    assert "Errno" not in result.output and ".tmp" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(("args", "choices"), [
     (["--format", "gif"], "'png', 'pdf', 'svg'"), (["--norm", "sqrt"], "'power', 'log', 'linear'"),
     (["--size-preset", "poster"], "'screen', 'single', 'double'"),

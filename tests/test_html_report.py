@@ -207,6 +207,20 @@ def test_bad_compare_folder_is_one_line(runs, tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
+def test_report_out_folder_gets_report_html_and_unwritable_is_one_line(runs, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    result = invoke("report", runs[0], "--out", folder, "--bootstrap", 100, "--worst", 1)
+    assert result.exit_code == 0, result.output
+    assert (folder / "report.html").is_file() and f"wrote {folder / 'report.html'}" in result.output
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = invoke("report", runs[0], "--out", blocker / "r.html", "--bootstrap", 100)
+    assert result.exit_code == 2
+    assert f"cannot write the report: {blocker / 'r.html'}: Not a directory" in result.output
+    assert ".tmp" not in result.output and "Traceback" not in result.output
+
+
 def test_open_hands_the_file_to_the_browser(hostile_run, tmp_path, monkeypatch):
     opened = []
     monkeypatch.setattr("webbrowser.open", opened.append)

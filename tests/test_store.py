@@ -29,6 +29,20 @@ def test_write_atomic_replaces_whole_files_and_honours_the_umask(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
 
+def test_write_atomic_errors_name_the_path_not_the_temporary_file(tmp_path):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as raised:  # the target is a folder
+        write_atomic(folder, "x")
+    assert raised.value.filename == str(folder) and ".tmp" not in str(raised.value)
+    assert list(folder.iterdir()) == [] and sorted(tmp_path.iterdir()) == [folder]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError) as raised:  # its folder cannot be made
+        write_atomic(blocker / "sub" / "x.csv", "x")
+    assert raised.value.filename == str(blocker / "sub" / "x.csv")
+
+
 def test_results_round_trip_with_options_and_problems(tmp_path):
     images = random_images(n_images=3)
     problems = (Problem("c1", "c1.nii.gz", "case c1: a warning", "warning"),)

@@ -20,6 +20,14 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
+def describe(error: Exception) -> str:
+    """One line for ``error``: an ``OSError`` as ``PATH: what the system said`` (no errno),
+    anything else as its message."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print ``error: message`` on stderr (one line) and exit with ``code``."""
     typer.echo(f"error: {printable(message)}", err=True)

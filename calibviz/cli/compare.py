@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..viz.presets import FORMATS
-from .common import choices, fail, printable
+from .common import choices, describe, fail, printable
 
 ImageFormat = choices("ImageFormat", tuple(FORMATS))
 #: The metrics of the terminal table, in order.
@@ -51,7 +51,7 @@ def compare(
         comparison = compare_runs(base, *others, names=labels, n_bootstrap=bootstrap,
                                   seed=seed)
     except (ValueError, OSError) as error:
-        fail(str(error))
+        fail(describe(error))
     written = _write(comparison, out, str(format), figures) if out is not None else []
     if not quiet:
         _print(comparison, written)
@@ -69,7 +69,7 @@ def _write(comparison, out: Path, fmt: str, figures: bool) -> list[Path]:
         if figures:
             files += _draw(comparison, out, fmt)
     except OSError as error:
-        fail(f"cannot write to {out}: {error.strerror or error}")
+        fail(f"cannot write to {out}: {describe(error)}")
     return files
 
 

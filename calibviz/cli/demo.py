@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import fail
+from .common import describe, fail
 
 
 def demo(
@@ -29,8 +29,8 @@ def demo(
     warm_up()  # the first run after installing compiles the kernel meanwhile
     try:
         data = write_demo_dataset(folder, n_cases=cases)
-    except ValueError as error:
-        fail(str(error))
+    except (ValueError, OSError) as error:
+        fail(f"cannot write the demo data: {describe(error)}")
     typer.echo(f"demo data written to {folder}/:")
     typer.echo(f"  {data.labels}  ground-truth label maps")
     typer.echo(f"  {data.nnunet}  nnU-Net v2 folder, over-confident model "

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..viz.presets import FORMATS, NORMS, SIZE_PRESETS
-from .common import choices
+from .common import choices, describe, fail
 
 #: Limits of the numeric options: font size in points, resolution, pixels per side.
 FONT_SIZE_MAX = 72.0
@@ -101,8 +101,7 @@ def plot(
             worker=HereWorker() if can_fork_here() else None,  # dataset figure beside
         )
     except (ValueError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(describe(error))
     for path in summary["cases"]:
         typer.echo(f"wrote {path}")
     if summary["dataset"] is not None:

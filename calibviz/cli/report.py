@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import fail
+from .common import describe, fail
 
 REPORT_EXAMPLE = """
 Example: calibviz report results/ --compare results_monai/ --out audit.html
@@ -23,7 +23,8 @@ def report(
         "--compare", metavar="OTHER", help="Another model's results folder to compare "
         "with RESULTS (the baseline); repeat for more.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="The HTML file to write (default: RESULTS/report.html).")] = None,
+        "--out", "-o", help="The HTML file to write, or a folder to write report.html in "
+        "(default: RESULTS/report.html).")] = None,
     title: Annotated[str | None, typer.Option(
         help="Report title (default: the run's --name, else the folder name).")] = None,
     worst: Annotated[int, typer.Option(
@@ -55,5 +56,4 @@ def make_report(results: Path, out: Path | None, **options) -> Path:
     except ValueError as error:
         fail(str(error))
     except OSError as error:
-        fail(f"cannot write the report: {error.strerror or error}"
-             + (f" ({error.filename})" if error.filename else ""))
+        fail(f"cannot write the report: {describe(error)}")

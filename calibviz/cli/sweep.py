@@ -17,7 +17,7 @@ import typer
 from ..options import ABSENT_POLICIES
 from ..sweep import DEFAULT_SWEEP_BINS
 from ..viz.presets import FORMATS
-from .common import choices, fail
+from .common import choices, describe, fail
 
 ImageFormat = choices("SweepFormat", tuple(FORMATS))
 Absent = choices("SweepAbsent", ABSENT_POLICIES)
@@ -73,6 +73,6 @@ def sweep(
                    write_csv(out_dir / "equal_mass.csv", masses),
                    save_figure(sweep_figure(table), out_dir / f"sweep.{fmt.value}")]
     except (ValueError, OSError) as error:
-        fail(str(error))
+        fail(describe(error))
     for path in written:
         typer.echo(f"wrote {path}")

@@ -176,12 +176,15 @@ def _environment():
 
 def write_report(results_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                  **options) -> Path:
-    """Write the report of ``results_dir`` to ``out`` (default ``results_dir/report.html``)
-    atomically and return its path; ``options`` as in :func:`render_report`."""
+    """Write the report of ``results_dir`` to ``out`` (a file, or a folder to write
+    ``report.html`` in; default ``results_dir/report.html``) atomically and return its path;
+    ``options`` as in :func:`render_report`."""
     from ..store import write_atomic
 
     text = render_report(results_dir, **options)
     folder = Path(results_dir)
     folder = folder.parent if folder.is_file() else folder
     target = Path(out) if out is not None else folder / "report.html"
+    if target.is_dir():  # a folder to write it in, as cp takes one
+        target = target / "report.html"
     return write_atomic(target, text)
