@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, nullcontext
 from multiprocessing import get_context
 
+from .interrupts import starting_children
 from .io import Case, CaseResult, Problem, evaluate_case
 from .options import EvalOptions
 
@@ -57,14 +58,13 @@ def _init_worker(threads: int, parent: int) -> None:
     at once when the parent dies (kill -9), instead of lingering with a case's memory. The
     garbage collector is tuned as in the ``calibviz`` command (:mod:`calibviz.gctune`; the
     pool's shutdown waits for every worker's exit)."""
-    import signal
-
     import numba
 
     from .gctune import tune_this_process
+    from .interrupts import leave_ctrl_c_to_parent
 
     tune_this_process()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_ctrl_c_to_parent()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     warm_up()
@@ -201,7 +201,9 @@ def _evaluate_in_pool(cases, options, workers, on_result) -> None:
                 while todo and len(pending) < _share(started, len(todo) + len(pending)) \
                         and not broken:
                     try:
-                        pending[pool.submit(evaluate_case, todo[0], options)] = todo[0]
+                        with starting_children():  # a submit may start a process
+                            future = pool.submit(evaluate_case, todo[0], options)
+                        pending[future] = todo[0]
                         todo.popleft()
                     except BrokenProcessPool:
                         broken = True

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..aggregate import included, reliability_histogram
+from ..interrupts import leave_ctrl_c_to_parent, starting_children
 from ..results import Results
 from ..stats import BinStats
 from .presets import Preset, check_format, check_norm, get_preset
@@ -233,8 +234,10 @@ def _start_cases(jobs, options: dict, workers: int):
         return lambda: render_case_figures(jobs, **options)
     chunks = [jobs[i::workers] for i in range(workers)]
     # spawn, not fork: the parent may hold Numba's worker threads (fork copies their locks)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-    futures = [pool.submit(_render_chunk, (chunk, options)) for chunk in chunks]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=leave_ctrl_c_to_parent)
+    with starting_children():  # Ctrl-C is this process's, even while they import
+        futures = [pool.submit(_render_chunk, (chunk, options)) for chunk in chunks]
 
     def wait() -> list[Path]:
         try:

@@ -20,12 +20,13 @@ parent dies.
 from __future__ import annotations
 
 import os
-import signal
 import warnings
 from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
+
+from ..interrupts import leave_ctrl_c_to_parent, starting_children
 
 #: The dataset figure takes about as long as this many case figures (how they are shared:
 #: 1.5 s against 166 ms for the demo's three classes); laid out ahead of time
@@ -50,7 +51,8 @@ class FigureWorker:
         self._connection, child = context.Pipe()
         self._process = context.Process(target=serve, args=(child, nice), daemon=True,
                                         name="calibviz-figures")
-        self._process.start()
+        with starting_children():  # Ctrl-C is the parent's, even while this one imports
+            self._process.start()
         child.close()
         self._busy = False
 
@@ -138,7 +140,7 @@ def serve(connection, nice: int = 0) -> None:
     ``("layout", (template, n_images), options)`` lays the dataset figure out;
     ``("draw", (jobs, dataset), options)`` draws (:func:`draw_all`) and answers ``("ok",
     drawn)`` or ``("error", text)``; ``None`` or a closed pipe ends it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    leave_ctrl_c_to_parent()  # Ctrl-C is the parent's to handle
     if nice and hasattr(os, "nice"):
         os.nice(nice)
     from . import layouts, render  # noqa: F401  (the drawing's imports, done now)
