@@ -17,6 +17,7 @@ import numpy as np
 from ..options import EvalOptions
 from ..roi import spacing_from_affine
 from ..stats import BinStats
+from ..valuecheck import logit_hint
 from .activation import apply_activation
 from .binner import Binner
 from .checks import (
@@ -36,7 +37,7 @@ from .segmentation import argmax_confusion, dice_rule
 from .source import Source
 from .toplabel import check_top_label, top_label_row
 from .types import Case, CaseResult, InputError, Problem
-from .watch import CaseInputs, ChannelWatch, logit_hint
+from .watch import CaseInputs, ChannelWatch
 
 if TYPE_CHECKING:  # the kernel module (Numba) loads with the first case, not with this one
     from ..binning import BinAccumulator
@@ -178,8 +179,7 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> tuple[BinStats, BinStats | 
             try:
                 binner.add(c, data, as_float)
             except ValueError as err:  # the kernel's value checks
-                raise ValueError(str(err) + logit_hint(binner.accumulator.value_range[0])) \
-                    from None
+                raise ValueError(str(err) + logit_hint(err)) from None
         del data, as_float
     watch.finish()
     if inputs.label_error is not None:
