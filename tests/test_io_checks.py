@@ -264,8 +264,8 @@ def test_activation_refused_on_nnunet_probabilities(tmp_path, version):
 
 
 def test_activation_refused_up_front_by_a_run(tmp_path):
-    from calibviz.run import UsageError, run_evaluation
     from calibviz.options import EvalOptions
+    from calibviz.run import UsageError, run_evaluation
 
     lab, probs = make_case(SHAPE, 3, seed=0)
     write_label(tmp_path / "labels" / "c0.nii.gz", lab, AFFINE)
