@@ -26,6 +26,7 @@ from .checks import (
     check_qform_sform,
     check_shape,
     load_labels,
+    load_mask,
     squeeze_trailing,
 )
 from .classes import resolve
@@ -125,13 +126,14 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
                                      case, label_shape, label_affine)
         check_qform_sform(ctx, ((case.segmentation, segmentation),))
     if source.affine is not None:
-        check_affine(ctx, source.affine_file, source.affine, case.label, label_affine)
+        check_affine(ctx, source.affine_file, source.affine, case.label, label_affine,
+                     "prediction")
     for path, affine in getattr(source, "extra_affines", []):
-        check_affine(ctx, path, affine, case.label, label_affine)
+        check_affine(ctx, path, affine, case.label, label_affine, "prediction")
     mask = None
     if case.mask is not None:
         mask_img = _open_aligned(ctx, case.mask, "mask", case, label_shape, label_affine)
-        mask = np.asanyarray(mask_img.dataobj).reshape(label_shape, order="F") != 0
+        mask = load_mask(ctx, case.mask, mask_img, label_shape)
     # labels are read now; their problems are reported after the probability checks
     labels, label_error = load_labels(ctx, case.label, label_img, label_shape, resolved)
     _check_something_scored(ctx, mask, labels, resolved.ignore_label)
@@ -146,7 +148,7 @@ def _open_aligned(ctx, path, what, case, label_shape, label_affine):
         raise ctx.fail(f"{what} {path} has shape {tuple(img.shape)} but the label has "
                        f"{tuple(label_shape)}", path)
     check_nifti_size(path, img, what)
-    check_affine(ctx, path, img.affine, case.label, label_affine)
+    check_affine(ctx, path, img.affine, case.label, label_affine, what)
     return img
 
 
