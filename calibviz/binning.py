@@ -680,6 +680,9 @@ def _decoder(dtype: np.dtype, scale, intercept, where: str):
     if dtype == np.float16:
         table = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
         return _TABLE, table, 1.0, 1.0, 0.0
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise ValueError(f"{where}dtype {dtype} is not a probability dtype (expected "
+                         "float16, float32 or float64, or integer)")
     if dtype.kind == "f":
         if scale is not None and (scale != 1 or intercept != 0):
             slope, divisor = _slope_divisor(scale)
@@ -698,7 +701,8 @@ def _decoder(dtype: np.dtype, scale, intercept, where: str):
             values = np.arange(2 ** (8 * dtype.itemsize), dtype=np.float64)
             return _TABLE, values * slope / divisor + float(intercept), 1.0, 1.0, 0.0
         return _AFFINE, empty, slope, divisor, float(intercept)
-    raise ValueError(f"{where}probabilities must be numeric, got dtype {dtype}")
+    raise ValueError(f"{where}dtype {dtype} is not a probability dtype (expected float or "
+                     "integer)")
 
 
 def _slope_divisor(scale) -> tuple[float, float]:

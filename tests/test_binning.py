@@ -205,6 +205,8 @@ def test_clipping_within_tolerance_is_counted():
         (np.array([0.2, 0.5]), np.array([0, 1]), {"binning": "fuzzy"}, "binning must be"),
         (np.array([0.2, 0.5]), np.array([0, 1]), {"n_bins": 0}, "n_bins must be"),
         (np.array([3, 5], dtype=np.int32), np.array([0, 1]), {}, "need a scale"),
+        (np.array([0.2, 0.5], dtype=np.complex64), np.array([0, 1]), {},
+         r"dtype complex64 is not a probability dtype \(expected float or integer\)"),
     ],
 )
 def test_bad_input_raises_clear_value_error(probs, labels, kwargs, message):
@@ -293,3 +295,10 @@ def test_values_outside_give_their_count_and_the_whole_range(dtype):
     with pytest.raises(ValuesOutOfRange, match=rf"range over \[-0\.5, "
                                                rf"{float(probs.max()):.6g}\]"):
         bin_image(probs, labels)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is float64")
+def test_extended_floats_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"is not a probability dtype \(expected float16, "
+                                         r"float32 or float64, or integer\)"):
+        bin_image(np.array([0.2, 0.5], dtype=np.longdouble), np.array([0, 1]))

@@ -23,6 +23,7 @@ from .binner import Binner
 from .checks import (
     CaseContext,
     check_affine,
+    check_probability_dtype,
     check_qform_sform,
     check_shape,
     load_labels,
@@ -92,8 +93,10 @@ def _evaluate(case: Case, options: EvalOptions,
                        "score", case.label)
     check_nifti_size(case.label, label_img, "label")
     label_affine = np.asarray(label_img.affine, dtype=np.float64)
-    source = apply_activation(open_source(case, options, label_affine), options.activation)
+    source = open_source(case, options, label_affine)
     try:
+        check_probability_dtype(ctx, source)
+        source = apply_activation(source, options.activation)
         inputs = _open_inputs(case, options, ctx, source, label_img, label_shape, label_affine)
         info = {"class_labels": {t.name: list(t.members) for t in inputs.resolved.targets},
                 "dice_rule": inputs.dice_rule}

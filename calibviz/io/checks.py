@@ -36,6 +36,19 @@ class CaseContext:
 
 
 
+def check_probability_dtype(ctx: CaseContext, source: Source) -> None:
+    """The stored dtype can hold probabilities: floats or integers (scaled), booleans
+    (refused later as a hard mask); complex, structured, text... are refused here, before
+    any value is read, whatever the reader."""
+    dtype = np.dtype(source.dtype)
+    if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ctx.fail(f"{source.path}: dtype {dtype} is not a probability dtype (expected "
+                       "float or integer)", source.path)
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise ctx.fail(f"{source.path}: dtype {dtype} is not a probability dtype (expected "
+                       "float16, float32 or float64, or integer)", source.path)
+
+
 def squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
