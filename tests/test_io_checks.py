@@ -247,7 +247,7 @@ def test_nnunet_wrong_channel_count(tmp_path):
 # ------------------------------------------------------------------ activation on probabilities
 @pytest.mark.parametrize("version", ["v2", "v1"])
 def test_activation_refused_on_nnunet_probabilities(tmp_path, version):
-    cases, _ = {}, None
+    cases = {}
     for i, case_id in enumerate(("bad", "good")):
         lab, probs = make_case(SHAPE, 3, seed=i)
         write_label(tmp_path / "labels" / f"{case_id}.nii.gz", lab, AFFINE)
@@ -269,7 +269,8 @@ def test_activation_refused_up_front_by_a_run(tmp_path):
 
     lab, probs = make_case(SHAPE, 3, seed=0)
     write_label(tmp_path / "labels" / "c0.nii.gz", lab, AFFINE)
-    write_nnunet_v2(tmp_path / "pred", {"c0": (probs, AFFINE)}, {"background": 0, "a": 1})
+    write_nnunet_v2(tmp_path / "pred", {"c0": (probs, AFFINE)},
+                    {"background": 0, "a": 1, "b": 2})
     with pytest.raises(UsageError, match="--activation softmax"):
         run_evaluation(tmp_path / "pred", tmp_path / "labels", tmp_path / "out",
                        EvalOptions(activation="softmax"), figures=False, n_bootstrap=0)
@@ -286,9 +287,8 @@ def test_activation_on_probabilities_warns(tmp_path, activation):
     message = doubled[0].message
     assert f"--activation {activation}" in message and "channels sum to 1" in message
     assert "leave --activation out" in message and str(pred / "bad.nii.gz") in message
-    # the sums warning no longer suggests that the input is at fault
-    assert not any("are these probabilities of a softmax model" in p.message
-                   for p in result.warnings)
+    # no sums warning suggesting that the input is at fault: the one warning explains it
+    assert len(result.warnings) == 2, result.warnings
 
 
 def test_activation_on_single_channel_probabilities_warns(tmp_path):
@@ -298,6 +298,17 @@ def test_activation_on_single_channel_probabilities_warns(tmp_path):
     result = evaluate_folder(tmp_path / "pred", tmp_path / "labels", activation="sigmoid")
     (warning,) = result.warnings
     assert "already look like probabilities (in [0, 1])" in warning.message
+
+
+def test_sigmoid_on_softmax_logits_questions_the_activation(tmp_path):
+    pred, labels = tmp_path / "pred", tmp_path / "labels"
+    lab, probs = make_case(SHAPE, 3, seed=0)
+    write_label(labels / "c0.nii.gz", lab, AFFINE)
+    logits = np.log(probs.astype(np.float64)) + 1.0
+    write_nifti(pred / "c0.nii.gz", np.moveaxis(logits, 0, -1).astype(np.float32), AFFINE)
+    (warning,) = evaluate_folder(pred, labels, activation="sigmoid").warnings
+    assert "channel sums differ from 1" in warning.message
+    assert "after --activation sigmoid: is that the model's activation?" in warning.message
 
 
 def test_activation_on_logits_gives_no_probability_warning(tmp_path):

@@ -18,7 +18,7 @@ from ..options import EvalOptions
 from ..roi import spacing_from_affine
 from ..stats import BinStats
 from ..valuecheck import logit_hint
-from .activation import apply_activation
+from .activation import activation_refusal, apply_activation
 from .binner import Binner
 from .checks import (
     CaseContext,
@@ -92,6 +92,8 @@ def _evaluate(case: Case, options: EvalOptions,
         raise ctx.fail(f"label has a zero-size shape {tuple(label_img.shape)}: nothing to "
                        "score", case.label)
     check_nifti_size(case.label, label_img, "label")
+    if why := activation_refusal(options.activation, case.format):
+        raise ctx.fail(why, usage=True)
     label_affine = np.asarray(label_img.affine, dtype=np.float64)
     source = open_source(case, options, label_affine)
     try:
@@ -186,7 +188,7 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> tuple[BinStats, BinStats | 
             except ValueError as err:  # the kernel's value checks
                 raise ValueError(str(err) + logit_hint(err)) from None
         del data, as_float
-    watch.finish()
+    watch.finish(sums_explained=_warn_activation_of_probabilities(inputs, ctx))
     if inputs.label_error is not None:
         raise ctx.fail(inputs.label_error, inputs.case.label)
     watch.refuse_unscaled_integers()
@@ -221,6 +223,20 @@ def _read_channel(inputs: CaseInputs, ctx: CaseContext, c: int) -> np.ndarray:
         raise ctx.fail(f"channel {c} of {source.path} has shape {data.shape}, expected "
                        f"{inputs.shape}")
     return data
+
+
+def _warn_activation_of_probabilities(inputs: CaseInputs, ctx: CaseContext) -> bool:
+    """Warns (and returns True) when an activation was applied to stored values that look
+    like probabilities already."""
+    look = getattr(inputs.source, "probability_look", None)
+    found = look() if look is not None else None
+    if found is None:
+        return False
+    act = inputs.options.activation
+    ctx.warn(f"--activation {act} is applied to values that already look like probabilities "
+             f"({found}): the numbers are those of {act}(probabilities); leave --activation "
+             "out")
+    return True
 
 
 def _warn_clipped(ctx: CaseContext, accumulator: BinAccumulator, unscored_max: float) -> None:

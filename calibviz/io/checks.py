@@ -123,7 +123,8 @@ def load_mask(ctx: CaseContext, path, img, shape) -> np.ndarray:
         found = np.unique(data[bad])  # NaN sorts last
         shown = ", ".join("NaN" if v != v else f"{v:g}" for v in found[:5].tolist())
         more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-        raise ctx.fail(f"mask {path} holds values other than 0 and 1 in {n_bad} voxels "
+        raise ctx.fail(f"mask {path} holds values other than 0 and 1 in {n_bad} "
+                       f"voxel{'s' if n_bad > 1 else ''} "
                        f"({shown}{more}); expected 0 and 1 (voxels with 1 are scored)",
                        str(path))
     return inside

@@ -147,8 +147,9 @@ class ChannelWatch:
             raise self.ctx.fail(str(error) + logit_hint(error))
         self.clipped_max = max(self.clipped_max, -lo, hi - 1)
 
-    def finish(self) -> None:
-        """Softmax channel sums ≈ 1 (warnings)."""
+    def finish(self, *, sums_explained: bool = False) -> None:
+        """Softmax channel sums ≈ 1 (warnings; none when ``sums_explained``: an activation
+        applied to probabilities, reported already)."""
         if not self.inputs.options.top_label:
             self.best = None
         running, ctx = self.running_sum, self.ctx
@@ -166,10 +167,13 @@ class ChannelWatch:
         tolerance = sum_tolerance(self.inputs.source)
         n_off = int(np.count_nonzero(running > tolerance))
         total = running.size
-        if n_off:
+        if n_off and not sums_explained:
+            activation = self.inputs.options.activation
+            why = ("are these probabilities of a softmax model?" if activation is None else
+                   f"after --activation {activation}: is that the model's activation? (maps "
+                   "that hold probabilities need no --activation)")
             ctx.warn(f"softmax channel sums differ from 1 by more than {tolerance:.3g} in "
-                     f"{n_off / total:.2%} of voxels ({n_off} of {total}); are these "
-                     "probabilities of a softmax model?")
+                     f"{n_off / total:.2%} of voxels ({n_off} of {total}); {why}")
         if n_zero and n_zero < total:  # all zero: see warn_not_probabilities
             ctx.warn(f"{n_zero / total:.2%} of voxels have every channel 0 (nnU-Net 2.0/2.1 "
                      "writes zeros outside the crop box); they are scored as probability 0")
