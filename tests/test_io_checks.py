@@ -436,3 +436,9 @@ def test_complex_nifti_is_not_a_probability_dtype(tmp_path, dtype):
         assert (f"dtype {np.dtype(dtype)} is not a probability dtype (expected float or "
                 "integer)") in message
         assert str(pred / "bad.nii.gz") in message
+
+
+def test_percentages_are_not_called_logits_alone(tmp_path):
+    message = the_error(evaluate_folder(*good_and_bad(tmp_path, bad_probs=lambda p: p * 100)))
+    assert "these look like logits" not in message
+    assert "above 1" in message and "another scale (percentages" in message
