@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .source import Source
+from .watch import sum_tolerance
 
 #: Formats whose files hold probabilities by definition: no activation applies to them.
 PROBABILITY_FORMATS = {"nnunet-v2": "nnU-Net v2 --save_probabilities output",
@@ -123,8 +124,6 @@ class _ProbabilityLook:
     stops at the first value outside [0, 1], as it comes at once in a map of logits."""
 
     def __init__(self, source: Source) -> None:
-        from .watch import sum_tolerance
-
         self.n_channels = source.n_channels
         self.tolerance = sum_tolerance(source) + self.n_channels * float(
             np.finfo(np.float32).eps)  # the sums are float32

@@ -81,6 +81,8 @@ def _failed(ctx: CaseContext, err: Exception) -> CaseResult:
 
 def _evaluate(case: Case, options: EvalOptions,
               ctx: CaseContext) -> tuple[BinStats, BinStats | None, dict]:
+    if why := activation_refusal(options.activation, case.format):
+        raise ctx.fail(why, usage=True)
     for what, path in case.files:  # before any reader opens them (see .files)
         check_readable(path, what)
     label_img = load_nifti(case.label)
@@ -92,8 +94,6 @@ def _evaluate(case: Case, options: EvalOptions,
         raise ctx.fail(f"label has a zero-size shape {tuple(label_img.shape)}: nothing to "
                        "score", case.label)
     check_nifti_size(case.label, label_img, "label")
-    if why := activation_refusal(options.activation, case.format):
-        raise ctx.fail(why, usage=True)
     label_affine = np.asarray(label_img.affine, dtype=np.float64)
     source = open_source(case, options, label_affine)
     try:
