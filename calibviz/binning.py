@@ -23,6 +23,7 @@ from .options import (
     check_n_bins,
 )
 from .stats import BinStats
+from .valuecheck import finite_range, out_of_range
 
 N_SLOTS = 64
 CHUNK = 8192
@@ -679,6 +680,9 @@ def _decoder(dtype: np.dtype, scale, intercept, where: str):
     if dtype == np.float16:
         table = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float64)
         return _TABLE, table, 1.0, 1.0, 0.0
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise ValueError(f"{where}dtype {dtype} is not a probability dtype (expected "
+                         "float16, float32 or float64, or integer)")
     if dtype.kind == "f":
         if scale is not None and (scale != 1 or intercept != 0):
             slope, divisor = _slope_divisor(scale)
@@ -697,7 +701,8 @@ def _decoder(dtype: np.dtype, scale, intercept, where: str):
             values = np.arange(2 ** (8 * dtype.itemsize), dtype=np.float64)
             return _TABLE, values * slope / divisor + float(intercept), 1.0, 1.0, 0.0
         return _AFFINE, empty, slope, divisor, float(intercept)
-    raise ValueError(f"{where}probabilities must be numeric, got dtype {dtype}")
+    raise ValueError(f"{where}dtype {dtype} is not a probability dtype (expected float or "
+                     "integer)")
 
 
 def _slope_divisor(scale) -> tuple[float, float]:
@@ -789,10 +794,10 @@ def _run_kernel(
             "values (NaN or inf); expected finite values in [0, 1]"
         )
     if checks[_FAR_OUT]:
-        raise ValueError(
-            f"{where}probabilities of {classes} range over [{low:.6g}, {high:.6g}]; "
-            f"expected values in [0, 1] (up to {CLIP_TOLERANCE:g} outside is clipped)"
-        )
+        n_out = int(checks[_FAR_OUT])
+        overall = _decoded_range(probs, mode, table, slope, divisor, inter)
+        raise out_of_range(f"{where}probabilities of {classes}", n_out,
+                           int(counters[..., 0].sum()) + n_out, *overall, low, high)
     if checks[_UNDECLARED_N]:
         raise ValueError(
             f"{where}labels hold {checks[_UNDECLARED_N]} voxels with values that no class "
@@ -812,6 +817,18 @@ def _run_kernel(
         clipped,
     ], axis=1)
     return counts, per_bin[..., 1:], confusion
+
+
+def _decoded_range(probs, mode, table, slope, divisor, intercept) -> tuple[float, float]:
+    """(lowest, highest) finite decoded value of the kernel's ``probs`` (every voxel, masked
+    or not), for the message about values outside [0, 1]."""
+    if mode == _TABLE:  # float16 bits or small integers: the decoded values present
+        present = np.bincount(probs.ravel().astype(np.intp), minlength=len(table)) > 0
+        return finite_range(table[present[: len(table)]])
+    low, high = finite_range(probs)
+    if mode == _AFFINE:
+        low, high = (low * slope / divisor + intercept, high * slope / divisor + intercept)
+    return low, high
 
 
 def _kernel_lut(lut: np.ndarray, strict: bool) -> np.ndarray:

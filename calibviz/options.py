@@ -181,7 +181,8 @@ class EvalOptions:
     preset : named regions: "brats2021", "brats2023" or "kits23".
     include_background : None = exclude the background channel when the model has one.
     ignore_label : label value whose voxels are ignored (nnU-Net's ``ignore`` is used too).
-    mask_dir : folder of boolean masks paired by case id (voxels outside are ignored).
+    mask_dir : folder of 0/1 masks paired by case id (voxels with 0 are ignored; other values
+        are a case error).
     layout : axis order of generic ``.npy``/``.npz`` arrays, e.g. "cijk", "ckji", "ijkc".
     npz_key : array name inside a generic ``.npz``.
     class_pattern : per-class-files pattern with ``{case}`` and ``{class}``.
@@ -190,7 +191,9 @@ class EvalOptions:
     scale : multiplier for integer-stored probabilities without ``scl_slope`` (e.g. 1/255;
         the string "1/255" is accepted).
     activation : None (the files hold probabilities), or "softmax" / "sigmoid" applied to
-        stored logits while streaming (softmax over the channels of each voxel).
+        stored logits while streaming (softmax over the channels of each voxel); refused for
+        nnU-Net's npz (they hold probabilities), a warning when the values look like
+        probabilities.
     self_check : nnU-Net — argmax/region reconstruction must equal the written segmentation.
     dice : the segmentation Dice scores: "auto" (argmax for softmax maps, else threshold),
         "argmax" or "threshold" (each channel ``p >= 0.5``).

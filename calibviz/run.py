@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .io import Case, CaseResult, Problem, discover_cases
+from .io.activation import activation_refusal
 from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
 from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
 from .results import Results
@@ -386,6 +387,9 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
                              f"dataset histogram needs {options.n_bins}² cells per class); "
                              f"use at most {MAX_FIGURE_BINS} bins or pass --no-figures")
         cases, problems = discover_cases(pred_dir, label_dir, options)
+        for case in cases:
+            if why := activation_refusal(options.activation, case.format):
+                raise ValueError(why)
     except ValueError as error:
         raise UsageError(str(error)) from None
     for parent in (out_dir, *out_dir.parents):

@@ -205,6 +205,8 @@ def test_clipping_within_tolerance_is_counted():
         (np.array([0.2, 0.5]), np.array([0, 1]), {"binning": "fuzzy"}, "binning must be"),
         (np.array([0.2, 0.5]), np.array([0, 1]), {"n_bins": 0}, "n_bins must be"),
         (np.array([3, 5], dtype=np.int32), np.array([0, 1]), {}, "need a scale"),
+        (np.array([0.2, 0.5], dtype=np.complex64), np.array([0, 1]), {},
+         r"dtype complex64 is not a probability dtype \(expected float or integer\)"),
     ],
 )
 def test_bad_input_raises_clear_value_error(probs, labels, kwargs, message):
@@ -267,3 +269,36 @@ def test_label_dtypes_bin_alike(dtype):
     labels[rng.random(labels.shape) < 0.05] = 7  # ignored
     expected = bin_image(probs, labels.astype(np.int32), ignore_label=7)
     assert bin_image(probs, labels.astype(dtype), ignore_label=7).equals(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_values_outside_give_their_count_and_the_whole_range(dtype):
+    """One bad value among many: counted, and the range printed is the map's, not only the
+    offending value's; masked voxels are not counted."""
+    from calibviz.valuecheck import ValuesOutOfRange
+
+    rng = np.random.default_rng(5)
+    probs = rng.uniform(0.1, 0.9, size=(4, 5, 6)).astype(dtype)
+    probs[1, 2, 3] = -0.5
+    probs[3, 4, 5] = 7.0  # outside the mask
+    labels = rng.integers(0, 2, size=probs.shape)
+    mask = np.ones(probs.shape, dtype=bool)
+    mask[3, 4, 5] = False
+    with pytest.raises(ValuesOutOfRange) as caught:
+        bin_image(probs, labels, mask=mask)
+    message = str(caught.value)
+    assert f"1 of {probs.size - 1} values lie outside [0, 1]" in message
+    assert "(down to -0.5)" in message and "up to 7" not in message
+    assert "range over [-0.5, 7]" in message  # the map's values, masked or not
+    assert (caught.value.n_out, caught.value.n_values) == (1, probs.size - 1)
+    probs[3, 4, 5] = 0.5
+    with pytest.raises(ValuesOutOfRange, match=rf"range over \[-0\.5, "
+                                               rf"{float(probs.max()):.6g}\]"):
+        bin_image(probs, labels)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is float64")
+def test_extended_floats_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"is not a probability dtype \(expected float16, "
+                                         r"float32 or float64, or integer\)"):
+        bin_image(np.array([0.2, 0.5], dtype=np.longdouble), np.array([0, 1]))

@@ -227,3 +227,42 @@ def test_evaluate_case_in_a_process_pool(tmp_path):
     serial = [evaluate_case(c, options) for c in found]
     for a, b in zip(results, serial, strict=True):
         assert a.case_id == b.case_id and a.stats.equals(b.stats)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, [("x", "<f4")], "<U2", "<M8[s]"])
+@pytest.mark.parametrize("fmt", ["npy", "npz", "nnunet-v2"])
+def test_non_probability_dtypes_are_named(tmp_path, dtype, fmt):
+    """Complex, structured, text and date arrays: one message naming the dtype, whatever the
+    reader (never numpy's own casting errors)."""
+    lab, probs = make_case(SHAPE, 3, seed=11)
+    write_label(tmp_path / "labels" / "c0.nii.gz", lab, AFFINE)
+    stored = np.ascontiguousarray(probs.transpose(0, 3, 2, 1)).astype(np.float32)
+    dtype = np.dtype(dtype)
+    bad = stored.view(dtype) if dtype.kind == "V" else stored.astype(dtype)  # structured
+    pred = tmp_path / "pred"
+    options = {"layout": "ckji", "npz_key": "probs"} if fmt != "nnunet-v2" else {}
+    if fmt == "npy":
+        pred.mkdir()
+        np.save(pred / "c0.npy", bad)
+    elif fmt == "npz":
+        pred.mkdir()
+        np.savez(pred / "c0.npz", probs=bad)
+    else:
+        write_nnunet_v2(pred, {"c0": (probs, AFFINE)}, {"background": 0, "a": 1, "b": 2})
+        np.savez_compressed(pred / "c0.npz", probabilities=bad)
+    result = evaluate_folder(pred, tmp_path / "labels", **options)
+    (error,) = result.errors
+    assert f"dtype {dtype} is not a probability dtype (expected float or integer)" \
+        in error.message, error.message
+    assert str(pred / f"c0.{'npy' if fmt == 'npy' else 'npz'}") in error.message
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is float64")
+def test_extended_floats_are_named(tmp_path):
+    lab, probs = make_case(SHAPE, 3, seed=11)
+    write_label(tmp_path / "labels" / "c0.nii.gz", lab, AFFINE)
+    (tmp_path / "pred").mkdir()
+    np.save(tmp_path / "pred" / "c0.npy", probs.astype(np.longdouble))
+    (error,) = evaluate_folder(tmp_path / "pred", tmp_path / "labels", layout="cijk").errors
+    assert (f"dtype {np.dtype(np.longdouble)} is not a probability dtype (expected float16, "
+            "float32 or float64, or integer)") in error.message

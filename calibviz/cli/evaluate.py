@@ -55,7 +55,7 @@ HELP = {
                           "has one).",
     "absent": "Classes absent from an image's truth: include (scored), exclude (NaN) or "
               "drop-case (the image left out).",
-    "mask_dir": "Folder of masks paired by case id; voxels outside are ignored.",
+    "mask_dir": "Folder of 0/1 masks paired by case id; voxels with 0 are ignored.",
     "ignore_label": "Label value whose voxels are ignored.",
     "layout": "Axis order of .npy/.npz arrays, e.g. cijk or ckji.",
     "npz_key": "Array name inside .npz files.",
@@ -67,7 +67,8 @@ HELP = {
     "self_check": "nnU-Net: the npz argmax must equal the segmentation next to it.",
     "dice": "Dice's segmentation: auto (argmax for softmax maps, else threshold), argmax, or "
             "threshold (p >= 0.5 per channel, the paper).",
-    "activation": "The maps hold logits: apply softmax or sigmoid while reading.",
+    "activation": "The maps hold logits: apply softmax or sigmoid while reading (never for "
+                  "nnU-Net's npz, which hold probabilities).",
     "roi": "Also score each class on its region of interest only, written to "
            "OUT/roi-<spec>/: band:MM (voxels within MM mm of the boundary of the truth or "
            "of the prediction) or box:MM (their bounding box grown by MM mm).",

@@ -17,14 +17,17 @@ import numpy as np
 from ..options import EvalOptions
 from ..roi import spacing_from_affine
 from ..stats import BinStats
-from .activation import apply_activation
+from ..valuecheck import logit_hint
+from .activation import activation_refusal, apply_activation
 from .binner import Binner
 from .checks import (
     CaseContext,
     check_affine,
+    check_probability_dtype,
     check_qform_sform,
     check_shape,
     load_labels,
+    load_mask,
     squeeze_trailing,
 )
 from .classes import resolve
@@ -36,7 +39,7 @@ from .segmentation import argmax_confusion, dice_rule
 from .source import Source
 from .toplabel import check_top_label, top_label_row
 from .types import Case, CaseResult, InputError, Problem
-from .watch import CaseInputs, ChannelWatch, logit_hint
+from .watch import CaseInputs, ChannelWatch
 
 if TYPE_CHECKING:  # the kernel module (Numba) loads with the first case, not with this one
     from ..binning import BinAccumulator
@@ -78,6 +81,8 @@ def _failed(ctx: CaseContext, err: Exception) -> CaseResult:
 
 def _evaluate(case: Case, options: EvalOptions,
               ctx: CaseContext) -> tuple[BinStats, BinStats | None, dict]:
+    if why := activation_refusal(options.activation, case.format):
+        raise ctx.fail(why, usage=True)
     for what, path in case.files:  # before any reader opens them (see .files)
         check_readable(path, what)
     label_img = load_nifti(case.label)
@@ -90,8 +95,10 @@ def _evaluate(case: Case, options: EvalOptions,
                        "score", case.label)
     check_nifti_size(case.label, label_img, "label")
     label_affine = np.asarray(label_img.affine, dtype=np.float64)
-    source = apply_activation(open_source(case, options, label_affine), options.activation)
+    source = open_source(case, options, label_affine)
     try:
+        check_probability_dtype(ctx, source)
+        source = apply_activation(source, options.activation)
         inputs = _open_inputs(case, options, ctx, source, label_img, label_shape, label_affine)
         info = {"class_labels": {t.name: list(t.members) for t in inputs.resolved.targets},
                 "dice_rule": inputs.dice_rule}
@@ -124,13 +131,14 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
                                      case, label_shape, label_affine)
         check_qform_sform(ctx, ((case.segmentation, segmentation),))
     if source.affine is not None:
-        check_affine(ctx, source.affine_file, source.affine, case.label, label_affine)
+        check_affine(ctx, source.affine_file, source.affine, case.label, label_affine,
+                     "prediction")
     for path, affine in getattr(source, "extra_affines", []):
-        check_affine(ctx, path, affine, case.label, label_affine)
+        check_affine(ctx, path, affine, case.label, label_affine, "prediction")
     mask = None
     if case.mask is not None:
         mask_img = _open_aligned(ctx, case.mask, "mask", case, label_shape, label_affine)
-        mask = np.asanyarray(mask_img.dataobj).reshape(label_shape, order="F") != 0
+        mask = load_mask(ctx, case.mask, mask_img, label_shape)
     # labels are read now; their problems are reported after the probability checks
     labels, label_error = load_labels(ctx, case.label, label_img, label_shape, resolved)
     _check_something_scored(ctx, mask, labels, resolved.ignore_label)
@@ -145,7 +153,7 @@ def _open_aligned(ctx, path, what, case, label_shape, label_affine):
         raise ctx.fail(f"{what} {path} has shape {tuple(img.shape)} but the label has "
                        f"{tuple(label_shape)}", path)
     check_nifti_size(path, img, what)
-    check_affine(ctx, path, img.affine, case.label, label_affine)
+    check_affine(ctx, path, img.affine, case.label, label_affine, what)
     return img
 
 
@@ -178,10 +186,9 @@ def _stream(inputs: CaseInputs, ctx: CaseContext) -> tuple[BinStats, BinStats | 
             try:
                 binner.add(c, data, as_float)
             except ValueError as err:  # the kernel's value checks
-                raise ValueError(str(err) + logit_hint(binner.accumulator.value_range[0])) \
-                    from None
+                raise ValueError(str(err) + logit_hint(err)) from None
         del data, as_float
-    watch.finish()
+    watch.finish(sums_explained=_warn_activation_of_probabilities(inputs, ctx))
     if inputs.label_error is not None:
         raise ctx.fail(inputs.label_error, inputs.case.label)
     watch.refuse_unscaled_integers()
@@ -216,6 +223,20 @@ def _read_channel(inputs: CaseInputs, ctx: CaseContext, c: int) -> np.ndarray:
         raise ctx.fail(f"channel {c} of {source.path} has shape {data.shape}, expected "
                        f"{inputs.shape}")
     return data
+
+
+def _warn_activation_of_probabilities(inputs: CaseInputs, ctx: CaseContext) -> bool:
+    """Warns (and returns True) when an activation was applied to stored values that look
+    like probabilities already."""
+    look = getattr(inputs.source, "probability_look", None)
+    found = look() if look is not None else None
+    if found is None:
+        return False
+    act = inputs.options.activation
+    ctx.warn(f"--activation {act} is applied to values that already look like probabilities "
+             f"({found}): the numbers are those of {act}(probabilities); leave --activation "
+             "out")
+    return True
 
 
 def _warn_clipped(ctx: CaseContext, accumulator: BinAccumulator, unscored_max: float) -> None:

@@ -36,6 +36,19 @@ class CaseContext:
 
 
 
+def check_probability_dtype(ctx: CaseContext, source: Source) -> None:
+    """The stored dtype can hold probabilities: floats or integers (scaled), booleans
+    (refused later as a hard mask); complex, structured, text... are refused here, before
+    any value is read, whatever the reader."""
+    dtype = np.dtype(source.dtype)
+    if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ctx.fail(f"{source.path}: dtype {dtype} is not a probability dtype (expected "
+                       "float or integer)", source.path)
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise ctx.fail(f"{source.path}: dtype {dtype} is not a probability dtype (expected "
+                       "float16, float32 or float64, or integer)", source.path)
+
+
 def squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -74,15 +87,47 @@ def check_shape(ctx: CaseContext, source: Source, label_shape, case: Case) -> No
                    f"has {tuple(label_shape)}{hint}")
 
 
-def check_affine(ctx: CaseContext, path, affine, label_path, label_affine) -> None:
+def check_affine(ctx: CaseContext, path, affine, label_path, label_affine,
+                 what: str = "prediction") -> None:
+    """``affine`` (of the ``what`` file ``path``: prediction, mask, ...) within the tolerance
+    of the label's; the message prints both, each under its own file's role."""
     diff = float(np.max(np.abs(np.asarray(affine, dtype=np.float64) - label_affine)))
     if not diff <= AFFINE_TOLERANCE:
         raise ctx.fail(
-            f"affine of {path} differs from the label's by up to {diff:.4g} (tolerance "
-            f"{AFFINE_TOLERANCE:g}): the images are not on the same grid; "
-            f"prediction affine {np.round(affine, 4).tolist()}, label affine "
+            f"affine of {what} {path} differs from the label's by up to {diff:.4g} "
+            f"(tolerance {AFFINE_TOLERANCE:g}): the images are not on the same grid; "
+            f"{what} affine {np.round(affine, 4).tolist()}, label affine "
             f"{np.round(label_affine, 4).tolist()}", str(path),
         )
+
+
+def load_mask(ctx: CaseContext, path, img, shape) -> np.ndarray:
+    """The mask as booleans ``(i, j, k)``; it must hold 0 and 1 only (or booleans): a NaN,
+    a soft value (0.5) or another label value is an error naming the values found."""
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as err:
+        raise ctx.fail(f"cannot read mask file {path}: {type(err).__name__}: {err}",
+                       str(path)) from None
+    data = data.reshape(shape, order="F") if data.shape != tuple(shape) else data
+    if data.dtype.kind == "b":
+        return data
+    if data.dtype.kind not in "fiu":
+        raise ctx.fail(f"mask {path} has dtype {data.dtype}; expected 0 and 1 (a boolean "
+                       "or integer mask)", str(path))
+    inside = data == 1
+    bad = ~inside
+    bad &= data != 0
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad:
+        found = np.unique(data[bad])  # NaN sorts last
+        shown = ", ".join("NaN" if v != v else f"{v:g}" for v in found[:5].tolist())
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise ctx.fail(f"mask {path} holds values other than 0 and 1 in {n_bad} "
+                       f"voxel{'s' if n_bad > 1 else ''} "
+                       f"({shown}{more}); expected 0 and 1 (voxels with 1 are scored)",
+                       str(path))
+    return inside
 
 
 def check_qform_sform(ctx: CaseContext, images) -> None:

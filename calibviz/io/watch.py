@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..options import CLIP_TOLERANCE, EvalOptions
+from ..valuecheck import logit_hint, out_of_range
 from .axes import AxisCheck
 from .checks import CaseContext
 from .classes import Resolved
@@ -44,14 +45,6 @@ class CaseInputs:
             keep = self.labels != self.resolved.ignore_label
             valid = keep if valid is None else valid & keep
         return valid
-
-
-def logit_hint(low: float) -> str:
-    """What to do when values lie far below 0: they are logits, not probabilities."""
-    if low < -CLIP_TOLERANCE:
-        return ("; these look like logits: apply softmax or pass --activation "
-                "softmax|sigmoid (option activation='softmax' or 'sigmoid')")
-    return ""
 
 
 def has_fraction(data: np.ndarray, source: Source) -> bool:
@@ -146,14 +139,17 @@ class ChannelWatch:
             raise self.ctx.fail(f"probabilities of {name!r} (channel {c}) contain {bad} "
                                 "non-finite values (NaN or inf); expected values in [0, 1]")
         if lo < -CLIP_TOLERANCE or hi > 1 + CLIP_TOLERANCE:
-            raise self.ctx.fail(f"probabilities of {name!r} (channel {c}) range over "
-                                f"[{lo:.6g}, {hi:.6g}]; expected values in [0, 1] "
-                                f"(values up to {CLIP_TOLERANCE:g} outside are clipped)"
-                                + logit_hint(lo))
+            values = _as_float(data, self.inputs.source)
+            n_out = int(np.count_nonzero((values < -CLIP_TOLERANCE)
+                                         | (values > 1 + CLIP_TOLERANCE)))
+            error = out_of_range(f"probabilities of {name!r} (channel {c})", n_out,
+                                 values.size, lo, hi)
+            raise self.ctx.fail(str(error) + logit_hint(error))
         self.clipped_max = max(self.clipped_max, -lo, hi - 1)
 
-    def finish(self) -> None:
-        """Softmax channel sums ≈ 1 (warnings)."""
+    def finish(self, *, sums_explained: bool = False) -> None:
+        """Softmax channel sums ≈ 1 (warnings; none when ``sums_explained``: an activation
+        applied to probabilities, reported already)."""
         if not self.inputs.options.top_label:
             self.best = None
         running, ctx = self.running_sum, self.ctx
@@ -171,10 +167,13 @@ class ChannelWatch:
         tolerance = sum_tolerance(self.inputs.source)
         n_off = int(np.count_nonzero(running > tolerance))
         total = running.size
-        if n_off:
+        if n_off and not sums_explained:
+            activation = self.inputs.options.activation
+            why = ("are these probabilities of a softmax model?" if activation is None else
+                   f"after --activation {activation}: is that the model's activation? (maps "
+                   "that hold probabilities need no --activation)")
             ctx.warn(f"softmax channel sums differ from 1 by more than {tolerance:.3g} in "
-                     f"{n_off / total:.2%} of voxels ({n_off} of {total}); are these "
-                     "probabilities of a softmax model?")
+                     f"{n_off / total:.2%} of voxels ({n_off} of {total}); {why}")
         if n_zero and n_zero < total:  # all zero: see warn_not_probabilities
             ctx.warn(f"{n_zero / total:.2%} of voxels have every channel 0 (nnU-Net 2.0/2.1 "
                      "writes zeros outside the crop box); they are scored as probability 0")
