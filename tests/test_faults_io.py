@@ -476,3 +476,105 @@ def test_exotic_files_are_one_line_case_errors(tmp_path, content):
     assert result.cases == ()
     assert_skipped(result, "c0", str(labels / "c0.nii.gz"))
     assert_skipped(result, "c1", str(pred / "c1.nii.gz"))
+
+
+# ------------------------------------------------------------------ inputs that are not inputs
+def test_out_in_or_equal_to_an_input_folder_is_refused_before_any_case(tmp_path):
+    from calibviz.run import UsageError, run_evaluation
+
+    pred, labels, _ = write_folders(tmp_path)
+    masks = tmp_path / "masks"
+    for case in ("c0", "c1"):
+        write_label(masks / f"{case}.nii.gz", np.ones(SHAPE, np.uint8), AFFINE)
+    (tmp_path / "link").symlink_to(pred)
+    for out, folder in ((pred / "calib", pred), (pred, pred), (labels / "a" / "b", labels),
+                        (masks / "out", masks), (tmp_path / "link" / "res", pred)):
+        with pytest.raises(UsageError, match="(lies inside|is) the .* folder") as err:
+            run_evaluation(pred, labels, out, EvalOptions(mask_dir=str(masks)), workers=1,
+                           figures=False, n_bootstrap=0)
+        assert str(out) in str(err.value) and str(folder) in str(err.value)
+        assert not (folder / "calib").exists() and not (labels / "a").exists()
+    # next to the inputs (or holding them) is fine
+    run_evaluation(pred, labels, tmp_path / "out", EvalOptions(), workers=1, figures=False,
+                   n_bootstrap=0)
+
+
+def test_the_same_folder_twice_is_refused(tmp_path):
+    _, labels, _ = write_folders(tmp_path)
+    (tmp_path / "again").symlink_to(labels)
+    for second in (labels, tmp_path / "again"):
+        with pytest.raises(ValueError, match="is the label folder") as err:
+            discover_cases(labels, second)
+        assert str(labels) in str(err.value)
+
+
+def test_a_prediction_folder_of_label_maps_is_diagnosed(tmp_path):
+    pred, labels, data = write_folders(tmp_path)
+    segs = tmp_path / "segs"
+    for case, (lab, _) in data.items():
+        write_label(segs / f"{case}.nii.gz", lab, AFFINE)
+    with pytest.raises(ValueError, match="seems to hold label maps") as err:
+        discover_cases(segs, labels)
+    assert str(segs / "c0.nii.gz") in str(err.value)
+    discover_cases(segs, labels, EvalOptions(scale="1/255"))  # quantised: the user says so
+    np.save(tmp_path / "c0.npy", data["c0"][0].astype(np.int16))
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    (tmp_path / "c0.npy").rename(arrays / "c0.npy")
+    with pytest.raises(ValueError, match="seems to hold label maps"):
+        discover_cases(arrays, labels, EvalOptions(layout="ijk"))
+
+
+def test_pickled_and_truncated_npy_are_named(tmp_path):
+    pred, labels, data = write_folders(tmp_path, n=4)
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    np.save(arrays / "c0.npy", data["c0"][1])
+    objects = np.empty(3, dtype=object)
+    objects[:] = [1, "x", None]
+    np.save(arrays / "c1.npy", objects, allow_pickle=True)
+    (arrays / "c2.npy").write_bytes(b"\x80\x04\x95" + b"\0" * 64)  # a raw pickle
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (3, *SHAPE)})
+    offset = len(header.getvalue())
+    (arrays / "c3.npy").write_bytes(header.getvalue() + b"\0" * 100)
+    result = evaluate_folder(arrays, labels, layout="cijk")
+    assert result.cases == ("c0",)
+    for case in ("c1", "c2"):
+        problem = assert_skipped(result, case, "holds Python objects (pickled); calibviz never "
+                                 "unpickles: save the probabilities as a numeric array",
+                                 str(arrays / f"{case}.npy"))
+        assert "allow_pickle" not in problem.message
+    claimed = offset + 3 * int(np.prod(SHAPE)) * 4
+    assert_skipped(result, "c3", f"header claims {claimed:,} bytes",
+                   f"{offset + 100:,} bytes", "truncated", str(arrays / "c3.npy"))
+
+
+def test_nnunet_fortran_order_npz_reads_the_same_numbers(tmp_path):
+    from calibviz.io.readers import NpzStreamSource
+
+    cases, labels = {}, tmp_path / "labels"
+    for i in range(2):
+        lab, probs = make_case(SHAPE, 3, seed=i)
+        cases[f"c{i}"] = (probs, AFFINE)
+        write_label(labels / f"c{i}.nii.gz", lab, AFFINE)
+    c_order = write_nnunet_v2(tmp_path / "c", cases, NNUNET_LABELS)
+    f_order = write_nnunet_v2(tmp_path / "f", cases, NNUNET_LABELS)
+    for case in cases:
+        with np.load(c_order / f"{case}.npz") as npz:
+            stored = npz["probabilities"]
+        np.savez_compressed(f_order / f"{case}.npz", probabilities=np.asfortranarray(stored))
+        with zipfile.ZipFile(f_order / f"{case}.npz") as zf, zf.open("probabilities.npy") as f:
+            np.lib.format.read_magic(f)
+            assert np.lib.format.read_array_header_1_0(f)[1]  # really stored in Fortran order
+        source = NpzStreamSource(str(f_order / f"{case}.npz"))
+        for c in (2, 0, 1, 1):
+            expected = stored[c].T
+            got = source.channel(c)
+            assert got.shape == expected.shape and np.array_equal(got, expected)
+        source.close()
+    want, got = evaluate_folder(c_order, labels), evaluate_folder(f_order, labels)
+    assert got.cases == want.cases == ("c0", "c1") and not got.problems
+    for a, b in zip(want.stats, got.stats, strict=True):
+        assert a.equals(b, rtol=0, atol=0)
