@@ -523,6 +523,17 @@ def test_a_prediction_folder_of_label_maps_is_diagnosed(tmp_path):
     (tmp_path / "c0.npy").rename(arrays / "c0.npy")
     with pytest.raises(ValueError, match="seems to hold label maps"):
         discover_cases(arrays, labels, EvalOptions(layout="ijk"))
+    floats = tmp_path / "floats"  # label maps stored as float: values above 1
+    for case, (lab, _) in data.items():
+        write_nifti(floats / f"{case}.nii.gz", lab.astype(np.float32), AFFINE)
+    with pytest.raises(ValueError, match="seems to hold label maps") as err:
+        discover_cases(floats, labels)
+    assert "scale" not in str(err.value)
+    discover_cases(floats, labels, EvalOptions(activation="sigmoid"))  # logits, says the user
+    hard = tmp_path / "hard"  # a float map of only 0 and 1 may be confident probabilities
+    for case, (lab, _) in data.items():
+        write_nifti(hard / f"{case}.nii.gz", (lab == 1).astype(np.float32), AFFINE)
+    discover_cases(hard, labels)
 
 
 def test_pickled_and_truncated_npy_are_named(tmp_path):
@@ -534,6 +545,10 @@ def test_pickled_and_truncated_npy_are_named(tmp_path):
     objects[:] = [1, "x", None]
     np.save(arrays / "c1.npy", objects, allow_pickle=True)
     (arrays / "c2.npy").write_bytes(b"\x80\x04\x95" + b"\0" * 64)  # a raw pickle
+    np.savez(arrays / "c4.npz", probs=objects, allow_pickle=True)
+    (arrays / "c5.npz").write_bytes(b"\x80\x04\x95" + b"\0" * 64)
+    write_label(labels / "c4.nii.gz", data["c0"][0], AFFINE)
+    write_label(labels / "c5.nii.gz", data["c0"][0], AFFINE)
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": "<f4", "fortran_order": False, "shape": (3, *SHAPE)})
@@ -541,26 +556,28 @@ def test_pickled_and_truncated_npy_are_named(tmp_path):
     (arrays / "c3.npy").write_bytes(header.getvalue() + b"\0" * 100)
     result = evaluate_folder(arrays, labels, layout="cijk")
     assert result.cases == ("c0",)
-    for case in ("c1", "c2"):
+    for case, ext in (("c1", "npy"), ("c2", "npy"), ("c4", "npz"), ("c5", "npz")):
         problem = assert_skipped(result, case, "holds Python objects (pickled); calibviz never "
                                  "unpickles: save the probabilities as a numeric array",
-                                 str(arrays / f"{case}.npy"))
+                                 str(arrays / f"{case}.{ext}"))
         assert "allow_pickle" not in problem.message
     claimed = offset + 3 * int(np.prod(SHAPE)) * 4
     assert_skipped(result, "c3", f"header claims {claimed:,} bytes",
                    f"{offset + 100:,} bytes", "truncated", str(arrays / "c3.npy"))
 
 
-def test_nnunet_fortran_order_npz_reads_the_same_numbers(tmp_path):
+@pytest.mark.parametrize("reader", ["SimpleITKIO", "NibabelIOWithReorient"])
+def test_nnunet_fortran_order_npz_reads_the_same_numbers(tmp_path, reader):
     from calibviz.io.readers import NpzStreamSource
 
+    affine = np.array([[0, -0.8, 0, 10], [-0.8, 0, 0, 5], [0, 0, 2.5, 0], [0, 0, 0, 1.0]])
     cases, labels = {}, tmp_path / "labels"
     for i in range(2):
         lab, probs = make_case(SHAPE, 3, seed=i)
-        cases[f"c{i}"] = (probs, AFFINE)
-        write_label(labels / f"c{i}.nii.gz", lab, AFFINE)
-    c_order = write_nnunet_v2(tmp_path / "c", cases, NNUNET_LABELS)
-    f_order = write_nnunet_v2(tmp_path / "f", cases, NNUNET_LABELS)
+        cases[f"c{i}"] = (probs, affine)
+        write_label(labels / f"c{i}.nii.gz", lab, affine)
+    c_order = write_nnunet_v2(tmp_path / "c", cases, NNUNET_LABELS, reader=reader)
+    f_order = write_nnunet_v2(tmp_path / "f", cases, NNUNET_LABELS, reader=reader)
     for case in cases:
         with np.load(c_order / f"{case}.npz") as npz:
             stored = npz["probabilities"]
@@ -568,12 +585,18 @@ def test_nnunet_fortran_order_npz_reads_the_same_numbers(tmp_path):
         with zipfile.ZipFile(f_order / f"{case}.npz") as zf, zf.open("probabilities.npy") as f:
             np.lib.format.read_magic(f)
             assert np.lib.format.read_array_header_1_0(f)[1]  # really stored in Fortran order
-        source = NpzStreamSource(str(f_order / f"{case}.npz"))
+        reorient = reader.endswith("WithReorient")
+        want = NpzStreamSource(str(c_order / f"{case}.npz"), label_affine=affine,
+                               reorient=reorient)
+        source = NpzStreamSource(str(f_order / f"{case}.npz"), label_affine=affine,
+                                 reorient=reorient)
+        assert source.spatial_shape == want.spatial_shape
         for c in (2, 0, 1, 1):
-            expected = stored[c].T
+            expected = want.channel(c)
             got = source.channel(c)
             assert got.shape == expected.shape and np.array_equal(got, expected)
         source.close()
+        want.close()
     want, got = evaluate_folder(c_order, labels), evaluate_folder(f_order, labels)
     assert got.cases == want.cases == ("c0", "c1") and not got.problems
     for a, b in zip(want.stats, got.stats, strict=True):

@@ -68,6 +68,14 @@ def check_member_size(stream) -> None:
                            f"array {stream.key!r} of")
 
 
+def _starts_with(path: str, prefix: bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
 class NpyStream:
     """Channel-by-channel reader of a C-order ``(C, …)`` ``.npy`` inside an ``.npz``.
 
@@ -82,6 +90,8 @@ class NpyStream:
         except FileNotFoundError:
             raise InputError(f"file {path} does not exist", self.path) from None
         except (OSError, zipfile.BadZipFile) as err:
+            if _starts_with(self.path, b"\x80"):  # a pickle's first opcode
+                raise InputError(f"{path} {PICKLED}", self.path) from None
             raise InputError(f"cannot read {path} as .npz: {err}", self.path) from None
         names = [n[:-4] if n.endswith(".npy") else n for n in self.zip.namelist()]
         self.key = key = choose_key(self.path, names, key, candidates)
