@@ -26,6 +26,7 @@ from calibviz.synthetic import (
     write_label,
     write_monai,
     write_nifti,
+    write_nnunet_v1,
     write_nnunet_v2,
 )
 
@@ -601,3 +602,31 @@ def test_nnunet_fortran_order_npz_reads_the_same_numbers(tmp_path, reader):
     assert got.cases == want.cases == ("c0", "c1") and not got.problems
     for a, b in zip(want.stats, got.stats, strict=True):
         assert a.equals(b, rtol=0, atol=0)
+
+
+def test_outputs_an_earlier_run_left_in_the_prediction_folder_are_not_cases(tmp_path):
+    from calibviz.run import run_evaluation
+
+    cases, labels = {}, tmp_path / "labels"
+    for i in range(2):
+        lab, probs = make_case(SHAPE, 3, seed=i)
+        cases[f"c{i}"] = (probs, AFFINE)
+        write_label(labels / f"c{i}.nii.gz", lab, AFFINE)
+    nn = write_nnunet_v2(tmp_path / "nn", cases, NNUNET_LABELS)
+    run_evaluation(nn, labels, tmp_path / "out", EvalOptions(), workers=1, figures=False,
+                   n_bootstrap=0, fine_bins=20, absent="include")
+    for name in ("stats.npz", "stats_fine.npz", "run.json"):
+        shutil.copy(tmp_path / "out" / name, nn / name)  # as an earlier version let it write
+    found, problems = discover_cases(nn, labels, EvalOptions(strict=True))
+    assert [c.case_id for c in found] == ["c0", "c1"]
+    assert all(p.severity == "warning" and "calibviz's own output" in p.message
+               for p in problems) and len(problems) == 3
+    v1 = tmp_path / "v1"  # no dataset.json: the format comes from the first .npz's keys
+    for case, (probs, _) in cases.items():
+        write_nnunet_v1(v1, f"z{case}", probs, AFFINE)
+        (tmp_path / "labels_z").mkdir(exist_ok=True)
+        shutil.copy(labels / f"{case}.nii.gz", tmp_path / "labels_z" / f"z{case}.nii.gz")
+    for name in ("stats.npz", "run.json"):
+        shutil.copy(tmp_path / "out" / name, v1 / name)
+    found, _ = discover_cases(v1, tmp_path / "labels_z", EvalOptions(strict=True))
+    assert [c.case_id for c in found] == ["zc0", "zc1"] and found[0].format == "nnunet-v1"

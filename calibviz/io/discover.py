@@ -132,7 +132,7 @@ def detect_format(pred_dir: Path, options: EvalOptions) -> str:
     if fmt == "per-class-files" or (fmt == "auto" and options.class_pattern):
         return "per-class-files"
     if fmt in ("auto", "nnunet"):
-        npz = sorted(pred_dir.glob("*.npz"))
+        npz = [p for p in sorted(pred_dir.glob("*.npz")) if not _own_output(p)]
         nnunet_files = (pred_dir / "dataset.json").is_file() and (pred_dir / "plans.json").is_file()
         if npz and nnunet_files:
             return "nnunet-v2"
@@ -214,6 +214,7 @@ class _PredictionFolder:
     reorient: bool = False
     seg_ending: str = ".nii.gz"
     class_names: list[str] | None = None
+    own_outputs: list[Path] = field(default_factory=list)
 
     @property
     def files(self) -> list[Path]:
@@ -255,6 +256,7 @@ def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _Prediction
         return folder
     exts = {"nnunet-v2": (".npz",), "nnunet-v1": (".npz",), "npy": ARRAY_EXTS}.get(fmt, NIFTI_EXTS)
     folder.listing = list_folder(pred_dir, exts, options.pattern)
+    folder.own_outputs = _leave_out_own_outputs(pred_dir, folder.listing)
     if fmt.startswith("nnunet"):
         stems = {split_ext(p.name)[0] for p in folder.files}
         folder.listing.unused = [
@@ -262,6 +264,23 @@ def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _Prediction
             and not (split_ext(p.name)[0] in stems and split_ext(p.name)[1] in
                      (".pkl", folder.seg_ending))]
     return folder
+
+
+def _own_output(path: Path) -> bool:
+    """A file or folder calibviz writes, next to the ``run.json`` of the run that wrote it."""
+    from ..store import OWN_OUTPUTS
+
+    names = {n for n in OWN_OUTPUTS if "/" not in n} | {"figures", ".partial"}
+    return path.name in names and (path.parent / "run.json").is_file()
+
+
+def _leave_out_own_outputs(folder: Path, listing: Listing) -> list[Path]:
+    """calibviz's outputs in a folder an earlier run wrote into (one that holds that run's
+    ``run.json``): taken out of ``listing`` and returned, never read as cases."""
+    own = [p for p in (*listing.files, *listing.unused) if _own_output(p)]
+    listing.files = [p for p in listing.files if p not in own]
+    listing.unused = [p for p in listing.unused if p not in own]
+    return own
 
 
 def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
@@ -309,6 +328,11 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
         masks = _side_of(mask_listing, options.postfix, "mask")
         _report_unused(mask_listing.unused, "mask", mask_dir, problems)
     _report_unused(folder.listing.unused, "prediction", pred_dir, problems)
+    for path in folder.own_outputs:
+        kind = "folder" if path.is_dir() else "file"
+        problems.append(Problem("", str(path), f"{kind} {path} in the prediction folder "
+                                f"{pred_dir} is not used (calibviz's own output: an earlier "
+                                "run wrote into this folder)", "warning"))
     _report_unused(label_listing.unused, "label", label_dir, problems)
     cases = _pair(folder, preds, labels, masks, options, (pred_dir, label_dir), problems)
     return cases, problems
