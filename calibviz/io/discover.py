@@ -292,7 +292,9 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
     A case with ambiguous files (two files giving its id) is returned with ``error`` set; a
     case file that cannot be read fails when its case is evaluated. Raises
     :class:`ValueError` when a folder is missing, holds no usable files or looks wrong as a
-    whole (segmentations instead of probabilities, folders given in the wrong order).
+    whole (segmentations or label maps instead of probabilities, folders given in the wrong
+    order, the same files as predictions and labels). Case ids are paired by their NFC form;
+    statistics an earlier run left in the prediction folder are never cases.
     """
     options = options or EvalOptions()
     pred_dir = _check_folder(pred_dir, "prediction")
