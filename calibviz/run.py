@@ -216,6 +216,8 @@ def run_evaluation(
 ) -> RunReport:
     """Evaluate every case of ``pred_dir`` against ``label_dir`` and write the reports.
 
+    ``out_dir`` must lie outside the prediction, label and mask folders (symbolic links
+    resolved), or the next run would list its outputs as cases.
     ``out_dir`` holds exactly one run: a folder holding another run's results is refused
     unless ``overwrite`` (calibviz's own files are removed first, never other files) or
     ``resume`` (continue an interrupted run; cases whose input files changed are evaluated
@@ -386,6 +388,7 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
             raise ValueError(f"figures with {options.n_bins} bins cannot be read (and the "
                              f"dataset histogram needs {options.n_bins}² cells per class); "
                              f"use at most {MAX_FIGURE_BINS} bins or pass --no-figures")
+        _check_out_outside(out_dir, pred_dir, label_dir, options.mask_dir)
         cases, problems = discover_cases(pred_dir, label_dir, options)
         for case in cases:
             if why := activation_refusal(options.activation, case.format):
@@ -409,6 +412,22 @@ def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwr
         except OSError as error:
             raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
     return cases, problems
+
+
+def _check_out_outside(out_dir: Path, pred_dir, label_dir, mask_dir) -> None:
+    """The output folder must not be, or lie inside, an input folder (symbolic links
+    resolved): the next run would list calibviz's own files as cases."""
+    out = out_dir.resolve()
+    for what, folder in (("prediction", pred_dir), ("label", label_dir), ("mask", mask_dir)):
+        if folder is None:
+            continue
+        inside = Path(folder).resolve()
+        if out == inside or inside in out.parents:
+            where = "is" if out == inside else "lies inside"
+            raise ValueError(
+                f"--out {out_dir} {where} the {what} folder {folder}: calibviz "
+                "would read its own outputs as input files; choose an output folder outside "
+                "the prediction, label and mask folders")
 
 
 def _evaluate_todo(todo, options, store, on_result, *, workers, scheduler, client) -> int:

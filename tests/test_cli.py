@@ -282,6 +282,26 @@ def test_usage_errors_exit_2_without_traceback(demo, tmp_path, args, message):
     )
 
 
+def test_out_inside_the_prediction_folder_and_one_folder_twice_are_usage_errors(demo, tmp_path):
+    import shutil
+
+    nn = tmp_path / "nn"
+    shutil.copytree(demo.nnunet, nn)
+    before = sorted(p.name for p in nn.iterdir())
+    for args, words in (([nn, demo.labels, "--out", nn], [f"is the prediction folder {nn}"]),
+                        ([nn, demo.labels, "--out", nn / "calib"],
+                         [f"lies inside the prediction folder {nn}"]),
+                        ([demo.labels, demo.labels, "--out", tmp_path / "o"],
+                         ["is the label folder"])):
+        result = runner.invoke(app, ["evaluate", *map(str, args), "--no-figures"],
+                               env={"COLUMNS": "300"})
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        for word in words:
+            assert word in " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in nn.iterdir()) == before  # nothing written
+
+
 def test_help_explains_every_option():
     result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0

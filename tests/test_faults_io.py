@@ -26,6 +26,7 @@ from calibviz.synthetic import (
     write_label,
     write_monai,
     write_nifti,
+    write_nnunet_v1,
     write_nnunet_v2,
 )
 
@@ -476,3 +477,156 @@ def test_exotic_files_are_one_line_case_errors(tmp_path, content):
     assert result.cases == ()
     assert_skipped(result, "c0", str(labels / "c0.nii.gz"))
     assert_skipped(result, "c1", str(pred / "c1.nii.gz"))
+
+
+# ------------------------------------------------------------------ inputs that are not inputs
+def test_out_in_or_equal_to_an_input_folder_is_refused_before_any_case(tmp_path):
+    from calibviz.run import UsageError, run_evaluation
+
+    pred, labels, _ = write_folders(tmp_path)
+    masks = tmp_path / "masks"
+    for case in ("c0", "c1"):
+        write_label(masks / f"{case}.nii.gz", np.ones(SHAPE, np.uint8), AFFINE)
+    (tmp_path / "link").symlink_to(pred)
+    for out, folder in ((pred / "calib", pred), (pred, pred), (labels / "a" / "b", labels),
+                        (masks / "out", masks), (tmp_path / "link" / "res", pred)):
+        with pytest.raises(UsageError, match="(lies inside|is) the .* folder") as err:
+            run_evaluation(pred, labels, out, EvalOptions(mask_dir=str(masks)), workers=1,
+                           figures=False, n_bootstrap=0)
+        assert str(out) in str(err.value) and str(folder) in str(err.value)
+        assert not (folder / "calib").exists() and not (labels / "a").exists()
+    # next to the inputs (or holding them) is fine
+    run_evaluation(pred, labels, tmp_path / "out", EvalOptions(), workers=1, figures=False,
+                   n_bootstrap=0)
+
+
+def test_the_same_folder_twice_is_refused(tmp_path):
+    _, labels, _ = write_folders(tmp_path)
+    (tmp_path / "again").symlink_to(labels)
+    for second in (labels, tmp_path / "again"):
+        with pytest.raises(ValueError, match="is the label folder") as err:
+            discover_cases(labels, second)
+        assert str(labels) in str(err.value)
+
+
+def test_a_prediction_folder_of_label_maps_is_diagnosed(tmp_path):
+    pred, labels, data = write_folders(tmp_path)
+    segs = tmp_path / "segs"
+    for case, (lab, _) in data.items():
+        write_label(segs / f"{case}.nii.gz", lab, AFFINE)
+    with pytest.raises(ValueError, match="seems to hold label maps") as err:
+        discover_cases(segs, labels)
+    assert str(segs / "c0.nii.gz") in str(err.value)
+    discover_cases(segs, labels, EvalOptions(scale="1/255"))  # quantised: the user says so
+    np.save(tmp_path / "c0.npy", data["c0"][0].astype(np.int16))
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    (tmp_path / "c0.npy").rename(arrays / "c0.npy")
+    with pytest.raises(ValueError, match="seems to hold label maps"):
+        discover_cases(arrays, labels, EvalOptions(layout="ijk"))
+    floats = tmp_path / "floats"  # label maps stored as float: values above 1
+    for case, (lab, _) in data.items():
+        write_nifti(floats / f"{case}.nii.gz", lab.astype(np.float32), AFFINE)
+    with pytest.raises(ValueError, match="seems to hold label maps") as err:
+        discover_cases(floats, labels)
+    assert "scale" not in str(err.value)
+    discover_cases(floats, labels, EvalOptions(activation="sigmoid"))  # logits, says the user
+    hard = tmp_path / "hard"  # a float map of only 0 and 1 may be confident probabilities
+    for case, (lab, _) in data.items():
+        write_nifti(hard / f"{case}.nii.gz", (lab == 1).astype(np.float32), AFFINE)
+    discover_cases(hard, labels)
+
+
+def test_pickled_and_truncated_npy_are_named(tmp_path):
+    pred, labels, data = write_folders(tmp_path, n=4)
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    np.save(arrays / "c0.npy", data["c0"][1])
+    objects = np.empty(3, dtype=object)
+    objects[:] = [1, "x", None]
+    np.save(arrays / "c1.npy", objects, allow_pickle=True)
+    (arrays / "c2.npy").write_bytes(b"\x80\x04\x95" + b"\0" * 64)  # a raw pickle
+    np.savez(arrays / "c4.npz", probs=objects, allow_pickle=True)
+    (arrays / "c5.npz").write_bytes(b"\x80\x04\x95" + b"\0" * 64)
+    write_label(labels / "c4.nii.gz", data["c0"][0], AFFINE)
+    write_label(labels / "c5.nii.gz", data["c0"][0], AFFINE)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (3, *SHAPE)})
+    offset = len(header.getvalue())
+    (arrays / "c3.npy").write_bytes(header.getvalue() + b"\0" * 100)
+    result = evaluate_folder(arrays, labels, layout="cijk")
+    assert result.cases == ("c0",)
+    for case, ext in (("c1", "npy"), ("c2", "npy"), ("c4", "npz"), ("c5", "npz")):
+        problem = assert_skipped(result, case, "holds Python objects (pickled); calibviz never "
+                                 "unpickles: save the probabilities as a numeric array",
+                                 str(arrays / f"{case}.{ext}"))
+        assert "allow_pickle" not in problem.message
+    claimed = offset + 3 * int(np.prod(SHAPE)) * 4
+    assert_skipped(result, "c3", f"header claims {claimed:,} bytes",
+                   f"{offset + 100:,} bytes", "truncated", str(arrays / "c3.npy"))
+
+
+@pytest.mark.parametrize("reader", ["SimpleITKIO", "NibabelIOWithReorient"])
+def test_nnunet_fortran_order_npz_reads_the_same_numbers(tmp_path, reader):
+    from calibviz.io.readers import NpzStreamSource
+
+    affine = np.array([[0, -0.8, 0, 10], [-0.8, 0, 0, 5], [0, 0, 2.5, 0], [0, 0, 0, 1.0]])
+    cases, labels = {}, tmp_path / "labels"
+    for i in range(2):
+        lab, probs = make_case(SHAPE, 3, seed=i)
+        cases[f"c{i}"] = (probs, affine)
+        write_label(labels / f"c{i}.nii.gz", lab, affine)
+    c_order = write_nnunet_v2(tmp_path / "c", cases, NNUNET_LABELS, reader=reader)
+    f_order = write_nnunet_v2(tmp_path / "f", cases, NNUNET_LABELS, reader=reader)
+    for case in cases:
+        with np.load(c_order / f"{case}.npz") as npz:
+            stored = npz["probabilities"]
+        np.savez_compressed(f_order / f"{case}.npz", probabilities=np.asfortranarray(stored))
+        with zipfile.ZipFile(f_order / f"{case}.npz") as zf, zf.open("probabilities.npy") as f:
+            np.lib.format.read_magic(f)
+            assert np.lib.format.read_array_header_1_0(f)[1]  # really stored in Fortran order
+        reorient = reader.endswith("WithReorient")
+        want = NpzStreamSource(str(c_order / f"{case}.npz"), label_affine=affine,
+                               reorient=reorient)
+        source = NpzStreamSource(str(f_order / f"{case}.npz"), label_affine=affine,
+                                 reorient=reorient)
+        assert source.spatial_shape == want.spatial_shape
+        for c in (2, 0, 1, 1):
+            expected = want.channel(c)
+            got = source.channel(c)
+            assert got.shape == expected.shape and np.array_equal(got, expected)
+        source.close()
+        want.close()
+    want, got = evaluate_folder(c_order, labels), evaluate_folder(f_order, labels)
+    assert got.cases == want.cases == ("c0", "c1") and not got.problems
+    for a, b in zip(want.stats, got.stats, strict=True):
+        assert a.equals(b, rtol=0, atol=0)
+
+
+def test_outputs_an_earlier_run_left_in_the_prediction_folder_are_not_cases(tmp_path):
+    from calibviz.run import run_evaluation
+
+    cases, labels = {}, tmp_path / "labels"
+    for i in range(2):
+        lab, probs = make_case(SHAPE, 3, seed=i)
+        cases[f"c{i}"] = (probs, AFFINE)
+        write_label(labels / f"c{i}.nii.gz", lab, AFFINE)
+    nn = write_nnunet_v2(tmp_path / "nn", cases, NNUNET_LABELS)
+    run_evaluation(nn, labels, tmp_path / "out", EvalOptions(), workers=1, figures=False,
+                   n_bootstrap=0, fine_bins=20, absent="include")
+    for name in ("stats.npz", "stats_fine.npz", "run.json"):
+        shutil.copy(tmp_path / "out" / name, nn / name)  # as an earlier version let it write
+    found, problems = discover_cases(nn, labels, EvalOptions(strict=True))
+    assert [c.case_id for c in found] == ["c0", "c1"]
+    assert all(p.severity == "warning" and "calibviz's own output" in p.message
+               for p in problems) and len(problems) == 3
+    v1 = tmp_path / "v1"  # no dataset.json: the format comes from the first .npz's keys
+    for case, (probs, _) in cases.items():
+        write_nnunet_v1(v1, f"z{case}", probs, AFFINE)
+        (tmp_path / "labels_z").mkdir(exist_ok=True)
+        shutil.copy(labels / f"{case}.nii.gz", tmp_path / "labels_z" / f"z{case}.nii.gz")
+    for name in ("stats.npz", "run.json"):
+        shutil.copy(tmp_path / "out" / name, v1 / name)
+    found, _ = discover_cases(v1, tmp_path / "labels_z", EvalOptions(strict=True))
+    assert [c.case_id for c in found] == ["zc0", "zc1"] and found[0].format == "nnunet-v1"

@@ -162,3 +162,41 @@ def test_resolution_rules():
         resolve(5, EvalOptions(classes="a=1,b=2"))
     model = LabelSpec((("background", (0,)), ("a", (1,))), ignore_label=2)
     assert resolve(2, EvalOptions(), model).declared == (0, 1, 2)
+
+
+def test_case_ids_pair_by_their_nfc_form(tmp_path):
+    nfc, nfd = "b_\u00e9", "b_e\u0301"
+    assert nfc != nfd
+    touch_nifti(tmp_path / "pred" / f"{nfc}.nii.gz")
+    touch_nifti(tmp_path / "labels" / f"{nfd}.nii.gz")
+    touch_nifti(tmp_path / "pred" / "a.nii.gz")
+    touch_nifti(tmp_path / "labels" / "a.nii.gz")
+    cases, problems = discover_cases(tmp_path / "pred", tmp_path / "labels", EvalOptions())
+    assert [c.case_id for c in cases] == ["a", nfc] and not problems
+    assert cases[1].prediction == str(tmp_path / "pred" / f"{nfc}.nii.gz")
+    assert cases[1].label == str(tmp_path / "labels" / f"{nfd}.nii.gz")  # the real name
+
+
+def test_ids_differing_only_in_normalisation_are_named_so(tmp_path):
+    nfc, nfd = "b_\u00e9", "b_e\u0301"
+    for name in (nfc, nfd, "a"):
+        touch_nifti(tmp_path / "pred" / f"{name}.nii.gz")
+    for name in (nfc, "a"):
+        touch_nifti(tmp_path / "labels" / f"{name}.nii.gz")
+    cases, _ = discover_cases(tmp_path / "pred", tmp_path / "labels", EvalOptions())
+    clash = [c for c in cases if c.case_id == nfc]
+    assert len(clash) == 1 and "ambiguous prediction files" in clash[0].error
+    assert "differ only in Unicode normalisation" in clash[0].error
+
+
+def test_one_folder_holds_predictions_and_labels_apart_by_pattern(tmp_path):
+    for case_id in ("c0", "c1"):
+        write_nifti(tmp_path / "data" / case_id / "pred.nii.gz", np.zeros((*SHAPE, 2), np.float32))
+        touch_nifti(tmp_path / "data" / case_id / "segmentation.nii.gz")
+    data = tmp_path / "data"
+    options = EvalOptions(pattern="*/pred.nii.gz", label_pattern="*/segmentation.nii.gz")
+    cases, problems = discover_cases(data, data, options)
+    assert [c.case_id for c in cases] == ["c0", "c1"] and not problems
+    with pytest.raises(ValueError, match="is both a prediction and a label file"):
+        discover_cases(data, data, EvalOptions(pattern="*/*.nii.gz",
+                                               label_pattern="*/segmentation.nii.gz"))

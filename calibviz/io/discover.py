@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from ..options import EvalOptions, parse_classes
 from .classes import read_dataset_json
 from .files import Listing, check_pattern, check_readable, list_folder
-from .sniff import check_not_swapped
+from .sniff import check_not_label_maps, check_not_swapped
 from .types import Case, LabelSpec, Problem
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -56,9 +57,9 @@ def assign_ids(paths: list[Path], postfix: str | None, side: str) -> _Side:
     name when file names repeat across folders (``case_00000/segmentation.nii.gz``). Files
     giving the same id make that case ambiguous (recorded in ``clashes``)."""
     stems = [strip_suffixes(split_ext(p.name)[0], postfix) for p in paths]
-    if len(set(stems)) < len(stems):
+    if len(set(map(nfc, stems))) < len(stems):
         parents = [strip_suffixes(p.parent.name, postfix) for p in paths]
-        if len(set(parents)) == len(parents):
+        if len(set(map(nfc, parents))) == len(parents):
             stems = parents
     found = _Side(side)
     for stem, path in zip(stems, paths, strict=True):
@@ -66,26 +67,38 @@ def assign_ids(paths: list[Path], postfix: str | None, side: str) -> _Side:
     return found
 
 
+def nfc(case_id: str) -> str:
+    """The id cases are paired by: its Unicode NFC form (file systems keep names as written,
+    so ``é`` may be one code point in one folder and ``e`` + U+0301 in the other)."""
+    return unicodedata.normalize("NFC", case_id)
+
+
 @dataclass
 class _Side:
-    """The case ids of one folder (predictions, labels or masks) and its ambiguous ids."""
+    """The case ids (NFC) of one folder (predictions, labels or masks) and its ambiguous ids;
+    ``written`` keeps each id as its files spell it."""
 
     side: str
     ids: dict = field(default_factory=dict)
     clashes: dict = field(default_factory=dict)
+    written: dict = field(default_factory=dict)
 
     def add(self, case_id: str, path) -> None:
-        if case_id in self.ids:
-            self.clashes.setdefault(case_id, [self.ids[case_id]]).append(path)
+        key = nfc(case_id)
+        self.written.setdefault(key, set()).add(case_id)
+        if key in self.ids:
+            self.clashes.setdefault(key, [self.ids[key]]).append(path)
             return
-        self.ids[case_id] = path
+        self.ids[key] = path
 
     def clash(self, case_id: str) -> str | None:
         paths = self.clashes.get(case_id)
         if not paths:
             return None
+        why = (" (their names differ only in Unicode normalisation: the same characters "
+               "written as different code points)" if len(self.written[case_id]) > 1 else "")
         return (f"ambiguous {self.side} files: {', '.join(map(str, paths))} all give case id "
-                f"{case_id}; keep one (the case is not evaluated)")
+                f"{case_id}{why}; keep one (the case is not evaluated)")
 
 
 def _side_of(listing: Listing, postfix: str | None, side: str) -> _Side:
@@ -119,7 +132,7 @@ def detect_format(pred_dir: Path, options: EvalOptions) -> str:
     if fmt == "per-class-files" or (fmt == "auto" and options.class_pattern):
         return "per-class-files"
     if fmt in ("auto", "nnunet"):
-        npz = sorted(pred_dir.glob("*.npz"))
+        npz = [p for p in sorted(pred_dir.glob("*.npz")) if not _own_output(p)]
         nnunet_files = (pred_dir / "dataset.json").is_file() and (pred_dir / "plans.json").is_file()
         if npz and nnunet_files:
             return "nnunet-v2"
@@ -201,6 +214,7 @@ class _PredictionFolder:
     reorient: bool = False
     seg_ending: str = ".nii.gz"
     class_names: list[str] | None = None
+    own_outputs: list[Path] = field(default_factory=list)
 
     @property
     def files(self) -> list[Path]:
@@ -242,6 +256,7 @@ def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _Prediction
         return folder
     exts = {"nnunet-v2": (".npz",), "nnunet-v1": (".npz",), "npy": ARRAY_EXTS}.get(fmt, NIFTI_EXTS)
     folder.listing = list_folder(pred_dir, exts, options.pattern)
+    folder.own_outputs = _leave_out_own_outputs(pred_dir, folder.listing)
     if fmt.startswith("nnunet"):
         stems = {split_ext(p.name)[0] for p in folder.files}
         folder.listing.unused = [
@@ -249,6 +264,23 @@ def _read_prediction_folder(pred_dir: Path, options: EvalOptions) -> _Prediction
             and not (split_ext(p.name)[0] in stems and split_ext(p.name)[1] in
                      (".pkl", folder.seg_ending))]
     return folder
+
+
+def _own_output(path: Path) -> bool:
+    """A file or folder calibviz writes, next to the ``run.json`` of the run that wrote it."""
+    from ..store import OWN_OUTPUTS
+
+    names = {n for n in OWN_OUTPUTS if "/" not in n} | {"figures", ".partial"}
+    return path.name in names and (path.parent / "run.json").is_file()
+
+
+def _leave_out_own_outputs(folder: Path, listing: Listing) -> list[Path]:
+    """calibviz's outputs in a folder an earlier run wrote into (one that holds that run's
+    ``run.json``): taken out of ``listing`` and returned, never read as cases."""
+    own = [p for p in (*listing.files, *listing.unused) if _own_output(p)]
+    listing.files = [p for p in listing.files if p not in own]
+    listing.unused = [p for p in listing.unused if p not in own]
+    return own
 
 
 def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
@@ -260,7 +292,9 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
     A case with ambiguous files (two files giving its id) is returned with ``error`` set; a
     case file that cannot be read fails when its case is evaluated. Raises
     :class:`ValueError` when a folder is missing, holds no usable files or looks wrong as a
-    whole (segmentations instead of probabilities, folders given in the wrong order).
+    whole (segmentations or label maps instead of probabilities, folders given in the wrong
+    order, the same files as predictions and labels). Case ids are paired by their NFC form;
+    statistics an earlier run left in the prediction folder are never cases.
     """
     options = options or EvalOptions()
     pred_dir = _check_folder(pred_dir, "prediction")
@@ -271,11 +305,14 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
     if not label_listing.files and not label_listing.unreadable:
         where = f"matching {options.label_pattern!r}" if options.label_pattern else "(.nii/.nii.gz)"
         raise ValueError(f"no label files {where} found in {label_dir}")
+    _check_not_both(pred_dir, label_dir, folder.files, label_listing.files)
     labels = _side_of(label_listing, options.postfix, "label")
     if folder.format == "per-class-files":
         pred_ids, class_problems = _per_class_files(pred_dir, options.class_pattern,
                                                     folder.class_names)
-        preds = _Side("prediction", pred_ids)
+        preds = _Side("prediction")
+        for case_id, files in pred_ids.items():
+            preds.add(case_id, files)
         problems += class_problems
     else:
         if not folder.files and not folder.listing.unreadable:
@@ -285,6 +322,7 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
             )
         preds = _side_of(folder.listing, options.postfix, "prediction")
         check_not_swapped(pred_dir, folder.format, folder.files, label_listing.files, options)
+        check_not_label_maps(pred_dir, folder.format, folder.files, options)
     masks = None
     if options.mask_dir:
         mask_dir = _check_folder(options.mask_dir, "mask")
@@ -292,9 +330,29 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
         masks = _side_of(mask_listing, options.postfix, "mask")
         _report_unused(mask_listing.unused, "mask", mask_dir, problems)
     _report_unused(folder.listing.unused, "prediction", pred_dir, problems)
+    for path in folder.own_outputs:
+        kind = "folder" if path.is_dir() else "file"
+        problems.append(Problem("", str(path), f"{kind} {path} in the prediction folder "
+                                f"{pred_dir} is not used (calibviz's own output: an earlier "
+                                "run wrote into this folder)", "warning"))
     _report_unused(label_listing.unused, "label", label_dir, problems)
     cases = _pair(folder, preds, labels, masks, options, (pred_dir, label_dir), problems)
     return cases, problems
+
+
+def _check_not_both(pred_dir: Path, label_dir: Path, pred_files, label_files) -> None:
+    """No file may be read both as a prediction and as a label (the same folder given twice,
+    or patterns that select the same files; symbolic links resolved)."""
+    labels = {p.resolve() for p in label_files}
+    both = [p for p in pred_files if p.resolve() in labels]
+    if not both:
+        return
+    if pred_dir.resolve() == label_dir.resolve() and len(both) == len(pred_files):
+        raise ValueError(f"the prediction folder {pred_dir} is the label folder {label_dir}: "
+                         "give the folder of predicted probabilities first, then the labels")
+    raise ValueError(f"{both[0]} is both a prediction and a label file ({len(both)} such "
+                     f"file(s) in {pred_dir} and {label_dir}): give the folder of predicted "
+                     "probabilities first, then the labels")
 
 
 def _pair(folder: _PredictionFolder, preds: _Side, labels: _Side, masks: _Side | None,
@@ -359,7 +417,7 @@ def _per_class_files(pred_dir: Path, pattern: str, class_names: list[str]):
         m = matcher.match(rel)
         if m is None:
             continue
-        groups.setdefault(m.group("case"), {})[m.group("cls")] = path
+        groups.setdefault(nfc(m.group("case")), {})[m.group("cls")] = path
     if not groups:
         raise ValueError(f"no prediction files matching {pattern!r} found in {pred_dir}")
     ids: dict[str, tuple[Path, ...]] = {}

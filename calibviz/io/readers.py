@@ -4,7 +4,8 @@ in the label's ``(i, j, k)`` axis order, without loading the other channels.
 * :class:`NiftiSource` — 3-D ``(i, j, k)``, 4-D ``(i, j, k, C)``, 5-D ``(i, j, k, 1, C)``; float
   or scaled-integer storage (``dataobj[..., c]`` reads one block of the file).
 * :class:`NpzStreamSource` — a C-order ``(C, …)`` member of an ``.npz`` streamed channel by
-  channel from the zip (the npy header is parsed on the stream; nothing else is loaded).
+  channel from the zip (the npy header is parsed on the stream; nothing else is loaded); a
+  Fortran-order member is read with a stride (:mod:`.npzchannels`).
 * :class:`ArraySource` — generic ``.npy``/``.npz`` with a user-given layout (``.npy`` is
   memory-mapped).
 * :class:`PerClassSource` — one 3-D NIfTI per class.
@@ -27,6 +28,8 @@ from .source import Source, _f_order
 from .types import InputError
 
 _CHUNK = 2**20  # bytes read from a zip stream at a time (bounds the transient copy)
+PICKLED = ("holds Python objects (pickled); calibviz never unpickles: save the probabilities "
+           "as a numeric array")
 
 
 # --------------------------------------------------------------------------- npz streaming
@@ -65,6 +68,14 @@ def check_member_size(stream) -> None:
                            f"array {stream.key!r} of")
 
 
+def _starts_with(path: str, prefix: bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(prefix)) == prefix
+    except OSError:
+        return False
+
+
 class NpyStream:
     """Channel-by-channel reader of a C-order ``(C, …)`` ``.npy`` inside an ``.npz``.
 
@@ -79,6 +90,8 @@ class NpyStream:
         except FileNotFoundError:
             raise InputError(f"file {path} does not exist", self.path) from None
         except (OSError, zipfile.BadZipFile) as err:
+            if _starts_with(self.path, b"\x80"):  # a pickle's first opcode
+                raise InputError(f"{path} {PICKLED}", self.path) from None
             raise InputError(f"cannot read {path} as .npz: {err}", self.path) from None
         names = [n[:-4] if n.endswith(".npy") else n for n in self.zip.namelist()]
         self.key = key = choose_key(self.path, names, key, candidates)
@@ -102,8 +115,7 @@ class NpyStream:
             raise InputError(f"cannot read array {self.key!r} of {self.path}: {err}",
                              self.path) from None
         if dtype.hasobject:
-            raise InputError(f"{self.path}: array {self.key!r} holds Python objects; "
-                             "refusing to unpickle", self.path)
+            raise InputError(f"{self.path}: array {self.key!r} {PICKLED}", self.path)
         self.shape, self.fortran, self.dtype = tuple(shape), fortran, dtype
         self.next = 0
 
@@ -179,7 +191,10 @@ class NpzStreamSource(Source):
         self.spatial_shape = tuple(ijk)
 
     def channel(self, c: int) -> np.ndarray:
-        data = self.stream.read(c).T  # (k, j, i) C-order -> (i, j, k) F-order view
+        if self.stream.fortran:  # channel elements are interleaved: read with a stride
+            data = _f_order(read_strided_channel(self.stream, 0, c).T)
+        else:
+            data = self.stream.read(c).T  # (k, j, i) C-order -> (i, j, k) F-order view
         if self.transform is not None:
             data = _f_order(_apply_orientation(data, self.transform))
         return data
@@ -195,6 +210,48 @@ def _apply_orientation(array, transform):
 
 
 # --------------------------------------------------------------------------- generic arrays
+def _npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of an ``.npy`` file, read without loading anything;
+    a pickle (or an array of Python objects) is refused, never loaded."""
+    fmt = np.lib.format
+    with open(path, "rb") as handle:
+        start = handle.read(len(fmt.MAGIC_PREFIX))
+        if start != fmt.MAGIC_PREFIX:
+            if start[:1] == b"\x80":  # the opcode that starts a pickle (protocol 2 and later)
+                raise InputError(f"{path} {PICKLED}", path)
+            what = ("a zip archive (.npz) named .npy" if start.startswith(b"PK")
+                    else f"not a .npy file (it starts with {start!r}, not {fmt.MAGIC_PREFIX!r})")
+            raise InputError(f"{path} is {what}", path)
+        handle.seek(0)
+        version = fmt.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(handle)
+        else:  # 2.0 and 3.0 (a UTF-8 header) share the 4-byte header length
+            shape, _, dtype = fmt.read_array_header_2_0(handle)
+        return tuple(shape), dtype, handle.tell()
+
+
+def load_npy(path: str) -> np.ndarray:
+    """The ``.npy`` array at ``path``, memory-mapped, its header checked first: no pickles,
+    and the data the header claims must be in the file (a truncated file is named so)."""
+    try:
+        shape, dtype, offset = _npy_header(path)
+    except FileNotFoundError:
+        raise InputError(f"file {path} does not exist", path) from None
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"cannot read {path} as .npy: {err}", path) from None
+    if dtype.hasobject:
+        raise InputError(f"{path} {PICKLED}", path)
+    claimed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    check_claimed_size(path, claimed, False)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as err:
+        raise InputError(f"cannot read {path}: {err}", path) from None
+
+
 def parse_layout(layout: str) -> str:
     layout = layout.lower().strip()
     if sorted(layout) not in (sorted("cijk"), sorted("ijk")):
@@ -214,12 +271,7 @@ class ArraySource(Source):
             self._stream = NpyStream(self.path, key, candidates=GENERIC_KEYS)
             shape, self.dtype = self._stream.shape, self._stream.dtype
         else:
-            try:
-                self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            except FileNotFoundError:
-                raise InputError(f"file {path} does not exist", self.path) from None
-            except Exception as err:
-                raise InputError(f"cannot read {path}: {err}", self.path) from None
+            self._array = load_npy(self.path)
             shape, self.dtype = self._array.shape, self._array.dtype
         self.stored_shape = tuple(shape)
         if len(shape) != len(self.layout):

@@ -27,15 +27,7 @@ def _header(path: Path):
 
 def _unscaled_integers(img) -> bool:
     """A 3-D integer map without ``scl_slope``: how label maps are stored."""
-    if img.header.get_data_dtype().kind not in "iub":
-        return False
-    shape = tuple(img.shape)
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    slope, inter = img.header.get_slope_inter()
-    scaled = (slope is not None and np.isfinite(slope) and slope != 1) or \
-        (inter is not None and np.isfinite(inter) and inter != 0)
-    return len(shape) == 3 and not scaled
+    return img.header.get_data_dtype().kind in "iub" and _single_channel_unscaled(img)
 
 
 def _holds_probabilities(img) -> bool:
@@ -68,3 +60,86 @@ def check_not_swapped(pred_dir: Path, fmt: str, pred_files, label_files, options
         f"the folders look swapped: {pred_dir} holds label maps; give the predictions first, "
         f"then the labels ({pred_files[0].name} is {pred.header.get_data_dtype()} without "
         f"scaling, {label_files[0].name} in the label folder holds probabilities)")
+
+
+#: At most this many distinct values in a sampled slice make integers look like labels.
+LABEL_LIKE_VALUES = 16
+
+
+def _single_channel_unscaled(img) -> bool:
+    """3-D (or 3-D with trailing singleton axes) and stored without scaling."""
+    shape = tuple(img.shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    slope, inter = img.header.get_slope_inter()
+    scaled = (slope is not None and np.isfinite(slope) and slope != 1) or \
+        (inter is not None and np.isfinite(inter) and inter != 0)
+    return len(shape) == 3 and not scaled
+
+
+def _first_sample(path: Path, fmt: str, layout: str | None):
+    """``(dtype, sample)`` of a single-channel unscaled integer or float map (its middle
+    slice), or None when ``path`` is anything else or cannot be read cheaply."""
+    if fmt == "nifti":
+        img = _header(path)
+        if img is None or img.header.get_data_dtype().kind not in "iubf" \
+                or not _single_channel_unscaled(img):
+            return None
+        index = (slice(None), slice(None), img.shape[2] // 2) + (0,) * (len(img.shape) - 3)
+        try:
+            return img.header.get_data_dtype(), np.asarray(img.dataobj[index])
+        except Exception:
+            return None
+    if fmt == "npy" and path.suffix == ".npy" and layout and "c" not in layout.lower():
+        try:
+            check_readable(path)
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception:
+            return None
+        if array.dtype.kind not in "iubf" or array.ndim != 3:
+            return None
+        return array.dtype, np.asarray(array[:, :, array.shape[2] // 2])
+    return None
+
+
+def _label_values(path: Path, fmt: str, layout: str | None):
+    """``(dtype, values)`` when ``path`` is a single-channel map whose sampled slice holds a
+    few (2 or more) non-negative integers: integer storage, or float storage with values
+    above 1 (a float map of only 0 and 1 may be a confident probability map); else None."""
+    found = _first_sample(path, fmt, layout)
+    if found is None:
+        return None
+    dtype, sample = found
+    if dtype.kind == "f" and not (np.isfinite(sample).all()
+                                  and np.array_equal(sample, np.round(sample))):
+        return None
+    values = np.unique(sample)
+    if not 2 <= values.size <= LABEL_LIKE_VALUES or values.min() < 0:  # all 0: no evidence
+        return None
+    if dtype.kind == "f" and values.max() < 2:
+        return None
+    return dtype, [int(v) for v in values]
+
+
+def check_not_label_maps(pred_dir: Path, fmt: str, pred_files, options) -> None:
+    """Raise ``ValueError`` when the first and the last prediction are single-channel maps
+    of a few non-negative integers without scaling: segmentations (label maps), not
+    probabilities (one such file among probability maps is that case's own error). With
+    ``scale`` the user says integers are quantised probabilities; with ``activation``, that
+    floats are logits."""
+    if options.scale is not None or not pred_files:
+        return
+    layout = getattr(options, "layout", None)
+    first = _label_values(Path(pred_files[0]), fmt, layout)
+    if first is None or (first[0].kind == "f" and options.activation is not None):
+        return
+    if len(pred_files) > 1 and _label_values(Path(pred_files[-1]), fmt, layout) is None:
+        return
+    dtype, values = first
+    hint = (", or the scale option if these are quantised probabilities"
+            if dtype.kind in "iub" else "")
+    raise ValueError(
+        f"the prediction folder {pred_dir} seems to hold label maps: {pred_files[0]} is a "
+        f"single-channel {dtype} map without scaling holding the integers {values}"
+        + (f" (and so is {Path(pred_files[-1]).name})" if len(pred_files) > 1 else "")
+        + f"; give the folder of probability maps (e.g. nnU-Net --save_probabilities){hint}")
