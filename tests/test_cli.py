@@ -539,3 +539,12 @@ def test_library_run_checks_seed_bootstrap_and_fine_bins_before_any_case(demo, t
                            figures=False, **options)
         assert not out.exists()
 
+
+def test_evaluate_scale_on_float_maps_is_a_usage_error(demo, tmp_path):
+    """--scale that the maps would ignore is refused, never recorded in run.json."""
+    out = tmp_path / "out"
+    result = evaluate(demo.monai, demo.labels, "--out", out, "--scale", "1/255", "--workers", 1,
+                      "--no-figures", "--postfix", "prob")
+    assert result.exit_code == 2, result.output
+    assert "--scale" in result.output and "float32" in result.output
+    assert not out.exists()

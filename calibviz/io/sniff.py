@@ -68,3 +68,31 @@ def check_not_swapped(pred_dir: Path, fmt: str, pred_files, label_files, options
         f"the folders look swapped: {pred_dir} holds label maps; give the predictions first, "
         f"then the labels ({pred_files[0].name} is {pred.header.get_data_dtype()} without "
         f"scaling, {label_files[0].name} in the label folder holds probabilities)")
+
+
+def check_scale_applies(cases, options) -> None:
+    """Raise ``ValueError`` when ``scale`` is given but the first prediction file would ignore
+    it: it is stored as floats, or as integers with their own ``scl_slope``/``scl_inter``
+    (which nibabel applies). Said before any case runs, so that ``run.json`` never records a
+    scale that was not applied."""
+    if options.scale is None:
+        return
+    for case in cases:
+        first = case.prediction[0] if isinstance(case.prediction, tuple) else case.prediction
+        img = _header(Path(first))
+        if img is None:
+            continue  # its case reports why it cannot be read
+        dtype = img.header.get_data_dtype()
+        proxy = img.dataobj
+        slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+        scaled = any(v is not None and np.isfinite(v) and v != default
+                     for v, default in ((slope, 1.0), (inter, 0.0)))
+        applies = ("--scale applies only to integer-stored probability maps without their own "
+                   "scl_slope")
+        if dtype.kind == "f":
+            raise ValueError(f"{applies}; {first} is stored as {dtype}: leave it out")
+        if dtype.kind in "iu" and scaled:
+            raise ValueError(f"{applies}; {first} is stored as {dtype} with scl_slope "
+                             f"{float(slope):g} and scl_inter {float(inter):g}, which are "
+                             "applied: leave it out")
+        return
