@@ -18,6 +18,7 @@ from .options import (
     CLIP_TOLERANCE,
     CLOSURES,
     DEFAULT_EMPTY_WEIGHT,
+    MAX_LABEL_SPAN,
     check_choice,
     check_empty_weight,
     check_n_bins,
@@ -615,7 +616,7 @@ def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, w
             raise ValueError(f"{where}ignore_label must be an integer, got {ignore_label!r}")
         declared.add(int(ignore_label))
     low, high = min(declared), max(declared)
-    if high - low > 10_000_000:
+    if high - low > MAX_LABEL_SPAN:
         raise ValueError(f"{where}label values span {low}..{high}; too wide for a label map")
     fill = _UNDECLARED if strict else _NEGATIVE
     lut = np.full((len(members), high - low + 1), fill, dtype=np.uint8)

@@ -31,21 +31,36 @@ import numpy as np
 
 from .aggregate import included
 from .metrics import debiased_ce
+from .options import check_confidence, check_resamples, check_seed
 from .stats import BinStats
 
 #: Approximate bytes the per-chunk working arrays may take (weights and resampled sums).
 CHUNK_BYTES = 64 * 2**20
+#: Most bytes the resampled statistics may take (every resample is kept for the percentiles).
+SAMPLES_BYTES = 2 * 2**30
 #: The metrics :func:`metrics_from_sums` can compute from pooled sums.
 SUM_METRICS = ("ece", "ace", "mce", "dce", "brier", "dice")
 
 
 # --------------------------------------------------------------------------- resampling
-def check_settings(n_bootstrap: int, confidence: float) -> None:
-    """Raise ``ValueError`` unless ``n_bootstrap >= 0`` is an integer and ``0 < confidence < 1``."""
-    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+def check_settings(n_bootstrap: int, confidence: float = 0.95, seed: int | None = 0) -> None:
+    """Raise ``ValueError`` (naming the setting) unless ``n_bootstrap`` is an integer from 0 to
+    :data:`~calibviz.options.MAX_RESAMPLES`, ``0 < confidence < 1`` and ``seed`` an integer
+    from 0 to :data:`~calibviz.options.MAX_SEED` (or None)."""
+    check_resamples(n_bootstrap)
+    check_confidence(confidence)
+    check_seed(seed)
+
+
+def check_memory(n_bootstrap: int, width: int, what: str, budget: int = SAMPLES_BYTES) -> None:
+    """Raise ``ValueError`` when ``n_bootstrap`` resamples of ``width`` float64 values each
+    (kept whole: percentiles need every resample) would take more than ``budget`` bytes."""
+    needed = 8 * int(n_bootstrap) * int(width)
+    if needed > budget:
+        most = budget // (8 * max(int(width), 1))
+        raise ValueError(f"{n_bootstrap} bootstrap resamples of {what} ({width} values each) "
+                         f"would take {needed / 2**30:.1f} GiB (at most {budget / 2**30:g} "
+                         f"GiB); use at most {most} resamples")
 
 
 def chunk_size(n_images: int, width: int, n_bootstrap: int,
@@ -68,7 +83,8 @@ def resample_weights(n_images: int, n_bootstrap: int, seed: int | None = 0, *,
     """
     if n_images < 1:
         raise ValueError("cannot resample an empty set of images")
-    rng = np.random.default_rng(seed)
+    n_bootstrap = check_resamples(n_bootstrap)
+    rng = np.random.default_rng(check_seed(seed))
     chunk = chunk or chunk_size(n_images, 0, n_bootstrap)
     done = 0
     while done < n_bootstrap:
@@ -117,7 +133,7 @@ def macro_mean_interval(values: np.ndarray, n_bootstrap: int = 10000, seed: int 
     ``values [n_images, K]`` (per-image metric values, or paired differences): images are
     resampled (rows), NaN entries skipped per column. Returns ``(low [K], high [K])``.
     """
-    check_settings(n_bootstrap, confidence)
+    check_settings(n_bootstrap, confidence, seed)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
@@ -289,6 +305,8 @@ def bootstrap_samples(n_bootstrap: int = 10000, seed: int | None = 0, *,
     chunk is one matrix product ``weights @ [values | counts | sums]``, so only the sums the
     metrics need are resampled and the weights are drawn once for everything.
     """
+    n_bootstrap = check_resamples(n_bootstrap)
+    check_seed(seed)
     blocks, n = [], None
     if values is not None:
         values = np.asarray(values, dtype=np.float64)
@@ -309,6 +327,9 @@ def bootstrap_samples(n_bootstrap: int = 10000, seed: int | None = 0, *,
     widths = [block.shape[1] for block in blocks]
     joined = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
     del blocks
+    kept = sum(s.n_classes for s in stacks) * len(names)
+    kept += 0 if values is None else values.shape[1]
+    check_memory(n_bootstrap, kept, "the intervals")
     means = None if values is None else np.empty((n_bootstrap, values.shape[1]))
     micro = [{name: np.empty((n_bootstrap, s.n_classes)) for name in names} for s in stacks]
     if n_bootstrap == 0:
@@ -342,7 +363,7 @@ def micro_interval(stats: Sequence[BinStats], metrics: Sequence[str] = SUM_METRI
     """Bootstrap interval of each micro (pooled-sums) metric per class: images are
     resampled and their sums added, no voxel is read again. Returns
     ``{metric: (low [C], high [C])}``."""
-    check_settings(n_bootstrap, confidence)
+    check_settings(n_bootstrap, confidence, seed)
     stack = SumArrays.stack(list(stats), absent=absent)
     if n_bootstrap == 0:
         nan = np.full(stack.n_classes, np.nan)
@@ -352,6 +373,13 @@ def micro_interval(stats: Sequence[BinStats], metrics: Sequence[str] = SUM_METRI
 
 
 # --------------------------------------------------------------------------- curve band
+def check_band(n_bootstrap: int, n_classes: int, n_bins: int) -> None:
+    """``ValueError`` unless ``n_bootstrap`` resamples of the pooled curves of ``n_classes``
+    classes (and all classes pooled) on ``n_bins`` bins fit :data:`SAMPLES_BYTES`."""
+    check_resamples(n_bootstrap, "band")
+    check_memory(n_bootstrap, (n_classes + 1) * n_bins, "the pooled curves' band")
+
+
 def pooled_frequency_band(stats: Sequence[BinStats], n_bootstrap: int = 2000,
                           seed: int | None = 0, *, confidence: float = 0.95,
                           absent: str = "include") -> tuple[np.ndarray, np.ndarray]:
@@ -361,8 +389,9 @@ def pooled_frequency_band(stats: Sequence[BinStats], n_bootstrap: int = 2000,
     where resamples leave the bin empty)."""
     from .aggregate import included
 
-    check_settings(n_bootstrap, confidence)
+    check_settings(n_bootstrap, confidence, seed)
     stats = list(stats)
+    check_band(n_bootstrap, stats[0].n_classes if stats else 0, stats[0].n_bins if stats else 0)
     count = np.stack([np.where(included(s, absent)[:, None], s.count, 0) for s in stats])
     sum_y = np.stack([np.where(included(s, absent)[:, None], s.sum_y, 0) for s in stats])
     n_images, n_classes, n_bins = count.shape
@@ -370,11 +399,14 @@ def pooled_frequency_band(stats: Sequence[BinStats], n_bootstrap: int = 2000,
     sum_y = np.concatenate([sum_y, sum_y.sum(axis=1, keepdims=True)], axis=1)
     flat_count = count.reshape(n_images, -1).astype(np.float64)
     flat_y = sum_y.reshape(n_images, -1)
-    samples = []
+    samples = np.empty((n_bootstrap, flat_count.shape[1]))
+    start = 0
     for weights in resample_weights(n_images, n_bootstrap, seed):
         total = weights @ flat_count
         with np.errstate(invalid="ignore", divide="ignore"):
-            samples.append(np.where(total > 0, (weights @ flat_y) / total, np.nan))
-    low, high = percentile_interval(np.vstack(samples), confidence)
+            samples[start:start + len(weights)] = np.where(total > 0,
+                                                           (weights @ flat_y) / total, np.nan)
+        start += len(weights)
+    low, high = percentile_interval(samples, confidence)
     shape = (n_classes + 1, n_bins)
     return low.reshape(shape), high.reshape(shape)

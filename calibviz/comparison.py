@@ -269,7 +269,7 @@ def compare_runs(base, *others, names: Sequence[str] | None = None,
     one each run used; runs that differ are an error). Bootstrap resamples are the same for
     every model (same ``seed``). Raises ``ValueError`` (naming the folders) for fewer than
     two runs, no common case, different classes or bin conventions."""
-    check_settings(n_bootstrap, confidence)
+    check_settings(n_bootstrap, confidence, seed)
     runs_in = (base, *others)
     if len(runs_in) < 2:
         where = base if not isinstance(base, RunValues) else base.where()

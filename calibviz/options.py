@@ -27,6 +27,10 @@ INPUT_FORMATS = ("auto", "nnunet", "nifti", "npy", "per-class-files")
 #: ``activation``: what turns stored logits into probabilities while streaming.
 ACTIVATIONS = ("softmax", "sigmoid")
 DEFAULT_EMPTY_WEIGHT = 0.01
+#: Label values are looked up in a table of one byte per value from the lowest declared
+#: value (0 counts) to the highest: they may span at most this many values, so an option
+#: naming a label value (``ignore_label``, ``classes``, ``regions``) stays within ± this.
+MAX_LABEL_SPAN = 10_000_000
 #: Probabilities outside [0, 1] by at most this much are clipped (and counted); further out
 #: is an error. The one tolerance: the kernel's single pass applies it.
 CLIP_TOLERANCE = 1e-3
@@ -38,13 +42,82 @@ REGION_PRESETS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
 }
 
 
+#: Most bins a class is binned at (``n_bins``; ``--bins`` and ``--fine-bins``, which is what
+#: a run with fine bins bins at). The kernel keeps, for each class it bins at once, 64
+#: accumulator slots × 4 copies × 5 float64 sums per bin (:func:`calibviz.binning._bin_kernel`):
+#: 10 KiB per bin, so 100,000 bins already take 1 GiB per class and case being binned (a run
+#: bins one class at a time, two cases per worker), and every image keeps 6 float64 per class
+#: and bin (4.8 MB per class and image at this cap), in memory and in ``stats.npz``. More bins
+#: than this cannot be held for a folder of images; sweeps need far fewer (600 gives 5–100).
+MAX_BINS = 100_000
+#: Most bootstrap resamples (``n_bootstrap``; ``--bootstrap``, ``--band``): ten times the
+#: default of 10,000, whose percentile intervals already vary in their third digit only.
+#: Every resample keeps one float64 per interval computed (a run's summary: 7 per class), so
+#: 100,000 resamples take 5.6 MB per class, and drawing them is ``n_images`` random numbers
+#: each (10⁸ for 1,000 images: seconds); beyond that the time and memory grow with nothing
+#: gained.
+MAX_RESAMPLES = 100_000
+#: Seeds of the bootstrap: an integer ``0 ≤ seed ≤ 2⁶⁴ − 1`` (numpy's ``default_rng`` takes any
+#: integer >= 0; 64 bits keep the seed storable wherever the run's options go).
+MAX_SEED = 2**64 - 1
+
+
+def check_int(value, name: str, low: int, high: int | None = None, why: str = "") -> int:
+    """``value`` as an int in ``[low, high]`` (no upper bound when ``high`` is None), else
+    ``ValueError`` naming the option (``why``: the reason for the bounds, said with them);
+    bools and fractions are refused."""
+    bounds = (f">= {low}" if high is None else f"from {low} to {high}") + (f" ({why})" if why
+                                                                            else "")
+    if isinstance(value, bool) or not isinstance(value, int) and not _is_np_int(value):
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
+    if int(value) < low or high is not None and int(value) > high:
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return int(value)
+
+
 def check_n_bins(n_bins, name: str = "n_bins") -> int:
-    """``n_bins`` as an int >= 1, else ``ValueError`` naming the option."""
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) and not _is_np_int(n_bins):
-        raise ValueError(f"{name} must be an integer >= 1, got {n_bins!r}")
-    if int(n_bins) < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n_bins!r}")
-    return int(n_bins)
+    """``n_bins`` as an int from 1 to :data:`MAX_BINS`, else ``ValueError`` naming the
+    option (more bins would not fit in memory: see :data:`MAX_BINS`)."""
+    return check_int(n_bins, name, 1, MAX_BINS,
+                     "more would not fit in memory: 10 KiB of bin arrays per bin and class")
+
+
+def check_resamples(n_bootstrap, name: str = "n_bootstrap") -> int:
+    """A number of bootstrap resamples: an int from 0 (no intervals) to
+    :data:`MAX_RESAMPLES`, else ``ValueError`` naming the option. An integral float such as
+    ``2000.0`` is taken as that integer."""
+    if isinstance(n_bootstrap, float) and n_bootstrap.is_integer():
+        n_bootstrap = int(n_bootstrap)
+    return check_int(n_bootstrap, name, 0, MAX_RESAMPLES)
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """A bootstrap seed: an int from 0 to :data:`MAX_SEED` (None: fresh entropy), else
+    ``ValueError`` naming the option."""
+    return None if seed is None else check_int(seed, name, 0, MAX_SEED)
+
+
+def check_confidence(confidence, name: str = "confidence") -> float:
+    """An interval's confidence level: a number strictly between 0 and 1."""
+    try:
+        number = float(confidence)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(confidence, bool) or not 0 < number < 1:
+        raise ValueError(f"{name} must lie strictly between 0 and 1 (e.g. 0.95), "
+                         f"got {confidence!r}")
+    return number
+
+
+def check_label_value(value, name: str = "ignore_label") -> int | None:
+    """A label value an option names (e.g. the ignored label): an int within
+    ± :data:`MAX_LABEL_SPAN` (None stays None), else ``ValueError`` naming the option."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return check_int(value, name, -MAX_LABEL_SPAN, MAX_LABEL_SPAN,
+                     "label values are looked up in a table of one entry per value")
 
 
 def _is_np_int(value) -> bool:
@@ -103,6 +176,8 @@ def _int_values(text: str, what: str) -> tuple[int, ...]:
         raise ValueError(f"{what}: label values must be integers, got {text!r}") from None
     if not values:
         raise ValueError(f"{what}: no label values given")
+    for value in values:
+        check_label_value(value, f"{what}: label value")
     return values
 
 
@@ -240,6 +315,7 @@ class EvalOptions:
             check_choice("activation", self.activation, ACTIVATIONS)
         set_(self, "empty_weight", check_empty_weight(self.empty_weight))
         set_(self, "scale", parse_scale(self.scale))
+        set_(self, "ignore_label", check_label_value(self.ignore_label))
         if self.roi is not None:
             from .roi import parse_roi
 

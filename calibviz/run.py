@@ -20,7 +20,15 @@ from pathlib import Path
 from .io import Case, CaseResult, Problem, discover_cases
 from .io.activation import activation_refusal
 from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
-from .options import ABSENT_POLICIES, CSV_STYLES, EvalOptions, check_choice
+from .options import (
+    ABSENT_POLICIES,
+    CSV_STYLES,
+    EvalOptions,
+    check_choice,
+    check_n_bins,
+    check_resamples,
+    check_seed,
+)
 from .results import Results
 from .runfigures import RunFigures
 from .store import ROI_PREFIX, PartialStore, clear_outputs, holds_run, input_fingerprint
@@ -242,7 +250,8 @@ def run_evaluation(
     check_cluster(scheduler, client, workers)
     cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
-                                 csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap)
+                                 csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap,
+                                 seed=seed)
     options = fine_options
     wanted = _binning_options(options, pred_dir, label_dir)
     store, notices = _open_store(out_dir, wanted, resume)
@@ -335,6 +344,7 @@ def _with_fine_bins(options: EvalOptions, fine_bins: int | None) -> EvalOptions:
     if fine_bins is None:
         return options
     try:
+        check_n_bins(fine_bins, "--fine-bins")
         if fine_bins % options.n_bins or options.binning != "hard":
             raise ValueError(f"--fine-bins {fine_bins} must be a multiple of --bins "
                              f"{options.n_bins}, with hard binning (soft bins cannot be "
@@ -375,15 +385,15 @@ def _open_store(out_dir: Path, wanted: dict, resume: bool) -> tuple[PartialStore
 
 
 def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwrite, absent,
-               csv_style, figures, n_bootstrap) -> tuple[list[Case], list[Problem]]:
+               csv_style, figures, n_bootstrap, seed) -> tuple[list[Case], list[Problem]]:
     """Every usage check of a run, before any case runs; returns the paired cases."""
     try:
         check_choice("--absent", absent, ABSENT_POLICIES)
         check_choice("--csv-style", csv_style, CSV_STYLES)
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
-        if n_bootstrap < 0:
-            raise ValueError(f"--bootstrap must be 0 (no intervals) or more, got {n_bootstrap}")
+        check_resamples(n_bootstrap, "--bootstrap")
+        check_seed(seed, "--seed")
         if figures and options.n_bins > MAX_FIGURE_BINS:
             raise ValueError(f"figures with {options.n_bins} bins cannot be read (and the "
                              f"dataset histogram needs {options.n_bins}² cells per class); "

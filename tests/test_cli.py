@@ -515,3 +515,67 @@ def test_spawned_processes_of_the_command_do_not_rerun_its_console_script(
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           check=True, cwd=tmp_path)
     assert done.stdout.strip().splitlines()[-1] == str(reruns)
+
+
+# ------------------------------------------------ numeric options, checked before anything runs
+@pytest.fixture(scope="module")
+def small_run(demo, tmp_path_factory):
+    """A finished run of the demo's nnU-Net folder (no intervals, no figures)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    run_evaluation(demo.nnunet, demo.labels, out, EvalOptions(), workers=1, figures=False,
+                   n_bootstrap=0)
+    return out
+
+
+BAD_NUMBERS = [
+    (["evaluate", "{pred}", "{labels}"], "--seed", "-1"),
+    (["evaluate", "{pred}", "{labels}"], "--seed", str(2**64)),
+    (["evaluate", "{pred}", "{labels}"], "--bootstrap", "-1"),
+    (["evaluate", "{pred}", "{labels}"], "--bootstrap", "100000000"),
+    (["evaluate", "{pred}", "{labels}"], "--bins", "1000000000"),
+    (["evaluate", "{pred}", "{labels}"], "--fine-bins", "200000000"),
+    (["evaluate", "{pred}", "{labels}"], "--ignore-label", str(10**20)),
+    (["compare", "{run}", "{run}"], "--seed", "-1"),
+    (["compare", "{run}", "{run}"], "--bootstrap", "100000000"),
+    (["report", "{run}"], "--seed", "-1"),
+    (["report", "{run}"], "--bootstrap", "100000000"),
+    (["plot", "{run}", "--kind", "dataset"], "--band", "100000000"),
+    (["sweep", "{run}"], "--bins", "5,1000000000"),
+]
+
+
+@pytest.mark.parametrize(("command", "option", "value"), BAD_NUMBERS)
+def test_out_of_range_numbers_are_usage_errors_naming_the_option(demo, small_run, tmp_path,
+                                                                 command, option, value):
+    """Every command checks its numeric options the same way, before reading anything: one
+    usage error naming the option (exit 2), no traceback, nothing written."""
+    args = [a.format(pred=demo.nnunet, labels=demo.labels, run=small_run) for a in command]
+    out = tmp_path / "out"
+    result = runner.invoke(app, [*args, option, value, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert option in result.output and value.split(",")[-1] in result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, ValueError)
+    assert not out.exists()
+
+
+def test_library_run_checks_seed_bootstrap_and_fine_bins_before_any_case(demo, tmp_path):
+    from calibviz.run import UsageError
+
+    for options, name in (({"seed": -1}, "--seed"), ({"n_bootstrap": 10**8}, "--bootstrap"),
+                          ({"fine_bins": 2 * 10**8}, "--fine-bins"),
+                          ({"n_bootstrap": 2.5}, "--bootstrap")):
+        out = tmp_path / name.strip("-")
+        with pytest.raises(UsageError, match=name):
+            run_evaluation(demo.nnunet, demo.labels, out, EvalOptions(), workers=1,
+                           figures=False, **options)
+        assert not out.exists()
+
+
+def test_evaluate_scale_on_float_maps_is_a_usage_error(demo, tmp_path):
+    """--scale that the maps would ignore is refused, never recorded in run.json."""
+    out = tmp_path / "out"
+    result = evaluate(demo.monai, demo.labels, "--out", out, "--scale", "1/255", "--workers", 1,
+                      "--no-figures", "--postfix", "prob")
+    assert result.exit_code == 2, result.output
+    assert "--scale" in result.output and "float32" in result.output
+    assert not out.exists()

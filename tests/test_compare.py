@@ -556,3 +556,72 @@ def test_pooled_curve_band_equals_a_resampling_loop_and_holds_the_curve():
     inside = np.isfinite(curve)
     assert np.all((low[:-1][inside] <= curve[inside] + 1e-12)
                   & (curve[inside] <= high[:-1][inside] + 1e-12))
+
+
+# ------------------------------------------------ settings checked before any resample
+def _few_images(n_bins=5, n_images=4):
+    rng = np.random.default_rng(1)
+    return [bin_image(rng.dirichlet([1, 1, 1], size=50).T.astype(np.float32),
+                      rng.integers(0, 3, size=50), n_bins=n_bins) for _ in range(n_images)]
+
+
+@pytest.mark.parametrize(("settings", "name"), [
+    ({"seed": -1}, "seed"), ({"seed": 2**64}, "seed"), ({"seed": 1.5}, "seed"),
+    ({"n_bootstrap": 10**8}, "n_bootstrap"), ({"n_bootstrap": -1}, "n_bootstrap"),
+    ({"n_bootstrap": float("nan")}, "n_bootstrap"), ({"confidence": 1.0}, "confidence"),
+])
+def test_every_bootstrap_entry_point_names_a_bad_setting(settings, name):
+    from calibviz.bootstrap import (
+        bootstrap_samples,
+        macro_mean_interval,
+        micro_interval,
+        pooled_frequency_band,
+        resample_weights,
+    )
+
+    images = _few_images()
+    values = np.arange(8.0).reshape(4, 2)
+    resampling = {k: v for k, v in settings.items() if k != "confidence"}
+    calls = [lambda: macro_mean_interval(values, **{"n_bootstrap": 10, **settings}),
+             lambda: micro_interval(images, **{"n_bootstrap": 10, **settings}),
+             lambda: pooled_frequency_band(images, **{"n_bootstrap": 10, **settings})]
+    if resampling:
+        calls += [lambda: bootstrap_samples(**{"n_bootstrap": 10, **resampling},
+                                            values=values),
+                  lambda: next(resample_weights(4, **{"n_bootstrap": 10, **resampling}))]
+    for call in calls:
+        with pytest.raises(ValueError, match=name):
+            call()
+
+
+def test_compare_runs_checks_its_settings_before_reading(tmp_path):
+    for settings, name in (({"seed": -1}, "seed"), ({"n_bootstrap": 10**8}, "n_bootstrap")):
+        with pytest.raises(ValueError, match=name):
+            compare_runs(tmp_path / "missing_a", tmp_path / "missing_b", **settings)
+
+
+def test_resamples_that_would_not_fit_in_memory_are_refused_up_front(tmp_path):
+    """Percentiles keep every resample: a band whose resamples outgrow the budget is
+    refused before anything is drawn, naming the count and the memory."""
+    from calibviz import Results
+    from calibviz.bootstrap import SAMPLES_BYTES, check_band, pooled_frequency_band
+    from calibviz.viz import render_figures
+
+    images = _few_images(n_bins=2000)
+    n = SAMPLES_BYTES // (8 * 4 * 2000) + 1  # 3 classes and all pooled, 2000 bins
+    with pytest.raises(ValueError, match="GiB"):
+        check_band(n, 3, 2000)
+    with pytest.raises(ValueError, match=str(n)):
+        pooled_frequency_band(images, n)
+    results = Results(tuple(f"c{i}" for i in range(4)), tuple(images), {})
+    with pytest.raises(ValueError, match="GiB"):
+        render_figures(results, tmp_path / "fig", kind="dataset", band=n)
+    assert not (tmp_path / "fig").exists()
+    check_band(n - 1, 3, 2000)  # just fits
+
+
+def test_band_of_no_resamples_is_nan():
+    from calibviz.bootstrap import pooled_frequency_band
+
+    low, high = pooled_frequency_band(_few_images(), 0)
+    assert low.shape == (4, 5) and np.isnan(low).all() and np.isnan(high).all()

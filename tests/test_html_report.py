@@ -408,3 +408,14 @@ def test_hostile_report_in_chromium(browser, hostile_report):
     check_page(page, log)  # no alert() ran: the dialogs log is empty
     assert HOSTILE[0] in column(page, "case")
     page.close()
+
+
+@pytest.mark.parametrize(("settings", "name"), [
+    ({"seed": -1}, "seed"), ({"n_bootstrap": 10**8}, "n_bootstrap"),
+    ({"confidence": 0.0}, "confidence"),
+])
+def test_report_settings_are_checked_before_reading(tmp_path, settings, name):
+    from calibviz.html import write_report
+
+    with pytest.raises(ValueError, match=name):
+        write_report(tmp_path / "missing", None, **settings)

@@ -200,3 +200,40 @@ def test_one_folder_holds_predictions_and_labels_apart_by_pattern(tmp_path):
     with pytest.raises(ValueError, match="is both a prediction and a label file"):
         discover_cases(data, data, EvalOptions(pattern="*/*.nii.gz",
                                                label_pattern="*/segmentation.nii.gz"))
+
+
+# ------------------------------------------------ --scale where the maps would ignore it
+def _scale_folders(tmp_path, *, dtype, slope=None):
+    rng = np.random.default_rng(0)
+    probs = rng.random(SHAPE)
+    raw = np.round(probs * 255) if np.dtype(dtype).kind in "iu" else probs
+    for case in ("a", "b"):
+        write_nifti(tmp_path / "pred" / f"{case}.nii.gz", raw, dtype=dtype, slope=slope)
+        write_label(tmp_path / "labels" / f"{case}.nii.gz", (probs > 0.5).astype(np.uint8))
+    return tmp_path / "pred", tmp_path / "labels"
+
+
+@pytest.mark.parametrize(("dtype", "slope", "found"), [
+    (np.float32, None, "float32"), (np.float64, None, "float64"),
+    (np.uint8, 1 / 255, "scl_slope"), (np.int16, 1 / 1000, "scl_slope"),
+])
+def test_scale_that_the_maps_would_ignore_is_refused(tmp_path, dtype, slope, found):
+    pred, labels = _scale_folders(tmp_path, dtype=dtype, slope=slope)
+    with pytest.raises(ValueError, match="--scale") as error:
+        discover_cases(pred, labels, EvalOptions(scale="1/255"))
+    assert found in str(error.value) and "a.nii.gz" in str(error.value)
+    assert "leave it out" in str(error.value)
+    discover_cases(pred, labels, EvalOptions())  # without --scale: fine
+
+
+def test_scale_on_unscaled_integer_maps_is_accepted(tmp_path):
+    pred, labels = _scale_folders(tmp_path, dtype=np.uint16)
+    cases, _ = discover_cases(pred, labels, EvalOptions(scale="1/255"))
+    assert [c.case_id for c in cases] == ["a", "b"]
+
+
+def test_scale_does_not_apply_to_array_folders(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, *SHAPE), np.float32))
+    touch_nifti(tmp_path / "labels" / "a.nii.gz")
+    with pytest.raises(ValueError, match="--scale does not apply"):
+        discover_cases(tmp_path, tmp_path / "labels", EvalOptions(scale="1/255", layout="cijk"))

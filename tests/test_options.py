@@ -5,10 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from calibviz import evaluate_folder
-from calibviz.options import EvalOptions, parse_scale
+from calibviz.options import (
+    MAX_BINS,
+    MAX_RESAMPLES,
+    MAX_SEED,
+    EvalOptions,
+    check_confidence,
+    check_label_value,
+    check_n_bins,
+    check_resamples,
+    check_seed,
+    parse_scale,
+)
 
 
 @pytest.mark.parametrize(("options", "name"), [
@@ -45,3 +57,51 @@ def test_importing_calibviz_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["calibviz.binning", "True"]  # nothing heavy until the kernels are used
+
+
+# ------------------------------------------------ numeric options that reach numpy
+@pytest.mark.parametrize(("options", "name"), [
+    ({"n_bins": 10**9}, "n_bins"), ({"n_bins": 100_001}, "n_bins"),
+    ({"ignore_label": 10**20}, "ignore_label"), ({"ignore_label": 2.5}, "ignore_label"),
+    ({"ignore_label": True}, "ignore_label"), ({"classes": "a=1,b=99999999999"}, "label value"),
+    ({"regions": "WT=1,-10000001"}, "label value"),
+])
+def test_out_of_range_numbers_are_refused_when_options_are_built(options, name):
+    with pytest.raises(ValueError, match=name):
+        EvalOptions(**options)
+
+
+@pytest.mark.parametrize(("check", "value", "name"), [
+    (check_seed, -1, "seed"), (check_seed, MAX_SEED + 1, "seed"), (check_seed, True, "seed"),
+    (check_seed, 1.5, "seed"), (check_seed, "0", "seed"),
+    (check_resamples, -1, "n_bootstrap"), (check_resamples, MAX_RESAMPLES + 1, "n_bootstrap"),
+    (check_resamples, 2.5, "n_bootstrap"), (check_resamples, float("nan"), "n_bootstrap"),
+    (check_resamples, "10", "n_bootstrap"),
+    (check_confidence, 0, "confidence"), (check_confidence, 1, "confidence"),
+    (check_confidence, float("nan"), "confidence"), (check_confidence, "high", "confidence"),
+    (check_n_bins, MAX_BINS + 1, "n_bins"), (check_label_value, 10**20, "ignore_label"),
+])
+def test_numeric_checks_name_the_option(check, value, name):
+    with pytest.raises(ValueError, match=name):
+        check(value)
+
+
+def test_numeric_checks_accept_the_edges_as_numbers():
+    assert check_seed(None) is None and check_seed(np.int64(7)) == 7
+    assert check_seed(MAX_SEED) == MAX_SEED and check_seed(0) == 0
+    assert check_resamples(2000.0) == 2000 and check_resamples(0) == 0
+    assert check_resamples(MAX_RESAMPLES) == MAX_RESAMPLES
+    assert check_confidence(0.95) == 0.95
+    assert check_n_bins(MAX_BINS) == MAX_BINS and check_n_bins(np.int32(5)) == 5
+    assert EvalOptions(ignore_label=255.0).ignore_label == 255
+    assert EvalOptions(ignore_label=np.int16(-1)).ignore_label == -1
+
+
+def test_the_bin_cap_matches_the_kernels_memory():
+    """The kernel's bin arrays per class (slots × copies × 5 sums × float64) at the cap stay
+    about 1 GiB, as :data:`MAX_BINS` says."""
+    from calibviz.binning import _COPIES, N_SLOTS
+
+    per_bin = N_SLOTS * _COPIES * 5 * 8
+    assert per_bin == 10 * 2**10
+    assert per_bin * MAX_BINS <= 2**30

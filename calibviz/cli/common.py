@@ -32,3 +32,22 @@ def fail(message: str, code: int = 2) -> None:
     """Print ``error: message`` on stderr (one line) and exit with ``code``."""
     typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(code)
+
+
+def checked(check):
+    """A Typer option callback running ``check(value, name)`` from :mod:`calibviz.options`
+    (None passes): its ``ValueError`` becomes a usage error naming the option (exit 2,
+    before the command runs), e.g. ``Invalid value for '--seed': must be from 0 to …``."""
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value):
+        if value is None or ctx.resilient_parsing:
+            return value
+        name = param.opts[0]
+        try:
+            return check(value, name)
+        except ValueError as error:
+            message = str(error)
+            message = message[len(name):].lstrip(" :") if message.startswith(name) else message
+            raise typer.BadParameter(message, ctx=ctx, param=param) from None
+
+    return callback

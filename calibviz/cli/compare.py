@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from ..options import check_resamples, check_seed
 from ..viz.presets import FORMATS
-from .common import choices, describe, fail, printable
+from .common import checked, choices, describe, fail, printable
 
 ImageFormat = choices("ImageFormat", tuple(FORMATS))
 #: The metrics of the terminal table, in order.
@@ -26,9 +27,11 @@ def compare(
                                               "first (default: the folder names).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for comparison.csv and the "
                                              "figure (default: print only).")] = None,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples of the paired "
-                                           "images for the intervals.")] = 10000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    bootstrap: Annotated[int, typer.Option(
+        callback=checked(check_resamples), help="Bootstrap resamples of the paired images "
+        "for the intervals.")] = 10000,
+    seed: Annotated[int, typer.Option(callback=checked(check_seed),
+                                      help="Seed of the bootstrap.")] = 0,
     format: Annotated[ImageFormat, typer.Option("--format", help="Image format of the "
                                                 "figure.")] = "png",
     figures: Annotated[bool, typer.Option(help="Draw the comparison figure.")] = True,

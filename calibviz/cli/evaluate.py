@@ -15,10 +15,16 @@ from ..options import (
     CSV_STYLES,
     DICE_RULES,
     INPUT_FORMATS,
+    MAX_BINS,
+    MAX_RESAMPLES,
     REGION_PRESETS,
+    check_label_value,
+    check_n_bins,
+    check_resamples,
+    check_seed,
 )
 from ..viz.presets import FORMATS
-from .common import choices, fail
+from .common import checked, choices, fail
 
 Closure = choices("Closure", CLOSURES)
 Binning = choices("Binning", BINNINGS)
@@ -42,9 +48,9 @@ HELP = {
     "pred_dir": "Folder of probability maps (nnU-Net, MONAI, NIfTI, .npy/.npz).",
     "label_dir": "Folder of ground-truth label NIfTIs.",
     "out": "Output folder.",
-    "bins": "Number of equal-width bins.",
-    "fine_bins": "Also keep statistics at this finer resolution (a multiple of --bins) in "
-                 "stats_fine.npz, for calibviz sweep.",
+    "bins": f"Number of equal-width bins (at most {MAX_BINS}).",
+    "fine_bins": "Also keep statistics at this finer resolution (a multiple of --bins, at most "
+                 f"{MAX_BINS}) in stats_fine.npz, for calibviz sweep.",
     "closure": "Bin closure: right (e_k < p <= e_k+1, as the paper) or left.",
     "binning": "Hard bins or the paper's soft (linearly split) bins.",
     "input_format": "What PRED_DIR holds; auto detects it.",
@@ -75,8 +81,8 @@ HELP = {
     "top_label": "Softmax maps: add a top-label row (confidence the largest probability, "
                  "outcome argmax == label), as classification papers report.",
     "bootstrap": "Bootstrap resamples of the images for the intervals in summary.csv "
-                 "(0: none).",
-    "seed": "Seed of the bootstrap.",
+                 f"(0: none; at most {MAX_RESAMPLES}).",
+    "seed": "Seed of the bootstrap (an integer >= 0).",
     "workers": "Parallel worker processes (default: one per two cores, each evaluating "
                "two cases at a time, when the run is long enough to share).",
     "scheduler": "Evaluate on a Dask cluster: tcp://host:8786, or local:N (N worker "
@@ -102,8 +108,8 @@ def evaluate(
     pred_dir: Annotated[Path, typer.Argument(help=HELP["pred_dir"])],
     label_dir: Annotated[Path, typer.Argument(help=HELP["label_dir"])],
     out: Annotated[Path, _opt("out")] = Path("calibviz-results"),
-    bins: Annotated[int, _opt("bins", min=1)] = 20,
-    fine_bins: Annotated[int | None, _opt("fine_bins", min=1)] = None,
+    bins: Annotated[int, _opt("bins", callback=checked(check_n_bins))] = 20,
+    fine_bins: Annotated[int | None, _opt("fine_bins", callback=checked(check_n_bins))] = None,
     closure: Annotated[Closure, _opt("closure")] = "right",
     binning: Annotated[Binning, _opt("binning")] = "hard",
     input_format: Annotated[InputFormat, _opt("input_format")] = "auto",
@@ -115,7 +121,8 @@ def evaluate(
         show_default=False)] = None,
     absent: Annotated[Absent, _opt("absent")] = "include",
     mask_dir: Annotated[Path | None, _opt("mask_dir")] = None,
-    ignore_label: Annotated[int | None, _opt("ignore_label")] = None,
+    ignore_label: Annotated[int | None, _opt("ignore_label",
+                                             callback=checked(check_label_value))] = None,
     layout: Annotated[str | None, _opt("layout")] = None,
     npz_key: Annotated[str | None, _opt("npz_key")] = None,
     class_pattern: Annotated[str | None, _opt("class_pattern")] = None,
@@ -128,8 +135,8 @@ def evaluate(
     activation: Annotated[Activation | None, _opt("activation")] = None,
     roi: Annotated[str | None, _opt("roi")] = None,
     top_label: Annotated[bool, _opt("top_label")] = False,
-    bootstrap: Annotated[int, _opt("bootstrap", min=0)] = 10000,
-    seed: Annotated[int, _opt("seed")] = 0,
+    bootstrap: Annotated[int, _opt("bootstrap", callback=checked(check_resamples))] = 10000,
+    seed: Annotated[int, _opt("seed", callback=checked(check_seed))] = 0,
     workers: Annotated[int | None, _opt("workers", min=1)] = None,
     scheduler: Annotated[str | None, _opt("scheduler")] = None,
     resume: Annotated[bool, _opt("resume")] = False,

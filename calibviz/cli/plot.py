@@ -14,8 +14,9 @@ from typing import Annotated
 
 import typer
 
+from ..options import check_resamples
 from ..viz.presets import FORMATS, NORMS, SIZE_PRESETS
-from .common import choices, describe, fail
+from .common import checked, choices, describe, fail
 
 #: Limits of the numeric options: font size in points, resolution, pixels per side.
 FONT_SIZE_MAX = 72.0
@@ -63,8 +64,8 @@ def plot(
     gamma: Annotated[float, typer.Option(
         "--gamma", help="Exponent of the power norm.")] = 0.35,
     band: Annotated[int, typer.Option(
-        "--band", min=0, help="Draw the pooled curve's 95 % image-bootstrap band from this "
-        "many resamples (0: none).")] = 0,
+        "--band", callback=checked(check_resamples), help="Draw the pooled curve's 95 % "
+        "image-bootstrap band from this many resamples (0: none).")] = 0,
     cmap: Annotated[str, typer.Option(
         "--cmap", help="Matplotlib colour map of the dataset histogram.")] = "YlOrRd",
     font_size: Annotated[float | None, typer.Option(

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .common import describe, fail
+from ..options import check_resamples, check_seed
+from .common import checked, describe, fail
 
 REPORT_EXAMPLE = """
 Example: calibviz report results/ --compare results_monai/ --out audit.html
@@ -30,8 +31,10 @@ def report(
     worst: Annotated[int, typer.Option(
         min=0, help="Highlight and draw this many worst cases (by mean ACE).")] = 8,
     bootstrap: Annotated[int, typer.Option(
-        min=0, help="Bootstrap resamples for the intervals.")] = 10000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+        callback=checked(check_resamples), help="Bootstrap resamples for the intervals.")]
+    = 10000,
+    seed: Annotated[int, typer.Option(
+        callback=checked(check_seed), help="Seed of the bootstrap resamples.")] = 0,
     open_: Annotated[bool, typer.Option(
         "--open", help="Open the report in the default web browser.")] = False,
 ) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ..options import ABSENT_POLICIES
+from ..options import ABSENT_POLICIES, check_n_bins
 from ..sweep import DEFAULT_SWEEP_BINS
 from ..viz.presets import FORMATS
 from .common import choices, describe, fail
@@ -33,6 +33,8 @@ def parse_bins(text: str) -> list[int]:
                          ) from None
     if not values or min(values) < 1:
         raise ValueError(f"--bins: expected comma-separated positive integers, got {text!r}")
+    for value in values:
+        check_n_bins(value, "--bins")
     return list(dict.fromkeys(values))
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..bootstrap import check_settings
 from ..results import Results
 from . import context
 
@@ -140,6 +141,7 @@ def render_report(results_dir: str | os.PathLike, *, compare: Sequence = (),
 
     if worst < 0:
         raise ValueError(f"--worst must be at least 0, got {worst}")
+    check_settings(n_bootstrap, confidence, seed)
     folder, results = load_run_folder(results_dir)
     comparison = comparison_section(folder, compare, n_bootstrap=n_bootstrap, seed=seed,
                                     confidence=confidence)  # its input errors first

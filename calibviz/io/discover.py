@@ -13,7 +13,7 @@ from pathlib import Path
 from ..options import EvalOptions, parse_classes
 from .classes import read_dataset_json
 from .files import Listing, check_pattern, check_readable, list_folder
-from .sniff import check_not_label_maps, check_not_swapped
+from .sniff import check_not_label_maps, check_not_swapped, check_scale_applies
 from .types import Case, LabelSpec, Problem
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -167,6 +167,10 @@ def _check_options_fit(fmt: str, pred_dir: Path, options: EvalOptions) -> None:
                if fmt.startswith("nnunet") else "it holds no generic .npz arrays")
         raise ValueError(f"--npz-key {options.npz_key!r} does not apply to {pred_dir} (format "
                          f"{fmt}): {why}; leave it out")
+    if options.scale is not None and fmt not in ("nifti", "per-class-files"):
+        raise ValueError(f"--scale does not apply to {pred_dir} (format "
+                         f"{fmt}: its arrays are read as stored; --scale applies only to "
+                         "integer-stored NIfTI maps without scl_slope); leave it out")
     if options.layout is not None and fmt != "npy":
         raise ValueError(f"--layout {options.layout!r} does not apply to {pred_dir} (format "
                          f"{fmt}: its axis order is known from the file); leave it out")
@@ -337,6 +341,7 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
                                 "run wrote into this folder)", "warning"))
     _report_unused(label_listing.unused, "label", label_dir, problems)
     cases = _pair(folder, preds, labels, masks, options, (pred_dir, label_dir), problems)
+    check_scale_applies(cases, options)
     return cases, problems
 
 

@@ -143,3 +143,31 @@ def check_not_label_maps(pred_dir: Path, fmt: str, pred_files, options) -> None:
         f"single-channel {dtype} map without scaling holding the integers {values}"
         + (f" (and so is {Path(pred_files[-1]).name})" if len(pred_files) > 1 else "")
         + f"; give the folder of probability maps (e.g. nnU-Net --save_probabilities){hint}")
+
+
+def check_scale_applies(cases, options) -> None:
+    """Raise ``ValueError`` when ``scale`` is given but the first prediction file would ignore
+    it: it is stored as floats, or as integers with their own ``scl_slope``/``scl_inter``
+    (which nibabel applies). Said before any case runs, so that ``run.json`` never records a
+    scale that was not applied."""
+    if options.scale is None:
+        return
+    for case in cases:
+        first = case.prediction[0] if isinstance(case.prediction, tuple) else case.prediction
+        img = _header(Path(first))
+        if img is None:
+            continue  # its case reports why it cannot be read
+        dtype = img.header.get_data_dtype()
+        proxy = img.dataobj
+        slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+        scaled = any(v is not None and np.isfinite(v) and v != default
+                     for v, default in ((slope, 1.0), (inter, 0.0)))
+        applies = ("--scale applies only to integer-stored probability maps without their own "
+                   "scl_slope")
+        if dtype.kind == "f":
+            raise ValueError(f"{applies}; {first} is stored as {dtype}: leave it out")
+        if dtype.kind in "iu" and scaled:
+            raise ValueError(f"{applies}; {first} is stored as {dtype} with scl_slope "
+                             f"{float(slope):g} and scl_inter {float(inter):g}, which are "
+                             "applied: leave it out")
+        return

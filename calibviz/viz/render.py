@@ -155,6 +155,12 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
     check_norm(style.get("norm", "power"), style.get("gamma", 0.35))
     if classes is not None:
         classes = resolve_classes(results.stats[0], classes)
+    if style.get("band") and kind in ("both", "dataset"):  # every resample is kept
+        from ..bootstrap import check_band
+
+        first = results.stats[0]
+        check_band(style["band"], first.n_classes if classes is None else len(classes),
+                   first.n_bins)
     out_dir = Path(out_dir)
     dataset_style = {k: v for k, v in style.items() if k in _DATASET_STYLE}
     case_style = {k: v for k, v in style.items() if k not in _DATASET_STYLE}
