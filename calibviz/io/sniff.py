@@ -71,10 +71,16 @@ def _single_channel_unscaled(img) -> bool:
     shape = tuple(img.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    slope, inter = img.header.get_slope_inter()
-    scaled = (slope is not None and np.isfinite(slope) and slope != 1) or \
-        (inter is not None and np.isfinite(inter) and inter != 0)
-    return len(shape) == 3 and not scaled
+    return len(shape) == 3 and not _scaled(img)
+
+
+def _scaled(img) -> bool:
+    """Whether nibabel scales the stored values of ``img`` (its ``scl_slope``/``scl_inter``:
+    a loaded image keeps them on its data proxy, its header's are NaN)."""
+    proxy = img.dataobj
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    return any(v is not None and np.isfinite(v) and v != default
+               for v, default in ((slope, 1.0), (inter, 0.0)))
 
 
 def _first_sample(path: Path, fmt: str, layout: str | None):
@@ -110,8 +116,7 @@ def _label_values(path: Path, fmt: str, layout: str | None):
     if found is None:
         return None
     dtype, sample = found
-    if dtype.kind == "f" and not (np.isfinite(sample).all()
-                                  and np.array_equal(sample, np.round(sample))):
+    if not (np.isfinite(sample).all() and np.array_equal(sample, np.round(sample))):
         return None
     values = np.unique(sample)
     if not 2 <= values.size <= LABEL_LIKE_VALUES or values.min() < 0:  # all 0: no evidence
@@ -158,10 +163,8 @@ def check_scale_applies(cases, options) -> None:
         if img is None:
             continue  # its case reports why it cannot be read
         dtype = img.header.get_data_dtype()
-        proxy = img.dataobj
-        slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
-        scaled = any(v is not None and np.isfinite(v) and v != default
-                     for v, default in ((slope, 1.0), (inter, 0.0)))
+        slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+        scaled = _scaled(img)
         applies = ("--scale applies only to integer-stored probability maps without their own "
                    "scl_slope")
         if dtype.kind == "f":
