@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import archive
+from .archive import DamagedArchive
 from .results import Results
 from .stats import SUM_FIELDS, BinStats
 
@@ -82,14 +84,14 @@ def _pack(results: Results) -> bytes:
 
 def _unpack(arrays: dict[str, np.ndarray], path: Path) -> Results:
     """The archive's :class:`Results`, refusing anything it cannot vouch for: an unknown
-    format version, missing fields, a case list that does not match the statistics, NaN or
-    negative counts. Raises ``ValueError`` naming the file and what is wrong."""
+    format version, missing fields, or content no evaluation can produce (see
+    :mod:`calibviz.archive`). Raises ``ValueError`` naming the file and what is wrong."""
     try:
         return _checked_results(arrays, path)
     except (KeyError, IndexError, TypeError, ValueError, json.JSONDecodeError) as error:
         if str(error).startswith(str(path)):
             raise
-        raise ValueError(f"{path} is not a usable calibviz stats.npz: {error}") from None
+        raise DamagedArchive(path, str(error)) from None
 
 
 def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
@@ -97,29 +99,33 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
 
     if "format_version" not in arrays or "cases" not in arrays:
         raise ValueError(f"{path} is not a calibviz stats.npz (no case list inside)")
-    version = int(arrays["format_version"])
+    version = archive.integer_scalar(arrays, "format_version", path)
     if version != FORMAT_VERSION:
         raise ValueError(f"{path} has format version {version}; this calibviz reads version "
                          f"{FORMAT_VERSION} (written by another calibviz version?)")
-    cases = tuple(str(c) for c in np.atleast_1d(arrays["cases"]).tolist())
-    options = json.loads(str(arrays["options_json"])) if "options_json" in arrays else {}
+    cases = archive.text_list(arrays, "cases", path, unique=True)
+    options = {}
+    if "options_json" in arrays:
+        options = archive.json_field(arrays, "options_json", path, dict)
+        archive.check_options(options, path)
     problems = ()
     if "problems_json" in arrays:
-        problems = tuple(Problem(**p) for p in json.loads(str(arrays["problems_json"])))
-    skipped = tuple(str(c) for c in np.atleast_1d(arrays.get("skipped", [])).tolist())
+        records = archive.json_field(arrays, "problems_json", path, list)
+        problems = tuple(Problem(**p) for p in archive.check_problems(records, path))
+    skipped = ()
+    if "skipped" in arrays:
+        skipped = archive.text_list(arrays, "skipped", path, unique=False)
     if not cases:
         return Results((), (), options, problems, skipped)
     missing = [f for f in SUM_FIELDS if f"stats_{f}" not in arrays and f != "n_clipped"]
+    missing += [f for f in ("edges", "class_names", "closure", "binning", "empty_weight",
+                            "n_images") if f"stats_{f}" not in arrays]
     if missing:
         raise ValueError(f"{path} lacks the statistics {', '.join(missing)}")
-    n_stats = len(arrays["stats_count"])
-    if n_stats != len(cases) or len(arrays["stats_n_images"]) != len(cases):
+    n_stats = len(np.atleast_1d(arrays["stats_count"]))
+    if n_stats != len(cases):
         raise ValueError(f"{path} lists {len(cases)} cases but holds statistics of {n_stats}")
-    for name in SUM_FIELDS:
-        values = arrays.get(f"stats_{name}")
-        if values is not None and not (np.isfinite(values).all() and (
-                name not in ("count", "tp", "fp", "fn", "tn", "n_clipped") or values.min() >= 0)):
-            raise ValueError(f"{path} holds NaN or negative values in {name}: damaged")
+    archive.check_statistics(arrays, path, len(cases))
     stats = []
     for index in range(len(cases)):
         fields = {}
@@ -130,8 +136,22 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
             fields[name] = value[index] if name in SUM_FIELDS else value
         fields["n_images"] = arrays["stats_n_images"][index]
         stats.append(BinStats.from_arrays(fields))
+    _check_options_match(options, stats[0], path)
     return Results(cases=cases, stats=tuple(stats), options=options, problems=problems,
                    skipped=skipped)
+
+
+def _check_options_match(options: dict, stats: BinStats, path: Path) -> None:
+    """The options a run records describe its statistics (bins, closure, binning)."""
+    recorded = {"n_bins": stats.n_bins, "closure": stats.closure, "binning": stats.binning}
+    for key, value in recorded.items():
+        if options.get(key) is not None and options[key] != value:
+            raise DamagedArchive(path, f"options_json says {key} {options[key]!r} but the "
+                                       f"statistics have {value!r}")
+    fine = options.get("fine_bins")
+    if fine is not None and fine % stats.n_bins:
+        raise DamagedArchive(path, f"options_json says fine_bins {fine}, not a multiple of "
+                                   f"the statistics' {stats.n_bins} bins")
 
 
 def save_results(path: str | os.PathLike, results: Results) -> Path:
