@@ -150,10 +150,11 @@ def check_options(options: dict, path: Path) -> None:
                                        "expected a list of label values")
 
 
-def check_statistics(arrays: dict, path: Path, n_cases: int) -> None:
-    """The ``stats_*`` fields of ``n_cases`` images: shapes, types and the bounds every
+def check_statistics(arrays: dict, path: Path, cases: tuple[str, ...]) -> None:
+    """The ``stats_*`` fields of the images ``cases``: shapes, types and the bounds every
     real statistic obeys (see the module text)."""
     names = text_list(arrays, "stats_class_names", path, unique=True)
+    n_cases = len(cases)
     text_scalar(arrays, "stats_closure", path, CLOSURES)
     binning = text_scalar(arrays, "stats_binning", path, BINNINGS)
     weight = np.asarray(arrays["stats_empty_weight"])
@@ -194,7 +195,8 @@ def check_statistics(arrays: dict, path: Path, n_cases: int) -> None:
         if not np.isfinite(value).all():
             raise DamagedArchive(path, f"{key} holds NaN or infinite values")
         if value.size and value.min() < 0:
-            raise DamagedArchive(path, f"{key} holds negative values (e.g. {value.min()!r})")
+            raise DamagedArchive(path, f"{key} holds negative values (e.g. "
+                                       f"{value.min().item():.6g})")
         integral = name in COUNTS or (name == "count" and binning == "hard")
         if integral and not (np.mod(value, 1) == 0).all():
             raise DamagedArchive(path, f"{key} holds non-integer counts (e.g. "
@@ -205,7 +207,7 @@ def check_statistics(arrays: dict, path: Path, n_cases: int) -> None:
         if (excess > 0).any():
             case, row, k = np.unravel_index(int(np.argmax(excess)), excess.shape)
             raise DamagedArchive(
-                path, f"stats_{smaller} exceeds stats_{larger} (case {case + 1}, class "
-                      f"{names[row]!r}, bin {k + 1}: {values[smaller][case, row, k]!r} > "
-                      f"{values[larger][case, row, k]!r}), which no probabilities in [0, 1] "
-                      "can give")
+                path, f"stats_{smaller} exceeds stats_{larger} (case {cases[case]!r}, class "
+                      f"{names[row]!r}, bin {k + 1}: {values[smaller][case, row, k]:.6g} > "
+                      f"{values[larger][case, row, k]:.6g}), which no probabilities in "
+                      "[0, 1] can give")

@@ -125,7 +125,7 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
     n_stats = len(np.atleast_1d(arrays["stats_count"]))
     if n_stats != len(cases):
         raise ValueError(f"{path} lists {len(cases)} cases but holds statistics of {n_stats}")
-    archive.check_statistics(arrays, path, len(cases))
+    archive.check_statistics(arrays, path, cases)
     stats = []
     for index in range(len(cases)):
         fields = {}
@@ -173,6 +173,29 @@ def load_results(path: str | os.PathLike) -> Results:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable calibviz stats.npz: {error}") from None
     return _unpack(arrays, path)
+
+
+def load_finest_results(run: str | os.PathLike) -> Results:
+    """The finest statistics of a run (a folder, or its ``stats.npz``): its
+    ``stats_fine.npz`` when it kept one, else its ``stats.npz``. The run's ``stats.npz`` is
+    always read, and a ``stats_fine.npz`` that is not that run's (other cases, classes,
+    options, or sums that do not add up to it) is refused. ``ValueError``, one line."""
+    from .sweep import fine_mismatch
+
+    run = Path(run)
+    folder = run if run.is_dir() else run.parent
+    main = folder / STATS_FILE if run.is_dir() or run.name == FINE_STATS_FILE else run
+    results = load_results(folder if main == folder / STATS_FILE else main)
+    fine_path = folder / FINE_STATS_FILE
+    if not fine_path.exists():
+        return results
+    fine = load_results(fine_path)
+    problem = fine_mismatch(fine, results)
+    if problem:
+        raise ValueError(f"{fine_path} is not the fine statistics of the run in {main}: "
+                         f"{problem}; remove it (then {main.name}'s own bins are used) or "
+                         "evaluate again with --fine-bins")
+    return fine
 
 
 # ------------------------------------------------------------------ the output folder
