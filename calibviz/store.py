@@ -171,8 +171,23 @@ def load_results(path: str | os.PathLike) -> Results:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a readable calibviz stats.npz: {error}") from None
+        raise ValueError(f"{path} is not a readable calibviz stats.npz: "
+                         f"{_unreadable(error)}") from None
     return _unpack(arrays, path)
+
+
+def _unreadable(error: Exception) -> str:
+    """What is wrong with an archive NumPy could not open, in the user's terms."""
+    text = str(error)
+    if "pickle" in text or "Object arrays" in text:
+        return "it holds pickled Python objects, which calibviz never writes and never loads"
+    if isinstance(error, EOFError) or "No data left" in text:
+        return "the file is empty"
+    if isinstance(error, zipfile.BadZipFile):
+        return f"not a complete zip archive (truncated, or another kind of file: {text})"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text
 
 
 def load_finest_results(run: str | os.PathLike) -> Results:

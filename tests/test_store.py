@@ -211,3 +211,28 @@ def test_soft_binned_archives_keep_fractional_weights(tmp_path):
     np.savez(tmp_path / "stats.npz", **arrays)
     with pytest.raises(ValueError, match="stats_sum_p exceeds stats_count"):
         load_results(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_edges_rounded_to_the_input_precision_still_load(tmp_path, dtype):
+    arrays = _saved_arrays(tmp_path)  # earlier versions stored edges so
+    arrays["stats_edges"] = arrays["stats_edges"].astype(dtype).astype(np.float64)
+    np.savez(tmp_path / "stats.npz", **arrays)
+    again = load_results(tmp_path)
+    np.testing.assert_array_equal(again.edges, np.arange(11) / 10)
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p: p.write_bytes(b""), "the file is empty"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.array([{"a": 1}], dtype=object))
+     or p.with_suffix(".npy").rename(p), "pickled Python objects"),
+    (lambda p: np.savez(p, cases=np.array(["a"], dtype=object)), "pickled Python objects"),
+    (lambda p: p.write_bytes(b"PK\x03\x04truncated"), "not a complete zip archive"),
+])
+def test_unreadable_archives_say_why_in_the_users_terms(tmp_path, make, reason):
+    make(tmp_path / "stats.npz")
+    with pytest.raises(ValueError) as caught:
+        load_results(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'stats.npz'} is not a readable calibviz stats.npz")
+    assert reason in message and "allow_pickle" not in message
