@@ -41,7 +41,7 @@ def sweep(
                                         "ideally with --fine-bins 600).")],
     bins: Annotated[str | None, typer.Option(
         "--bins", help="Comma-separated bin counts, each dividing the run's bin count "
-        f"[default: those of {','.join(map(str, DEFAULT_SWEEP_BINS))} that divide it]",
+        f"(default: those of {','.join(map(str, DEFAULT_SWEEP_BINS))} that divide it).",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output folder (default: sweep/ beside the stats.npz).")] = None,
