@@ -152,11 +152,37 @@ def check_options(options: dict, path: Path) -> None:
                                        "expected a list of label values")
 
 
+def _bin_count(arrays: dict, path: Path) -> int:
+    """The number of bins most fields agree on (edges count one more); a field that
+    disagrees with it is the damaged one."""
+    found = {f"stats_{n}": np.shape(arrays[f"stats_{n}"])[-1:] for n in BINNED}
+    found = {key: shape[0] for key, shape in found.items() if shape}
+    edges = np.shape(arrays["stats_edges"])
+    if len(edges) == 1:
+        found["stats_edges"] = edges[0] - 1
+    values = list(found.values())
+    n_bins = max(values, key=values.count) if values else 0
+    if n_bins < 1:
+        raise DamagedArchive(path, "the statistics hold no bin")
+    odd = [key for key, value in found.items() if value != n_bins]
+    if odd or len(edges) != 1:
+        key = odd[0] if odd else "stats_edges"
+        expected = f"{n_bins + 1} edges" if key == "stats_edges" else f"{n_bins} bins"
+        raise DamagedArchive(path, f"{key} has shape {np.shape(arrays[key])}; the other "
+                                   f"fields hold {n_bins} bins, so {expected} were expected")
+    return n_bins
+
+
 def check_statistics(arrays: dict, path: Path, cases: tuple[str, ...]) -> None:
     """The ``stats_*`` fields of the images ``cases``: shapes, types and the bounds every
     real statistic obeys (see the module text)."""
     names = text_list(arrays, "stats_class_names", path, unique=True)
     n_cases = len(cases)
+    rows = [np.shape(arrays[f"stats_{n}"])[1] for n in SUM_FIELDS
+            if f"stats_{n}" in arrays and np.ndim(arrays[f"stats_{n}"]) >= 2]
+    if rows and len(names) not in rows and len(set(rows)) == 1:
+        raise DamagedArchive(path, f"stats_class_names lists {len(names)} classes; the "
+                                   f"statistics hold {rows[0]}")
     text_scalar(arrays, "stats_closure", path, CLOSURES)
     binning = text_scalar(arrays, "stats_binning", path, BINNINGS)
     weight = np.asarray(arrays["stats_empty_weight"])
@@ -174,11 +200,10 @@ def check_statistics(arrays: dict, path: Path, cases: tuple[str, ...]) -> None:
     if count.ndim != 3 or count.shape[:2] != (n_cases, len(names)) or count.shape[2] < 1:
         raise DamagedArchive(path, f"stats_count has shape {count.shape}; expected ({n_cases}"
                                    f" cases, {len(names)} classes, bins)")
-    n_bins = count.shape[2]
+    n_bins = _bin_count(arrays, path)
     edges = np.asarray(arrays["stats_edges"])
-    if edges.shape != (n_bins + 1,) or edges.dtype.kind not in "iuf":
-        raise DamagedArchive(path, f"stats_edges has shape {edges.shape} (dtype {edges.dtype})"
-                                   f"; expected {n_bins + 1} edges for {n_bins} bins")
+    if edges.dtype.kind not in "iuf":
+        raise DamagedArchive(path, f"stats_edges holds {edges.dtype} values, not numbers")
     if not np.isfinite(edges).all() or not (np.diff(edges) > 0).all():
         raise DamagedArchive(path, "stats_edges are not strictly increasing")
     # k/B, as written now, or rounded to the input's precision (float16 at worst), as

@@ -159,7 +159,15 @@ def _swap_edges(arrays):
     (_set("stats_class_names", np.array(["x", "x", "y"])), "stats_class_names lists 'x'"),
     (_set("stats_closure", np.array("middle")), "stats_closure is 'middle'"),
     (_set("stats_binning", np.array("fuzzy")), "stats_binning is 'fuzzy'"),
-    (_set("stats_count", lambda a: a["stats_count"][:, :, :5]), "has shape"),
+    (_set("stats_count", lambda a: a["stats_count"][:, :, :5]),
+     "stats_count has shape (3, 3, 5); the other fields hold 10 bins"),
+    (_set("stats_sum_py", lambda a: a["stats_sum_py"][:, :, :5]),
+     "stats_sum_py has shape (3, 3, 5); the other fields hold 10 bins"),
+    (_set("stats_edges", np.linspace(0, 1, 8)), "stats_edges has shape (8,); the other fields "
+                                                "hold 10 bins, so 11 edges were expected"),
+    (_set("stats_class_names", np.array(["x"])), "stats_class_names lists 1 classes; the "
+                                                 "statistics hold 3"),
+    (_set("stats_tp", lambda a: a["stats_tp"][:, :2]), "stats_tp has shape (3, 2)"),
     (_set("format_version", np.array("one")), "format_version is not an integer"),
     (_set("options_json", np.array("[1, 2]")), "options_json is not a JSON object"),
     (_set("options_json", np.array("{garbage")), "options_json is not valid JSON"),
