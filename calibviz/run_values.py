@@ -166,6 +166,22 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable CSV ({error})") from None
 
 
+def _numeric(table: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
+    """float64 ``[rows, len(columns)]`` of those columns; empty cells are NaN. ``ValueError``
+    naming the file, column, line and value for the first cell that is not a number."""
+    out = np.empty((len(table), len(columns)))
+    for j, column in enumerate(columns):
+        raw = table[column]
+        numbers = pd.to_numeric(raw, errors="coerce")
+        bad = numbers.isna() & raw.notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{path}: column {column!r} holds {str(raw.iloc[row])[:40]!r} on "
+                             f"line {row + 2}; expected a number")
+        out[:, j] = numbers.to_numpy(np.float64)
+    return out
+
+
 def _load_per_image_csv(folder: Path, name: str) -> RunValues:
     path = folder / "per_image.csv"
     table = _read_csv(path)
@@ -180,6 +196,7 @@ def _load_per_image_csv(folder: Path, name: str) -> RunValues:
         raise ValueError(f"{path}: a case and class appear more than once")
     cases = tuple(pd.unique(table["case"]))
     classes = tuple(pd.unique(table["class"]))
+    table[metrics] = _numeric(table, metrics, path)
     values = {}
     for metric in metrics:
         wide = table.pivot(index="case", columns="class", values=metric)
@@ -206,10 +223,7 @@ def _read_reference_file(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     duplicated = sorted({c for c in cases if cases.count(c) > 1})
     if duplicated:
         raise ValueError(f"{path}: case(s) listed more than once: {', '.join(duplicated[:5])}")
-    try:
-        values = table[[*classes, CLASS_MEAN]].apply(pd.to_numeric).to_numpy(np.float64)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: non-numeric value ({error})") from None
+    values = _numeric(table, [*classes, CLASS_MEAN], path)
     return cases, classes, values
 
 

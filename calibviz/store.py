@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import archive
+from .archive import DamagedArchive
 from .results import Results
 from .stats import SUM_FIELDS, BinStats
 
@@ -92,14 +94,14 @@ def _pack(results: Results) -> bytes:
 
 def _unpack(arrays: dict[str, np.ndarray], path: Path) -> Results:
     """The archive's :class:`Results`, refusing anything it cannot vouch for: an unknown
-    format version, missing fields, a case list that does not match the statistics, NaN or
-    negative counts. Raises ``ValueError`` naming the file and what is wrong."""
+    format version, missing fields, or content no evaluation can produce (see
+    :mod:`calibviz.archive`). Raises ``ValueError`` naming the file and what is wrong."""
     try:
         return _checked_results(arrays, path)
     except (KeyError, IndexError, TypeError, ValueError, json.JSONDecodeError) as error:
         if str(error).startswith(str(path)):
             raise
-        raise ValueError(f"{path} is not a usable calibviz stats.npz: {error}") from None
+        raise DamagedArchive(path, str(error)) from None
 
 
 def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
@@ -107,29 +109,33 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
 
     if "format_version" not in arrays or "cases" not in arrays:
         raise ValueError(f"{path} is not a calibviz stats.npz (no case list inside)")
-    version = int(arrays["format_version"])
+    version = archive.integer_scalar(arrays, "format_version", path)
     if version != FORMAT_VERSION:
         raise ValueError(f"{path} has format version {version}; this calibviz reads version "
                          f"{FORMAT_VERSION} (written by another calibviz version?)")
-    cases = tuple(str(c) for c in np.atleast_1d(arrays["cases"]).tolist())
-    options = json.loads(str(arrays["options_json"])) if "options_json" in arrays else {}
+    cases = archive.text_list(arrays, "cases", path, unique=True)
+    options = {}
+    if "options_json" in arrays:
+        options = archive.json_field(arrays, "options_json", path, dict)
+        archive.check_options(options, path)
     problems = ()
     if "problems_json" in arrays:
-        problems = tuple(Problem(**p) for p in json.loads(str(arrays["problems_json"])))
-    skipped = tuple(str(c) for c in np.atleast_1d(arrays.get("skipped", [])).tolist())
+        records = archive.json_field(arrays, "problems_json", path, list)
+        problems = tuple(Problem(**p) for p in archive.check_problems(records, path))
+    skipped = ()
+    if "skipped" in arrays:
+        skipped = archive.text_list(arrays, "skipped", path, unique=False)
     if not cases:
         return Results((), (), options, problems, skipped)
     missing = [f for f in SUM_FIELDS if f"stats_{f}" not in arrays and f != "n_clipped"]
+    missing += [f for f in ("edges", "class_names", "closure", "binning", "empty_weight",
+                            "n_images") if f"stats_{f}" not in arrays]
     if missing:
         raise ValueError(f"{path} lacks the statistics {', '.join(missing)}")
-    n_stats = len(arrays["stats_count"])
-    if n_stats != len(cases) or len(arrays["stats_n_images"]) != len(cases):
+    n_stats = len(np.atleast_1d(arrays["stats_count"]))
+    if n_stats != len(cases):
         raise ValueError(f"{path} lists {len(cases)} cases but holds statistics of {n_stats}")
-    for name in SUM_FIELDS:
-        values = arrays.get(f"stats_{name}")
-        if values is not None and not (np.isfinite(values).all() and (
-                name not in ("count", "tp", "fp", "fn", "tn", "n_clipped") or values.min() >= 0)):
-            raise ValueError(f"{path} holds NaN or negative values in {name}: damaged")
+    archive.check_statistics(arrays, path, cases)
     stats = []
     for index in range(len(cases)):
         fields = {}
@@ -140,8 +146,22 @@ def _checked_results(arrays: dict[str, np.ndarray], path: Path) -> Results:
             fields[name] = value[index] if name in SUM_FIELDS else value
         fields["n_images"] = arrays["stats_n_images"][index]
         stats.append(BinStats.from_arrays(fields))
+    _check_options_match(options, stats[0], path)
     return Results(cases=cases, stats=tuple(stats), options=options, problems=problems,
                    skipped=skipped)
+
+
+def _check_options_match(options: dict, stats: BinStats, path: Path) -> None:
+    """The options a run records describe its statistics (bins, closure, binning)."""
+    recorded = {"n_bins": stats.n_bins, "closure": stats.closure, "binning": stats.binning}
+    for key, value in recorded.items():
+        if options.get(key) is not None and options[key] != value:
+            raise DamagedArchive(path, f"options_json says {key} {options[key]!r} but the "
+                                       f"statistics have {value!r}")
+    fine = options.get("fine_bins")
+    if fine is not None and fine % stats.n_bins:
+        raise DamagedArchive(path, f"options_json says fine_bins {fine}, not a multiple of "
+                                   f"the statistics' {stats.n_bins} bins")
 
 
 def save_results(path: str | os.PathLike, results: Results) -> Path:
@@ -161,8 +181,46 @@ def load_results(path: str | os.PathLike) -> Results:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a readable calibviz stats.npz: {error}") from None
+        raise ValueError(f"{path} is not a readable calibviz stats.npz: "
+                         f"{_unreadable(error)}") from None
     return _unpack(arrays, path)
+
+
+def _unreadable(error: Exception) -> str:
+    """What is wrong with an archive NumPy could not open, in the user's terms."""
+    text = str(error)
+    if "pickle" in text or "Object arrays" in text:
+        return "it holds pickled Python objects, which calibviz never writes and never loads"
+    if isinstance(error, EOFError) or "No data left" in text:
+        return "the file is empty"
+    if isinstance(error, zipfile.BadZipFile):
+        return f"not a complete zip archive (truncated, or another kind of file: {text})"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text
+
+
+def load_finest_results(run: str | os.PathLike) -> Results:
+    """The finest statistics of a run (a folder, or its ``stats.npz``): its
+    ``stats_fine.npz`` when it kept one, else its ``stats.npz``. The run's ``stats.npz`` is
+    always read, and a ``stats_fine.npz`` that is not that run's (other cases, classes,
+    options, or sums that do not add up to it) is refused. ``ValueError``, one line."""
+    from .sweep import fine_mismatch
+
+    run = Path(run)
+    folder = run if run.is_dir() else run.parent
+    main = folder / STATS_FILE if run.is_dir() or run.name == FINE_STATS_FILE else run
+    results = load_results(folder if main == folder / STATS_FILE else main)
+    fine_path = folder / FINE_STATS_FILE
+    if not fine_path.exists():
+        return results
+    fine = load_results(fine_path)
+    problem = fine_mismatch(fine, results)
+    if problem:
+        raise ValueError(f"{fine_path} is not the fine statistics of the run in {main}: "
+                         f"{problem}; remove it (then {main.name}'s own bins are used) or "
+                         "evaluate again with --fine-bins")
+    return fine
 
 
 # ------------------------------------------------------------------ the output folder

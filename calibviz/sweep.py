@@ -82,6 +82,62 @@ def coarsen(stats: BinStats, n_bins: int) -> BinStats:
     return stats.replace(**fields, edges=None)
 
 
+def default_bins(n_fine: int) -> tuple[list[int], list[int]]:
+    """``(used, left_out)``: the :data:`DEFAULT_SWEEP_BINS` that divide ``n_fine`` and those
+    that do not; when none does, ``used`` is every divisor of ``n_fine`` above 1 (or
+    ``[n_fine]``)."""
+    used = [b for b in DEFAULT_SWEEP_BINS if n_fine % b == 0]
+    left_out = [b for b in DEFAULT_SWEEP_BINS if n_fine % b]
+    if not used:
+        used = [d for d in divisors(n_fine) if d > 1] or [n_fine]
+    return used, left_out
+
+
+#: Option keys that differ between a run's ``stats.npz`` and its ``stats_fine.npz``.
+_BIN_OPTIONS = ("n_bins", "fine_bins")
+
+
+def _some(cases) -> str:
+    shown = ", ".join(cases[:3]) + (", …" if len(cases) > 3 else "")
+    return f"{len(cases)} cases ({shown})" if cases else "no case"
+
+
+def fine_mismatch(fine, run) -> str | None:
+    """Why the fine statistics ``fine`` (a :class:`~calibviz.results.Results` from
+    ``stats_fine.npz``) are not those of the run ``run`` (its ``stats.npz``), or None when
+    they are: the same cases, classes, convention and options, and coarsened to the run's
+    bins they give the run's statistics (counts exactly, sums to rounding)."""
+    if fine.cases != run.cases:
+        return f"it lists {_some(fine.cases)}, stats.npz {_some(run.cases)}"
+    if not run.stats:
+        return None
+    a, b = fine.stats[0], run.stats[0]
+    if a.class_names != b.class_names:
+        return f"its classes are {', '.join(a.class_names)}; stats.npz has " \
+               f"{', '.join(b.class_names)}"
+    if (a.closure, a.binning) != (b.closure, b.binning):
+        return (f"it has {a.binning} {a.closure}-closed bins; stats.npz {b.binning} "
+                f"{b.closure}-closed")
+    recorded = run.options.get("fine_bins")
+    if a.n_bins % b.n_bins or (recorded is not None and recorded != a.n_bins):
+        return (f"it has {a.n_bins} bins; the run has {b.n_bins}"
+                + (f" from {recorded} fine bins" if recorded is not None else ""))
+    options = {k: v for k, v in fine.options.items() if k not in _BIN_OPTIONS}
+    wanted = {k: v for k, v in run.options.items() if k not in _BIN_OPTIONS}
+    differ = sorted(k for k in set(options) | set(wanted) if options.get(k) != wanted.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {options.get(k)!r} there, {wanted.get(k)!r} in stats.npz"
+                          for k in differ[:3])
+        return f"the options differ ({shown}{'; …' if len(differ) > 3 else ''})"
+    for case, fine_stats, stats in zip(run.cases, fine.stats, run.stats):
+        coarse = coarsen(fine_stats, b.n_bins)
+        exact = all(np.array_equal(getattr(coarse, n), getattr(stats, n))
+                    for n in ("count", "tp", "fp", "fn", "tn"))
+        if not exact or not coarse.equals(stats, rtol=1e-9, atol=1e-9):
+            return f"its sums do not add up to the run's statistics (case {case})"
+    return None
+
+
 # --------------------------------------------------------------------------- equal mass
 def _equal_mass_starts(count: np.ndarray, n_bins: int) -> np.ndarray:
     """int64 ``[R, n_bins]``: the fine bin where each equal-mass bin starts, for fine counts
@@ -311,6 +367,6 @@ def sweep_figure(table, *, preset=None, classes: Sequence[str] | None = None):
 
 __all__ = [
     "DEFAULT_SWEEP_BINS", "FINE_BINS", "SWEEP_METRICS", "EqualMass", "ace_em",
-    "check_divides", "coarsen", "equal_mass", "equal_mass_table", "ece_em", "mce_em",
-    "sweep_figure", "sweep_table", "sweep_values",
+    "check_divides", "coarsen", "default_bins", "equal_mass", "equal_mass_table", "ece_em",
+    "fine_mismatch", "mce_em", "sweep_figure", "sweep_table", "sweep_values",
 ]

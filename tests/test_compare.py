@@ -625,3 +625,29 @@ def test_band_of_no_resamples_is_nan():
 
     low, high = pooled_frequency_band(_few_images(), 0)
     assert low.shape == (4, 5) and np.isnan(low).all() and np.isnan(high).all()
+
+
+@pytest.mark.parametrize("value", ["abc", "0.1.2", "[1]"])
+def test_non_numbers_in_result_tables_name_file_column_and_line(tmp_path, demo_models, value):
+    cases, calibrated, _ = demo_models
+    folder = write_per_image_csv(tmp_path / "csv_only", cases, calibrated)
+    table = pd.read_csv(folder / "per_image.csv")
+    table["ace"] = table["ace"].astype(object)
+    table.loc[3, "ace"] = value
+    table.to_csv(folder / "per_image.csv", index=False)
+    with pytest.raises(ValueError) as caught:
+        load_run(folder)
+    assert str(caught.value) == (f"{folder / 'per_image.csv'}: column 'ace' holds {value!r} "
+                                 "on line 5; expected a number")
+    values = RunValues.from_stats("x", cases, calibrated).values
+    ref = write_reference(tmp_path / "ref", "macro_ace_raw.csv", cases, values["ace"][:, :-1],
+                          list(CLASSES))
+    path = ref / "macro_ace_raw.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[1] = value.replace(",", ";")
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"macro_ace_raw.csv: column '{CLASSES[0]}' holds .* "
+                                         r"on line 3; expected a number"):
+        load_run(ref)

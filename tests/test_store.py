@@ -119,3 +119,142 @@ def test_archives_it_cannot_vouch_for_are_refused(tmp_path, change, message):
     np.savez(tmp_path / "stats.npz", **arrays)
     with pytest.raises(ValueError, match=message):
         load_results(tmp_path)
+
+
+def _saved_arrays(tmp_path, options=None, binning="hard"):
+    images = random_images(n_images=3)
+    if binning == "soft":
+        from calibviz import bin_image
+        rng = np.random.default_rng(3)
+        probs = rng.dirichlet(np.ones(3), size=(6, 5, 4)).transpose(3, 0, 1, 2)
+        labels = rng.integers(0, 3, size=(6, 5, 4))
+        images = [bin_image(probs, labels, n_bins=10, binning="soft") for _ in range(3)]
+    save_results(tmp_path / "stats.npz", Results(("a", "b", "c"), images, options or {}))
+    with np.load(tmp_path / "stats.npz") as data:
+        return {key: np.array(data[key]) for key in data.files}
+
+
+def _set(key, value):
+    return lambda a: a.update({key: value(a) if callable(value) else value})
+
+
+def _option(key, value):
+    def change(arrays):
+        import json
+        options = json.loads(str(arrays["options_json"]))
+        options[key] = value
+        arrays["options_json"] = np.array(json.dumps(options))
+    return change
+
+
+def _swap_edges(arrays):
+    edges = arrays["stats_edges"].copy()
+    edges[5], edges[6] = edges[6], edges[5]
+    arrays["stats_edges"] = edges
+
+
+# Every way an archive can hold statistics no evaluation produces (finding A3), or fields of
+# the wrong kind (B2, D5): one line naming the file, saying it is damaged and which field.
+@pytest.mark.parametrize(("change", "field"), [
+    (_set("stats_count", lambda a: a["stats_count"] + 0.5), "stats_count holds non-integer"),
+    (_set("stats_count", lambda a: a["stats_count"].astype(str)), "stats_count holds <U"),
+    (_set("stats_sum_y", lambda a: a["stats_sum_y"] * 10), "stats_sum_y exceeds stats_count"),
+    (_set("stats_sum_p", lambda a: -a["stats_sum_p"]), "stats_sum_p holds negative"),
+    (_set("stats_sum_p2", lambda a: a["stats_sum_p"] * 1.5 + 1), "stats_sum_p2 exceeds"),
+    (_set("stats_sum_py", lambda a: a["stats_sum_y"] + 1), "stats_sum_py exceeds"),
+    (_set("stats_count", lambda a: a["stats_count"] * 0), "exceeds stats_count"),
+    (_set("stats_tp", lambda a: a["stats_tp"] + 0.25), "stats_tp holds non-integer"),
+    (_swap_edges, "stats_edges are not strictly increasing"),
+    (_set("stats_edges", lambda a: a["stats_edges"] ** 2), "stats_edges are not the equal"),
+    (_set("stats_n_images", lambda a: a["stats_n_images"] * 0 - 1), "stats_n_images"),
+    (_set("stats_n_images", lambda a: a["stats_n_images"] + 0.5), "stats_n_images"),
+    (_set("cases", np.array(["a", "a", "c"])), "cases lists 'a' more than once"),
+    (_set("cases", np.array(["a", "b", "c", "d"]).reshape(2, 2)), "cases is not a list"),
+    (_set("stats_class_names", np.array(["x", "x", "y"])), "stats_class_names lists 'x'"),
+    (_set("stats_closure", np.array("middle")), "stats_closure is 'middle'"),
+    (_set("stats_binning", np.array("fuzzy")), "stats_binning is 'fuzzy'"),
+    (_set("stats_count", lambda a: a["stats_count"][:, :, :5]),
+     "stats_count has shape (3, 3, 5); the other fields hold 10 bins"),
+    (_set("stats_sum_py", lambda a: a["stats_sum_py"][:, :, :5]),
+     "stats_sum_py has shape (3, 3, 5); the other fields hold 10 bins"),
+    (_set("stats_edges", np.linspace(0, 1, 8)), "stats_edges has shape (8,); the other fields "
+                                                "hold 10 bins, so 11 edges were expected"),
+    (_set("stats_class_names", np.array(["x"])), "stats_class_names lists 1 classes; the "
+                                                 "statistics hold 3"),
+    (_set("stats_tp", lambda a: a["stats_tp"][:, :2]), "stats_tp has shape (3, 2)"),
+    (_set("format_version", np.array("one")), "format_version is not an integer"),
+    (_set("options_json", np.array("[1, 2]")), "options_json is not a JSON object"),
+    (_set("options_json", np.array("{garbage")), "options_json is not valid JSON"),
+    (_option("absent", "bogus"), "options_json: absent is 'bogus'"),
+    (_option("absent", 3), "options_json: absent is 3"),
+    (_option("n_bins", "x"), "options_json: n_bins is 'x'"),
+    (_option("n_bins", 7), "options_json says n_bins 7 but the statistics have 10"),
+    (_option("name", ["l"]), "options_json: name is ['l']"),
+    (_option("class_labels", "abc"), "options_json: class_labels is 'abc'"),
+    (_option("bootstrap", -3), "options_json: bootstrap is -3"),
+    (_set("problems_json", np.array('[{"x": 1}]')), "problems_json entry 1 has fields x"),
+    (_set("problems_json", np.array('"str"')), "problems_json is not a JSON list"),
+    (_set("problems_json", np.array('[{"case": "a", "file": "f", "message": "m", '
+                                    '"severity": "bad"}]')), "problems_json entry 1 has sev"),
+    (_set("skipped", np.array([[1, 2]])), "skipped is not a list"),
+])
+def test_impossible_statistics_are_refused_naming_the_field(tmp_path, change, field):
+    arrays = _saved_arrays(tmp_path, {"n_bins": 10, "absent": "include", "name": "m"})
+    change(arrays)
+    np.savez(tmp_path / "stats.npz", **arrays)
+    with pytest.raises(ValueError) as caught:
+        load_results(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'stats.npz'} is damaged: "), message
+    assert field in message and "\n" not in message
+
+
+def test_the_bounds_leave_room_for_rounding_only(tmp_path):
+    arrays = _saved_arrays(tmp_path)
+    full = arrays["stats_count"] > 0
+    # every voxel at p = 1 with outcome 1: all sums equal the count, and a rounding above it
+    for key in ("stats_sum_p", "stats_sum_y", "stats_sum_p2", "stats_sum_py"):
+        arrays[key] = np.where(full, arrays["stats_count"] * (1 + 1e-12), 0.0)
+    np.savez(tmp_path / "stats.npz", **arrays)
+    assert len(load_results(tmp_path)) == 3
+    arrays["stats_sum_y"] = np.where(full, arrays["stats_count"] * (1 + 1e-6), 0.0)
+    np.savez(tmp_path / "stats.npz", **arrays)
+    with pytest.raises(ValueError, match="stats_sum_y exceeds"):
+        load_results(tmp_path)
+
+
+def test_soft_binned_archives_keep_fractional_weights(tmp_path):
+    arrays = _saved_arrays(tmp_path, binning="soft")
+    assert arrays["stats_count"].dtype == np.float64
+    assert (np.mod(arrays["stats_count"], 1) != 0).any()  # soft weights are fractional
+    again = load_results(tmp_path)
+    assert again.stats[0].binning == "soft"
+    arrays["stats_sum_p"] = arrays["stats_sum_p"] + arrays["stats_count"] + 1
+    np.savez(tmp_path / "stats.npz", **arrays)
+    with pytest.raises(ValueError, match="stats_sum_p exceeds stats_count"):
+        load_results(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_edges_rounded_to_the_input_precision_still_load(tmp_path, dtype):
+    arrays = _saved_arrays(tmp_path)  # earlier versions stored edges so
+    arrays["stats_edges"] = arrays["stats_edges"].astype(dtype).astype(np.float64)
+    np.savez(tmp_path / "stats.npz", **arrays)
+    again = load_results(tmp_path)
+    np.testing.assert_array_equal(again.edges, np.arange(11) / 10)
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p: p.write_bytes(b""), "the file is empty"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.array([{"a": 1}], dtype=object))
+     or p.with_suffix(".npy").rename(p), "pickled Python objects"),
+    (lambda p: np.savez(p, cases=np.array(["a"], dtype=object)), "pickled Python objects"),
+    (lambda p: p.write_bytes(b"PK\x03\x04truncated"), "not a complete zip archive"),
+])
+def test_unreadable_archives_say_why_in_the_users_terms(tmp_path, make, reason):
+    make(tmp_path / "stats.npz")
+    with pytest.raises(ValueError) as caught:
+        load_results(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'stats.npz'} is not a readable calibviz stats.npz")
+    assert reason in message and "allow_pickle" not in message

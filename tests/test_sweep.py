@@ -237,3 +237,84 @@ def test_cli_sweep_refuses(run_dir, bins, message):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error:")
+
+
+# ------------------------------------------------------- the fine statistics of a run
+def fine_run(folder, cases, fine=60, coarse=20, seed=1, options=None):
+    """A run folder as ``evaluate --bins coarse --fine-bins fine`` leaves it."""
+    fine_stats, _ = dataset(n_images=len(cases), seed=seed, fine=fine)
+    options = {"absent": "include", "name": "m", **(options or {})}
+    save_results(folder / "stats_fine.npz", Results(cases, fine_stats,
+                                                    {**options, "n_bins": fine}))
+    save_results(folder / "stats.npz", Results(
+        cases, [coarsen(s, coarse) for s in fine_stats],
+        {**options, "n_bins": coarse, "fine_bins": fine}))
+    return folder
+
+
+def sweep_cli(folder, *args):
+    return CliRunner().invoke(app, ["sweep", str(folder), *args])
+
+
+def test_cli_sweep_uses_the_runs_own_fine_statistics(tmp_path):
+    run = fine_run(tmp_path / "run", ["a", "b", "c", "d"])
+    result = sweep_cli(run, "--bins", "5,30,60", "--out", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    assert sorted(pd.read_csv(tmp_path / "s" / "sweep.csv")["bins"].unique()) == [5, 30, 60]
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    # stats_fine.npz of another run: other cases, other classes, other options, other numbers
+    (lambda run, tmp: fine_run(tmp / "other", ["x", "y", "z"]) and
+     (tmp / "other" / "stats_fine.npz").replace(run / "stats_fine.npz"),
+     "lists 3 cases"),
+    (lambda run, tmp: fine_run(tmp / "other", ["a", "b", "c", "d"], seed=7) and
+     (tmp / "other" / "stats_fine.npz").replace(run / "stats_fine.npz"),
+     "do not add up to the run's statistics"),
+    (lambda run, tmp: fine_run(tmp / "other", ["a", "b", "c", "d"], options={"name": "o"})
+     and (tmp / "other" / "stats_fine.npz").replace(run / "stats_fine.npz"),
+     "options differ (name: 'o' there, 'm' in stats.npz)"),
+    (lambda run, tmp: fine_run(tmp / "other", ["a", "b", "c", "d"], fine=30, coarse=10)
+     and (tmp / "other" / "stats_fine.npz").replace(run / "stats_fine.npz"),
+     "has 30 bins"),
+    # the run's own stats.npz is missing or damaged: nothing to vouch for the fine file
+    (lambda run, tmp: (run / "stats.npz").unlink(), "no statistics file at"),
+    (lambda run, tmp: (run / "stats.npz").unlink() or (run / "stats.npz").mkdir(),
+     "stats.npz is not a readable calibviz stats.npz"),
+    (lambda run, tmp: (run / "stats.npz").write_bytes((run / "stats.npz").read_bytes()[:300]),
+     "stats.npz"),
+])
+def test_cli_sweep_refuses_fine_statistics_that_are_not_the_runs(tmp_path, damage, message):
+    run = fine_run(tmp_path / "run", ["a", "b", "c", "d"])
+    damage(run, tmp_path)
+    result = sweep_cli(run, "--bins", "5,10", "--out", str(tmp_path / "s"))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_sweep_default_bins_adapt_to_the_run(tmp_path):
+    folder = tmp_path / "run"
+    fine_stats, _ = dataset(n_images=3, seed=1, fine=20)  # a default evaluate run: 20 bins
+    save_results(folder / "stats.npz", Results(["a", "b", "c"], fine_stats, {"n_bins": 20}))
+    result = sweep_cli(folder)
+    assert result.exit_code == 0, result.output
+    assert ("note: left out 15, 30, 50, 100 bins: they do not divide the run's 20 bins "
+            "(evaluate --fine-bins 600 allows them)") in result.output
+    import pandas as pd
+
+    assert sorted(pd.read_csv(folder / "sweep" / "sweep.csv")["bins"].unique()) == [5, 10, 20]
+    # an explicit list is taken as given
+    result = sweep_cli(folder, "--bins", "5,15")
+    assert result.exit_code == 2 and "15 bins do not divide the run's 20 fine bins" in \
+        result.output
+    # no default count divides: the run's own divisors
+    odd, _ = dataset(n_images=2, seed=1, fine=21)
+    save_results(tmp_path / "odd" / "stats.npz", Results(["a", "b"], odd))
+    result = sweep_cli(tmp_path / "odd")
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_csv(tmp_path / "odd" / "sweep" / "sweep.csv")["bins"].unique()) == \
+        [3, 7, 21]

@@ -41,9 +41,10 @@ def parse_bins(text: str) -> list[int]:
 def sweep(
     run: Annotated[Path, typer.Argument(help="Run folder or its stats.npz (calibviz evaluate; "
                                         "ideally with --fine-bins 600).")],
-    bins: Annotated[str, typer.Option(
-        "--bins", help="Comma-separated bin counts, each dividing the run's bin count.")]
-    = ",".join(map(str, DEFAULT_SWEEP_BINS)),
+    bins: Annotated[str | None, typer.Option(
+        "--bins", help="Comma-separated bin counts, each dividing the run's bin count "
+        f"(default: those of {','.join(map(str, DEFAULT_SWEEP_BINS))} that divide it).",
+        show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output folder (default: sweep/ beside the stats.npz).")] = None,
     fmt: Annotated[ImageFormat, typer.Option("--format", "-f", help="Figure file format.")]
@@ -53,17 +54,23 @@ def sweep(
 ) -> None:
     """Metrics against the number of bins (and on equal-mass bins) from one run's sums."""
     from ..report import write_csv
-    from ..store import FINE_STATS_FILE, load_results
-    from ..sweep import check_divides, equal_mass_table, sweep_figure, sweep_table
+    from ..store import load_finest_results
+    from ..sweep import check_divides, default_bins, equal_mass_table, sweep_figure, sweep_table
     from ..viz.figures import save_figure
 
     try:
-        wanted = parse_bins(bins)
-        fine = (run if run.is_dir() else run.parent) / FINE_STATS_FILE
-        results = load_results(fine if fine.exists() else run)
+        wanted = parse_bins(bins) if bins is not None else None
+        results = load_finest_results(run)
         if not results.stats:
             raise ValueError(f"{run} holds no evaluated case")
         first = results.stats[0]
+        check_divides(first.n_bins, 1, first.binning)  # hard binning
+        if wanted is None:
+            wanted, left_out = default_bins(first.n_bins)
+            if left_out:
+                typer.echo(f"note: left out {', '.join(map(str, left_out))} bins: they do not "
+                           f"divide the run's {first.n_bins} bins (evaluate --fine-bins 600 "
+                           "allows them)", err=True)
         for b in wanted:
             check_divides(first.n_bins, b, first.binning)
         policy = absent.value if absent is not None else results.options.get("absent", "include")
