@@ -300,23 +300,25 @@ def test_activation_on_single_channel_probabilities_warns(tmp_path):
     assert "already look like probabilities (in [0, 1])" in warning.message
 
 
-def test_sigmoid_on_softmax_logits_questions_the_activation(tmp_path):
+def _logit_folders(tmp_path):
+    """One case whose prediction holds softmax logits (log p + 1), and its label."""
     pred, labels = tmp_path / "pred", tmp_path / "labels"
     lab, probs = make_case(SHAPE, 3, seed=0)
     write_label(labels / "c0.nii.gz", lab, AFFINE)
     logits = np.log(probs.astype(np.float64)) + 1.0
     write_nifti(pred / "c0.nii.gz", np.moveaxis(logits, 0, -1).astype(np.float32), AFFINE)
+    return pred, labels
+
+
+def test_sigmoid_on_softmax_logits_questions_the_activation(tmp_path):
+    pred, labels = _logit_folders(tmp_path)
     (warning,) = evaluate_folder(pred, labels, activation="sigmoid").warnings
     assert "channel sums differ from 1" in warning.message
     assert "after --activation sigmoid: is that the model's activation?" in warning.message
 
 
 def test_activation_on_logits_gives_no_probability_warning(tmp_path):
-    pred, labels = tmp_path / "pred", tmp_path / "labels"
-    lab, probs = make_case(SHAPE, 3, seed=0)
-    write_label(labels / "c0.nii.gz", lab, AFFINE)
-    logits = np.log(probs.astype(np.float64)) + 1.0
-    write_nifti(pred / "c0.nii.gz", np.moveaxis(logits, 0, -1).astype(np.float32), AFFINE)
+    pred, labels = _logit_folders(tmp_path)
     result = evaluate_folder(pred, labels, activation="softmax")
     assert result.cases == ("c0",)
     assert not any("already look like" in p.message for p in result.warnings)
