@@ -232,8 +232,23 @@ def test_scale_on_unscaled_integer_maps_is_accepted(tmp_path):
     assert [c.case_id for c in cases] == ["a", "b"]
 
 
-def test_scale_does_not_apply_to_array_folders(tmp_path):
-    np.save(tmp_path / "a.npy", np.zeros((2, *SHAPE), np.float32))
-    touch_nifti(tmp_path / "labels" / "a.nii.gz")
-    with pytest.raises(ValueError, match="--scale does not apply"):
-        discover_cases(tmp_path, tmp_path / "labels", EvalOptions(scale="1/255", layout="cijk"))
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_scale_applies_to_integer_arrays_only(tmp_path, suffix):
+    def folder(dtype):
+        root = tmp_path / np.dtype(dtype).name
+        root.mkdir()
+        array = np.zeros((2, *SHAPE), dtype)
+        if suffix == ".npy":
+            np.save(root / "a.npy", array)
+        else:
+            np.savez(root / "a.npz", array)  # arr_0: a generic array
+        touch_nifti(root / "labels" / "a.nii.gz")
+        return root
+
+    options = EvalOptions(scale="1/255", layout="cijk")
+    floats = folder(np.float32)
+    with pytest.raises(ValueError, match="stored as float32: leave it out"):
+        discover_cases(floats, floats / "labels", options)
+    integers = folder(np.uint8)
+    cases, _ = discover_cases(integers, integers / "labels", options)
+    assert [c.case_id for c in cases] == ["a"]

@@ -266,3 +266,30 @@ def test_extended_floats_are_named(tmp_path):
     (error,) = evaluate_folder(tmp_path / "pred", tmp_path / "labels", layout="cijk").errors
     assert (f"dtype {np.dtype(np.longdouble)} is not a probability dtype (expected float16, "
             "float32 or float64, or integer)") in error.message
+
+
+def test_integer_arrays_are_quantised_probabilities_with_scale(tmp_path):
+    """A uint8 ``.npy`` folder with ``scale=1/255`` gives the numbers of the same
+    probabilities stored as floats; without the scale it is refused, saying to give one."""
+    from calibviz import evaluate_folder
+    from calibviz.synthetic import make_case, write_label
+
+    quantised, floats, labels = tmp_path / "q", tmp_path / "f", tmp_path / "labels"
+    for folder in (quantised, floats):
+        folder.mkdir()
+    for i in range(2):
+        label, probs = make_case((12, 10, 8), 3, seed=i)
+        write_label(labels / f"c{i}.nii.gz", label)
+        q = np.rint(probs * 255).astype(np.uint8)
+        np.save(quantised / f"c{i}.npy", q)
+        np.save(floats / f"c{i}.npy", q.astype(np.float64) / 255)
+    scaled = evaluate_folder(quantised, labels, layout="cijk", scale=1 / 255)
+    plain = evaluate_folder(floats, labels, layout="cijk")
+    assert not scaled.errors and not plain.errors
+    for a, b in zip(scaled.stats, plain.stats, strict=True):
+        np.testing.assert_array_equal(a.count, b.count)
+        np.testing.assert_allclose(a.sum_p, b.sum_p, rtol=1e-12)
+        np.testing.assert_array_equal(a.sum_y, b.sum_y)
+    refused = evaluate_folder(quantised, labels, layout="cijk")
+    assert len(refused.errors) == 2
+    assert all("give the scale option" in e.message for e in refused.errors)

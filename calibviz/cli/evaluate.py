@@ -69,7 +69,8 @@ HELP = {
     "pattern": "Glob for prediction files (relative to PRED_DIR).",
     "label_pattern": "Glob for label files (relative to LABEL_DIR).",
     "postfix": "File-name postfix to strip, e.g. MONAI's seg or prob.",
-    "scale": "Multiplier for integer-stored probabilities without scl_slope, e.g. 1/255.",
+    "scale": "Multiplier for integer-stored probabilities (NIfTI without scl_slope, or "
+             ".npy/.npz arrays), e.g. 1/255.",
     "self_check": "nnU-Net: the npz argmax must equal the segmentation next to it.",
     "dice": "Dice's segmentation: auto (argmax for softmax maps, else threshold), argmax, or "
             "threshold (p >= 0.5 per channel, the paper).",

@@ -167,10 +167,11 @@ def _check_options_fit(fmt: str, pred_dir: Path, options: EvalOptions) -> None:
                if fmt.startswith("nnunet") else "it holds no generic .npz arrays")
         raise ValueError(f"--npz-key {options.npz_key!r} does not apply to {pred_dir} (format "
                          f"{fmt}): {why}; leave it out")
-    if options.scale is not None and fmt not in ("nifti", "per-class-files"):
+    if options.scale is not None and fmt not in ("nifti", "per-class-files", "npy"):
         raise ValueError(f"--scale does not apply to {pred_dir} (format "
                          f"{fmt}: its arrays are read as stored; --scale applies only to "
-                         "integer-stored NIfTI maps without scl_slope); leave it out")
+                         "integer-stored NIfTI maps without scl_slope and integer "
+                         "arrays); leave it out")
     if options.layout is not None and fmt != "npy":
         raise ValueError(f"--layout {options.layout!r} does not apply to {pred_dir} (format "
                          f"{fmt}: its axis order is known from the file); leave it out")

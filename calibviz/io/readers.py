@@ -261,9 +261,11 @@ def parse_layout(layout: str) -> str:
 
 class ArraySource(Source):
     """Generic ``.npy`` (memory-mapped) or ``.npz`` array with a user-given axis layout; an
-    ``.npz`` member is streamed (its header is checked before any data is read)."""
+    ``.npz`` member is streamed (its header is checked before any data is read). Integer
+    storage is quantised probabilities times ``scale`` (the user's)."""
 
-    def __init__(self, path: str, layout: str, key: str | None = None) -> None:
+    def __init__(self, path: str, layout: str, key: str | None = None,
+                 scale: float | None = None) -> None:
         self.path = str(path)
         self.layout = parse_layout(layout)
         self._stream = None
@@ -274,6 +276,7 @@ class ArraySource(Source):
             self._array = load_npy(self.path)
             shape, self.dtype = self._array.shape, self._array.dtype
         self.stored_shape = tuple(shape)
+        self.scale = scale if self.integer else None  # integers: quantised probabilities
         if len(shape) != len(self.layout):
             raise InputError(f"{path} has shape {tuple(shape)} but layout {self.layout!r} "
                              f"has {len(self.layout)} axes", self.path)
@@ -316,7 +319,8 @@ def _open_source(case, options, label_affine) -> Source:
     if fmt == "nnunet-v1":
         return NpzStreamSource(case.prediction, candidates=("softmax",))
     if fmt == "npy":
-        return ArraySource(case.prediction, options.layout or "", options.npz_key)
+        return ArraySource(case.prediction, options.layout or "", options.npz_key,
+                           options.scale)
     if fmt == "per-class-files":
         return PerClassSource(tuple(case.prediction), options.scale)
     if Path(case.prediction).suffix in (".npy", ".npz"):

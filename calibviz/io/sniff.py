@@ -159,6 +159,14 @@ def check_scale_applies(cases, options) -> None:
         return
     for case in cases:
         first = case.prediction[0] if isinstance(case.prediction, tuple) else case.prediction
+        if Path(first).suffix in (".npy", ".npz"):  # arrays: no scaling of their own
+            dtype = _array_dtype(Path(first), options.npz_key)
+            if dtype is None:
+                continue  # its case reports why it cannot be read
+            if dtype.kind == "f":
+                raise ValueError("--scale applies only to integer-stored probability maps; "
+                                 f"{first} is stored as {dtype}: leave it out")
+            return
         img = _header(Path(first))
         if img is None:
             continue  # its case reports why it cannot be read
@@ -174,3 +182,18 @@ def check_scale_applies(cases, options) -> None:
                              f"{float(slope):g} and scl_inter {float(inter):g}, which are "
                              "applied: leave it out")
         return
+
+
+def _array_dtype(path: Path, key: str | None):
+    """The stored dtype of a generic ``.npy`` file or ``.npz`` member (its header only), or
+    None when it cannot be read."""
+    from .readers import GENERIC_KEYS, NpyStream, load_npy
+
+    try:
+        if path.suffix == ".npz":
+            stream = NpyStream(str(path), key, candidates=GENERIC_KEYS)
+            stream.close()
+            return stream.dtype
+        return load_npy(str(path)).dtype
+    except Exception:  # noqa: BLE001 - unreadable: its case says why
+        return None
