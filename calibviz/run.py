@@ -18,24 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .io import Case, CaseResult, Problem, discover_cases
-from .io.activation import activation_refusal
 from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
-from .options import (
-    ABSENT_POLICIES,
-    CSV_STYLES,
-    EvalOptions,
-    check_choice,
-    check_n_bins,
-    check_resamples,
-    check_seed,
-)
+from .options import EvalOptions, check_n_bins
 from .results import Results
+from .runchecks import MAX_FIGURE_BINS, UsageError, check_run  # noqa: F401 (public here)
 from .runfigures import RunFigures
-from .store import ROI_PREFIX, PartialStore, clear_outputs, holds_run, input_fingerprint
-
-
-class UsageError(ValueError):
-    """A problem with the command's arguments or output folder (exit status 2)."""
+from .store import ROI_PREFIX, PartialStore, clear_outputs, input_fingerprint
 
 
 @dataclass
@@ -195,9 +183,6 @@ def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, client=None
 
 
 # ------------------------------------------------------------------------- the run
-#: Above this many bins the figures are unreadable and the dataset histogram (B × B per
-#: class) grows without bound: figures are refused, numbers are not.
-MAX_FIGURE_BINS = 500
 
 
 def run_evaluation(
@@ -248,7 +233,7 @@ def run_evaluation(
     report_bins = options.n_bins
     fine_options = _with_fine_bins(options, fine_bins)
     check_cluster(scheduler, client, workers)
-    cases, problems = _check_run(pred_dir, label_dir, out_dir, options, workers=workers,
+    cases, problems = check_run(pred_dir, label_dir, out_dir, options, workers=workers,
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap,
                                  seed=seed)
@@ -382,62 +367,6 @@ def _open_store(out_dir: Path, wanted: dict, resume: bool) -> tuple[PartialStore
                          + "; ".join(differences) + "); rerun without --resume or with the "
                          "same options")
     return store, [notice] if notice else []
-
-
-def _check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwrite, absent,
-               csv_style, figures, n_bootstrap, seed) -> tuple[list[Case], list[Problem]]:
-    """Every usage check of a run, before any case runs; returns the paired cases."""
-    try:
-        check_choice("--absent", absent, ABSENT_POLICIES)
-        check_choice("--csv-style", csv_style, CSV_STYLES)
-        if workers is not None and workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {workers}")
-        check_resamples(n_bootstrap, "--bootstrap")
-        check_seed(seed, "--seed")
-        if figures and options.n_bins > MAX_FIGURE_BINS:
-            raise ValueError(f"figures with {options.n_bins} bins cannot be read (and the "
-                             f"dataset histogram needs {options.n_bins}² cells per class); "
-                             f"use at most {MAX_FIGURE_BINS} bins or pass --no-figures")
-        _check_out_outside(out_dir, pred_dir, label_dir, options.mask_dir)
-        cases, problems = discover_cases(pred_dir, label_dir, options)
-        for case in cases:
-            if why := activation_refusal(options.activation, case.format):
-                raise ValueError(why)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    for parent in (out_dir, *out_dir.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"output path {out_dir}: {parent} exists and is not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise UsageError(f"cannot write to {out_dir}: {parent} is not writable")
-            break
-    if holds_run(out_dir) and not (resume or overwrite):
-        raise UsageError(f"{out_dir} holds the results of another run; pass --overwrite to "
-                         "replace them (only calibviz's own files are removed) or --resume "
-                         "to continue an interrupted run")
-    if overwrite:
-        try:
-            clear_outputs(out_dir, keep_partial=resume)
-        except OSError as error:
-            raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
-    return cases, problems
-
-
-def _check_out_outside(out_dir: Path, pred_dir, label_dir, mask_dir) -> None:
-    """The output folder must not be, or lie inside, an input folder (symbolic links
-    resolved): the next run would list calibviz's own files as cases."""
-    out = out_dir.resolve()
-    for what, folder in (("prediction", pred_dir), ("label", label_dir), ("mask", mask_dir)):
-        if folder is None:
-            continue
-        inside = Path(folder).resolve()
-        if out == inside or inside in out.parents:
-            where = "is" if out == inside else "lies inside"
-            raise ValueError(
-                f"--out {out_dir} {where} the {what} folder {folder}: calibviz "
-                "would read its own outputs as input files; choose an output folder outside "
-                "the prediction, label and mask folders")
 
 
 def _evaluate_todo(todo, options, store, on_result, *, workers, scheduler, client) -> int:
