@@ -252,3 +252,13 @@ def test_scale_applies_to_integer_arrays_only(tmp_path, suffix):
     integers = folder(np.uint8)
     cases, _ = discover_cases(integers, integers / "labels", options)
     assert [c.case_id for c in cases] == ["a"]
+
+
+def test_a_layout_makes_npz_with_nnunet_keys_generic_arrays(tmp_path):
+    """Without nnU-Net's dataset.json and plans.json, a member named ``probabilities`` is
+    taken for nnU-Net v2 only when no ``--layout`` says the arrays are generic."""
+    from calibviz.io.discover import detect_format
+
+    np.savez(tmp_path / "a.npz", probabilities=np.zeros((2, *SHAPE), np.float32))
+    assert detect_format(tmp_path, EvalOptions()) == "nnunet-v2"
+    assert detect_format(tmp_path, EvalOptions(layout="cijk")) == "npy"

@@ -136,7 +136,7 @@ def detect_format(pred_dir: Path, options: EvalOptions) -> str:
         nnunet_files = (pred_dir / "dataset.json").is_file() and (pred_dir / "plans.json").is_file()
         if npz and nnunet_files:
             return "nnunet-v2"
-        if npz:
+        if npz and options.layout is None:  # a layout given says: generic arrays
             keys = _npz_keys(npz[0])
             if "probabilities" in keys:
                 return "nnunet-v2"
