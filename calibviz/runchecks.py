@@ -67,11 +67,11 @@ def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwri
 def _check_out_outside(out_dir: Path, pred_dir, label_dir, mask_dir) -> None:
     """The output folder must not be, or lie inside, an input folder (symbolic links
     resolved): the next run would list calibviz's own files as cases."""
-    out = out_dir.resolve()
+    out = Path(os.path.realpath(out_dir))  # a looping link: as far as it resolves
     for what, folder in (("prediction", pred_dir), ("label", label_dir), ("mask", mask_dir)):
         if folder is None:
             continue
-        inside = Path(folder).resolve()
+        inside = Path(os.path.realpath(folder))
         if out == inside or inside in out.parents:
             where = "is" if out == inside else "lies inside"
             raise ValueError(

@@ -262,3 +262,18 @@ def test_a_layout_makes_npz_with_nnunet_keys_generic_arrays(tmp_path):
     np.savez(tmp_path / "a.npz", probabilities=np.zeros((2, *SHAPE), np.float32))
     assert detect_format(tmp_path, EvalOptions()) == "nnunet-v2"
     assert detect_format(tmp_path, EvalOptions(layout="cijk")) == "npy"
+
+
+def test_a_symlink_loop_is_its_own_problem_not_the_runs(tmp_path):
+    """A looping link in the prediction or label folder is reported as that file's problem;
+    the other cases are paired (it once stopped the whole run with a RuntimeError)."""
+    import os
+
+    for side in ("pred", "labels"):
+        touch_nifti(tmp_path / side / "a.nii.gz")
+    os.symlink("loop_b.nii.gz", tmp_path / "pred" / "loop_a.nii.gz")
+    os.symlink("loop_a.nii.gz", tmp_path / "pred" / "loop_b.nii.gz")
+    os.symlink("self.nii.gz", tmp_path / "labels" / "self.nii.gz")
+    cases, problems = discover_cases(tmp_path / "pred", tmp_path / "labels", EvalOptions())
+    assert [c.case_id for c in cases] == ["a"]
+    assert any("loop" in p.file or "self" in p.file for p in problems)

@@ -349,16 +349,22 @@ def discover_cases(pred_dir, label_dir, options: EvalOptions | None = None,
 def _check_not_both(pred_dir: Path, label_dir: Path, pred_files, label_files) -> None:
     """No file may be read both as a prediction and as a label (the same folder given twice,
     or patterns that select the same files; symbolic links resolved)."""
-    labels = {p.resolve() for p in label_files}
-    both = [p for p in pred_files if p.resolve() in labels]
+    labels = {_resolved(p) for p in label_files}
+    both = [p for p in pred_files if _resolved(p) in labels]
     if not both:
         return
-    if pred_dir.resolve() == label_dir.resolve() and len(both) == len(pred_files):
+    if _resolved(pred_dir) == _resolved(label_dir) and len(both) == len(pred_files):
         raise ValueError(f"the prediction folder {pred_dir} is the label folder {label_dir}: "
                          "give the folder of predicted probabilities first, then the labels")
     raise ValueError(f"{both[0]} is both a prediction and a label file ({len(both)} such "
                      f"file(s) in {pred_dir} and {label_dir}): give the folder of predicted "
                      "probabilities first, then the labels")
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with symbolic links resolved; a link that loops or cannot be followed stays
+    as it is (its case reports it)."""
+    return Path(os.path.realpath(path))  # never raises (Path.resolve does on a loop)
 
 
 def _pair(folder: _PredictionFolder, preds: _Side, labels: _Side, masks: _Side | None,
