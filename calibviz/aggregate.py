@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .metrics import CALIBRATION_METRICS, METRICS, gap_metrics
-from .options import ABSENT_POLICIES, check_choice
+from .options import ABSENT_POLICIES, check_choice, check_figure_bins
 from .stats import BinStats, ReliabilityHistogram
 
 POOLINGS = ("sum", "reference")
@@ -303,6 +303,7 @@ def reliability_histogram(
     stats = _as_list(stats)
     _check_policy(absent)
     first = stats[0]
+    check_figure_bins(first.n_bins, "a dataset reliability histogram")
     shape = (first.n_classes, first.n_bins, first.n_bins)
     counts = np.zeros(shape, dtype=np.int64)
     voxels = np.zeros(shape, dtype=first.count.dtype)

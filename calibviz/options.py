@@ -82,6 +82,22 @@ def check_n_bins(n_bins, name: str = "n_bins") -> int:
                      "more would not fit in memory: 10 KiB of bin arrays per bin and class")
 
 
+#: Above this many bins the figures are unreadable and the dataset histogram (B × B cells
+#: per class: 80 GB of counts at 100,000 bins) grows without bound: figures are refused,
+#: numbers are not.
+MAX_FIGURE_BINS = 500
+
+
+def check_figure_bins(n_bins: int, where: str = "figures") -> None:
+    """``ValueError`` when figures of ``n_bins`` bins are asked for (``where``: what would
+    draw them) and ``n_bins`` passes :data:`MAX_FIGURE_BINS`."""
+    if n_bins > MAX_FIGURE_BINS:
+        raise ValueError(f"{where} with {n_bins} bins cannot be read (and the dataset "
+                         f"histogram needs {n_bins}² cells per class); figures take at most "
+                         f"{MAX_FIGURE_BINS} bins (calibviz sweep gives the metrics at fewer "
+                         "bins from the same run when it has them)")
+
+
 def check_resamples(n_bootstrap, name: str = "n_bootstrap") -> int:
     """A number of bootstrap resamples: an int from 0 (no intervals) to
     :data:`MAX_RESAMPLES`, else ``ValueError`` naming the option. An integral float such as

@@ -11,17 +11,19 @@ from pathlib import Path
 
 from .io import Case, Problem, discover_cases
 from .io.activation import activation_refusal
-from .options import ABSENT_POLICIES, CSV_STYLES, check_choice, check_resamples, check_seed
+from .options import (
+    ABSENT_POLICIES,
+    CSV_STYLES,
+    MAX_FIGURE_BINS,
+    check_choice,
+    check_resamples,
+    check_seed,
+)
 from .store import clear_outputs, holds_run
 
 
 class UsageError(ValueError):
     """A problem with the command's arguments or output folder (exit status 2)."""
-
-
-#: Above this many bins the figures are unreadable and the dataset histogram (B × B per
-#: class) grows without bound: figures are refused, numbers are not.
-MAX_FIGURE_BINS = 500
 
 
 def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwrite, absent,

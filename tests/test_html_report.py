@@ -419,3 +419,18 @@ def test_report_settings_are_checked_before_reading(tmp_path, settings, name):
 
     with pytest.raises(ValueError, match=name):
         write_report(tmp_path / "missing", None, **settings)
+
+
+def test_report_never_replaces_a_runs_files_and_refuses_huge_bins(runs, tmp_path):
+    before = (runs[0] / "stats.npz").read_bytes()
+    for target in (runs[0] / "stats.npz", runs[0] / "per_image.csv"):
+        result = invoke("report", runs[0], "--out", target, "--bootstrap", 100)
+        assert result.exit_code == 2 and "ending in .html" in result.output
+    assert (runs[0] / "stats.npz").read_bytes() == before
+    folder = tmp_path / "huge"
+    stats = random_images(n_images=2, n_classes=2, shape=(4, 4, 2), n_bins=600)
+    write_reports(Results(["a", "b"], stats, {"n_bins": 600}), folder)
+    for command in (["report", folder], ["plot", folder]):
+        result = invoke(*command)
+        assert result.exit_code == 2 and "at most 500 bins" in result.output, result.output
+        assert "Traceback" not in result.output

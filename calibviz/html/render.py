@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..bootstrap import check_settings
+from ..options import check_figure_bins
 from ..results import Results
 from . import context
 
@@ -143,6 +144,8 @@ def render_report(results_dir: str | os.PathLike, *, compare: Sequence = (),
         raise ValueError(f"--worst must be at least 0, got {worst}")
     check_settings(n_bootstrap, confidence, seed)
     folder, results = load_run_folder(results_dir)
+    if results.stats:
+        check_figure_bins(results.stats[0].n_bins, "the report's figures")
     comparison = comparison_section(folder, compare, n_bootstrap=n_bootstrap, seed=seed,
                                     confidence=confidence)  # its input errors first
     run = context.read_run_json(folder)
@@ -183,6 +186,7 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike | None =
     ``options`` as in :func:`render_report`."""
     from ..store import write_atomic
 
+    check_report_path(out)
     text = render_report(results_dir, **options)
     folder = Path(results_dir)
     folder = folder.parent if folder.is_file() else folder
@@ -190,3 +194,13 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike | None =
     if target.is_dir():  # a folder to write it in, as cp takes one
         target = target / "report.html"
     return write_atomic(target, text)
+
+
+def check_report_path(out: str | os.PathLike | None) -> None:
+    """``ValueError`` unless ``out`` is None, a folder or a path ending in ``.html``/``.htm``
+    (so that a report never replaces a run's ``stats.npz`` or a CSV)."""
+    if out is None or Path(out).is_dir():
+        return
+    if Path(out).suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out {out}: the report is an HTML file; give a path ending in "
+                         ".html, or a folder to write report.html in")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..aggregate import included, reliability_histogram
 from ..interrupts import leave_ctrl_c_to_parent, starting_children
+from ..options import check_figure_bins
 from ..results import Results
 from ..stats import BinStats
 from .presets import Preset, check_format, check_norm, get_preset
@@ -150,6 +151,7 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
     fmt = check_format(fmt)
     if len(results) == 0:
         raise ValueError("these results hold no cases; nothing to draw")
+    check_figure_bins(results.stats[0].n_bins)
     preset = get_preset(preset)
     included(results.stats[0], absent)  # checks the policy name
     check_norm(style.get("norm", "power"), style.get("gamma", 0.35))
