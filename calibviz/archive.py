@@ -93,6 +93,8 @@ def json_field(arrays: dict, key: str, path: Path, kind: type):
         value = json.loads(text)
     except ValueError as error:
         raise DamagedArchive(path, f"{key} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise DamagedArchive(path, f"{key} is nested too deeply to be calibviz's") from None
     if not isinstance(value, kind):
         expected = "a JSON object" if kind is dict else "a JSON list"
         raise DamagedArchive(path, f"{key} is not {expected} (found "

@@ -284,6 +284,18 @@ def input_fingerprint(paths) -> dict[str, list[int]]:
     return out
 
 
+def json_object(text: str) -> dict:
+    """``text`` parsed as a JSON object; ``ValueError`` for anything else, including JSON
+    nested too deeply to parse (Python's parser would raise ``RecursionError``)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 # ------------------------------------------------------------------ the partial-case store
 PARTIAL_DIR = ".partial"
 RUN_OPTIONS = "options.json"
@@ -313,9 +325,7 @@ class PartialStore:
         notice = None
         if resume and stored_path.exists():
             try:
-                stored = json.loads(stored_path.read_text())
-                if not isinstance(stored, dict):
-                    raise ValueError("not a JSON object")
+                stored = json_object(stored_path.read_text())
             except (OSError, ValueError) as error:
                 notice = (f"the record of the interrupted run ({stored_path}) is damaged "
                           f"({error}); evaluating every case again")

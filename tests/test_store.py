@@ -185,6 +185,10 @@ def _swap_edges(arrays):
     (_set("format_version", np.array("one")), "format_version is not an integer"),
     (_set("options_json", np.array("[1, 2]")), "options_json is not a JSON object"),
     (_set("options_json", np.array("{garbage")), "options_json is not valid JSON"),
+    (_set("options_json", np.array("[" * 100_000 + "]" * 100_000)),
+     "options_json is nested too deeply"),
+    (_set("problems_json", np.array("[" * 100_000 + "]" * 100_000)),
+     "problems_json is nested too deeply"),
     (_option("absent", "bogus"), "options_json: absent is 'bogus'"),
     (_option("absent", 3), "options_json: absent is 3"),
     (_option("n_bins", "x"), "options_json: n_bins is 'x'"),
@@ -258,3 +262,13 @@ def test_unreadable_archives_say_why_in_the_users_terms(tmp_path, make, reason):
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'stats.npz'} is not a readable calibviz stats.npz")
     assert reason in message and "allow_pickle" not in message
+
+
+def test_json_nested_too_deeply_is_a_damaged_record():
+    from calibviz.store import json_object
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        json_object('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        json_object("[1]")
+    assert json_object('{"a": [1]}') == {"a": [1]}

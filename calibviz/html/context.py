@@ -46,7 +46,7 @@ def read_run_json(folder: Path) -> dict:
     ``stats.npz`` alone)."""
     try:
         data = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return {}
     return data if isinstance(data, dict) else {}
 
