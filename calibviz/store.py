@@ -182,13 +182,21 @@ def load_results(path: str | os.PathLike) -> Results:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable calibviz stats.npz: "
-                         f"{_unreadable(error)}") from None
+                         f"{_unreadable(error, path)}") from None
     return _unpack(arrays, path)
 
 
-def _unreadable(error: Exception) -> str:
+def _unreadable(error: Exception, path: Path) -> str:
     """What is wrong with an archive NumPy could not open, in the user's terms."""
     text = str(error)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError:
+        head = b""
+    if head and not head.startswith((b"PK", b"\x93NUMPY", b"\x80")):
+        return ("it is not a NumPy archive (another kind of file: it starts with "
+                f"{head!r})")
     if "pickle" in text or "Object arrays" in text:
         return "it holds pickled Python objects, which calibviz never writes and never loads"
     if isinstance(error, EOFError) or "No data left" in text:

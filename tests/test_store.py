@@ -272,3 +272,11 @@ def test_json_nested_too_deeply_is_a_damaged_record():
     with pytest.raises(ValueError, match="not a JSON object"):
         json_object("[1]")
     assert json_object('{"a": [1]}') == {"a": [1]}
+
+
+def test_a_stats_file_of_another_kind_is_named_so(tmp_path):
+    path = tmp_path / "stats.npz"
+    path.write_text("<!doctype html><html></html>")
+    with pytest.raises(ValueError, match="not a NumPy archive") as error:
+        load_results(path)
+    assert "pickled" not in str(error.value)
