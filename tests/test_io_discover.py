@@ -277,3 +277,13 @@ def test_a_symlink_loop_is_its_own_problem_not_the_runs(tmp_path):
     cases, problems = discover_cases(tmp_path / "pred", tmp_path / "labels", EvalOptions())
     assert [c.case_id for c in cases] == ["a"]
     assert any("loop" in p.file or "self" in p.file for p in problems)
+
+
+@pytest.mark.parametrize(("options", "model"), [
+    (EvalOptions(ignore_label=1), None),
+    (EvalOptions(classes="bg=0,a=1,b=2", ignore_label=2), None),
+    (EvalOptions(), LabelSpec((("background", (0,)), ("a", (1,))), ignore_label=1)),
+])
+def test_an_ignore_label_that_a_class_scores_is_refused(options, model):
+    with pytest.raises(ValueError, match="cannot be both ignored and scored"):
+        resolve(3 if model is None else 2, options, model)

@@ -52,6 +52,17 @@ class Resolved:
         return tuple(t.name for t in self.targets)
 
 
+def _check_ignore_unscored(ignore: int, channel_names, channel_values, regions) -> None:
+    """``ValueError`` when the ignore label is a label value that a channel or region
+    scores: its voxels would be left out of that class's own score, silently."""
+    named = list(zip(channel_names, channel_values, strict=True)) + list(regions or [])
+    for name, values in named:
+        if ignore in values:
+            raise ValueError(f"the ignore label {ignore} is a label value of class {name!r} "
+                             f"(values {list(values)}): its voxels cannot be both ignored and "
+                             "scored; give the ignore label a value no class uses")
+
+
 def read_dataset_json(path: str | Path) -> LabelSpec:
     """Label definitions from an nnU-Net ``dataset.json`` (v2 ``{"name": value}`` or v1/MSD
     ``{"value": "name"}``, told apart by digit-string keys).
@@ -218,6 +229,7 @@ def resolve(
     if regions is not None:
         declared |= {x for _, v in regions for x in v}
     if ignore is not None:
+        _check_ignore_unscored(int(ignore), channel_names, channel_values, regions)
         declared.add(int(ignore))
     single = all(len(v) == 1 for v in channel_values)
     values = [v[0] for v in channel_values] if single else []
