@@ -88,14 +88,16 @@ def check_n_bins(n_bins, name: str = "n_bins") -> int:
 MAX_FIGURE_BINS = 500
 
 
-def check_figure_bins(n_bins: int, where: str = "figures") -> None:
+def check_figure_bins(n_bins: int, where: str = "figures", hint: str = "") -> None:
     """``ValueError`` when figures of ``n_bins`` bins are asked for (``where``: what would
-    draw them) and ``n_bins`` passes :data:`MAX_FIGURE_BINS`."""
+    draw them; ``hint``: what the user can do instead) and ``n_bins`` passes
+    :data:`MAX_FIGURE_BINS`."""
     if n_bins > MAX_FIGURE_BINS:
+        hint = hint or ("calibviz sweep gives the metrics at fewer bins from the same run "
+                        "when it has them")
         raise ValueError(f"{where} with {n_bins} bins cannot be read (and the dataset "
                          f"histogram needs {n_bins}² cells per class); figures take at most "
-                         f"{MAX_FIGURE_BINS} bins (calibviz sweep gives the metrics at fewer "
-                         "bins from the same run when it has them)")
+                         f"{MAX_FIGURE_BINS} bins ({hint})")
 
 
 def check_resamples(n_bootstrap, name: str = "n_bootstrap") -> int:

@@ -19,9 +19,13 @@ from pathlib import Path
 
 from .io import Case, CaseResult, Problem, discover_cases
 from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
-from .options import EvalOptions, check_n_bins
+from .options import (
+    MAX_FIGURE_BINS,  # noqa: F401 (public here, as before)
+    EvalOptions,
+    check_n_bins,
+)
 from .results import Results
-from .runchecks import MAX_FIGURE_BINS, UsageError, check_run  # noqa: F401 (public here)
+from .runchecks import UsageError, check_run  # noqa: F401 (UsageError: public here)
 from .runfigures import RunFigures
 from .store import ROI_PREFIX, PartialStore, clear_outputs, input_fingerprint
 

@@ -14,8 +14,8 @@ from .io.activation import activation_refusal
 from .options import (
     ABSENT_POLICIES,
     CSV_STYLES,
-    MAX_FIGURE_BINS,
     check_choice,
+    check_figure_bins,
     check_resamples,
     check_seed,
 )
@@ -36,10 +36,8 @@ def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwri
             raise ValueError(f"--workers must be at least 1, got {workers}")
         check_resamples(n_bootstrap, "--bootstrap")
         check_seed(seed, "--seed")
-        if figures and options.n_bins > MAX_FIGURE_BINS:
-            raise ValueError(f"figures with {options.n_bins} bins cannot be read (and the "
-                             f"dataset histogram needs {options.n_bins}² cells per class); "
-                             f"use at most {MAX_FIGURE_BINS} bins or pass --no-figures")
+        if figures:
+            check_figure_bins(options.n_bins, hint="use fewer bins or pass --no-figures")
         _check_out_outside(out_dir, pred_dir, label_dir, options.mask_dir)
         cases, problems = discover_cases(pred_dir, label_dir, options)
         for case in cases:

@@ -97,10 +97,11 @@ def _first_sample(path: Path, fmt: str, layout: str | None):
         except Exception:
             return None
     if fmt == "npy" and path.suffix == ".npy" and layout and "c" not in layout.lower():
+        from .readers import load_npy
+
         try:
-            check_readable(path)
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception:
+            array = load_npy(str(path))  # header checked first: no pickles, no short file
+        except Exception:  # noqa: BLE001 - unreadable: its case says why
             return None
         if array.dtype.kind not in "iubf" or array.ndim != 3:
             return None
