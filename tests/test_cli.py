@@ -579,3 +579,10 @@ def test_evaluate_scale_on_float_maps_is_a_usage_error(demo, tmp_path):
     assert result.exit_code == 2, result.output
     assert "--scale" in result.output and "float32" in result.output
     assert not out.exists()
+
+
+def test_figures_of_too_many_bins_are_refused_before_any_case(demo, tmp_path):
+    out = tmp_path / "run"
+    result = evaluate(demo.nnunet, demo.labels, "--out", out, "--bins", 600)
+    assert result.exit_code == 2 and "at most 500 bins" in result.output
+    assert "--no-figures" in result.output and not out.exists()
