@@ -63,6 +63,21 @@ def check_memory(n_bootstrap: int, width: int, what: str, budget: int = SAMPLES_
                          f"GiB); use at most {most} resamples")
 
 
+def check_summary_memory(n_bootstrap: int, n_classes: int) -> None:
+    """Raise ``ValueError`` (naming the option ``--bootstrap``) when a run's summary, whose
+    micro intervals keep every resample of :data:`SUM_METRICS` for each of ``n_classes``
+    classes, would not fit in :data:`SAMPLES_BYTES`: checked as soon as a run knows its
+    classes, before its cases are evaluated."""
+    width = len(SUM_METRICS) * int(n_classes)
+    needed = 8 * int(n_bootstrap) * width
+    if needed > SAMPLES_BYTES:
+        most = SAMPLES_BYTES // (8 * width)
+        raise ValueError(f"--bootstrap {n_bootstrap}: the summary's intervals of {n_classes} "
+                         f"classes would keep {needed / 2**30:.1f} GiB of resamples (at most "
+                         f"{SAMPLES_BYTES / 2**30:g} GiB); use --bootstrap {most} or fewer "
+                         "(0: no intervals)")
+
+
 def chunk_size(n_images: int, width: int, n_bootstrap: int,
                budget: int = CHUNK_BYTES) -> int:
     """Resamples per chunk so that drawing the ``[chunk, n_images]`` weights (three arrays of

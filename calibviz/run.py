@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .bootstrap import check_summary_memory
 from .io import Case, CaseResult, Problem, discover_cases
 from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
 from .options import (
@@ -87,10 +88,18 @@ class _Collector:
     def accept(self, result: CaseResult) -> CaseResult:
         """``result`` checked against the run: the first case's usage problem stops the run
         (``ValueError``). Whether it pools with the others is decided by :meth:`results`."""
+        first = not self.finished and not self.failed
         usage = [p for p in result.problems if p.severity == "usage"]
-        if usage and not self.finished and not self.failed:
+        if usage and first:
             raise ValueError(usage[0].message)
+        if result.ok and not self.finished:
+            self.check_summary(result)
         return result
+
+    def check_summary(self, result: CaseResult) -> None:
+        """The first finished case shows the run's classes: refuse (``ValueError``) a
+        ``--bootstrap`` whose summary would not fit in memory now, not after every case."""
+        check_summary_memory(self.options.get("bootstrap", 0), result.stats.n_classes)
 
     def record(self, result: CaseResult) -> None:
         (self.finished if result.ok else self.failed)[result.case_id] = result
@@ -248,6 +257,11 @@ def run_evaluation(
                    "bootstrap": n_bootstrap, "seed": seed}
     collector = _Collector(cases, problems, run_options, progress)
     n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
+    if collector.finished:
+        try:
+            collector.check_summary(next(iter(collector.finished.values())))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     collector.report_progress()
     run_figures = RunFigures(figures, workers, report_bins,  # imports while cases run
                              n_cases=len(cases), absent=absent)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from .io import Problem
 from .loop import default_workers
 from .stats import BinStats
+from .viz.selection import MAX_FIGURE_CLASSES
 
 #: How much lower the priority of the figure process is (``nice``): while cases are
 #: evaluated it takes mostly idle time (a quarter of a busy core at most); at the end
@@ -65,8 +66,8 @@ class RunFigures:
         """A case finished (or was taken from an interrupted run): the first one has the
         worker build the case figure; once the cases left should take
         :data:`LAYOUT_AHEAD_SECONDS`, the worker lays the dataset figure out."""
-        if self.worker is None:
-            return
+        if self.worker is None or stats.n_classes > MAX_FIGURE_CLASSES:
+            return  # which classes the figures show is known once every case is in
         self._done += 1
         try:
             if self._template is None:

@@ -586,3 +586,27 @@ def test_figures_of_too_many_bins_are_refused_before_any_case(demo, tmp_path):
     result = evaluate(demo.nnunet, demo.labels, "--out", out, "--bins", 600)
     assert result.exit_code == 2 and "at most 500 bins" in result.output
     assert "--no-figures" in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_evaluate_figures_of_many_classes_show_sixteen_and_say_so(tmp_path, workers):
+    """An 18-channel model (17 scored classes): figures of the 16 with the highest mean ACE,
+    said on the terminal, with the command that draws the others."""
+    from calibviz.synthetic import write_nifti
+    from calibviz.viz.selection import figure_classes
+
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        probs = rng.dirichlet(np.ones(18) * 0.5, size=(6, 5, 4)).astype(np.float32)
+        write_nifti(tmp_path / "pred" / f"c{i}.nii.gz", probs)
+        write_nifti(tmp_path / "labels" / f"c{i}.nii.gz", rng.integers(0, 18, (6, 5, 4)),
+                    dtype=np.int16)
+    out = tmp_path / "out"
+    result = evaluate(tmp_path / "pred", tmp_path / "labels", "--out", out, "--workers",
+                      workers, "--bootstrap", 100)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "figures show 16 of 17 classes (those with the highest mean ACE)" in text
+    assert f"calibviz plot {out} --classes" in text
+    shown, _ = figure_classes(load_results(out))
+    assert len(shown) == 16 and (out / "figures" / "cases" / "c0.png").exists()

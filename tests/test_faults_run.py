@@ -406,3 +406,25 @@ def test_unwritable_partial_store_is_one_line(tmp_path, monkeypatch):
     assert_clean(result, 2)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error: cannot save finished cases") and "denied" in lines[-1]
+
+
+def test_bootstrap_too_big_for_the_classes_stops_at_the_first_case(tmp_path):
+    """The summary's intervals keep every resample of every class: a run whose classes
+    make that too big is refused once the first case shows its classes, not after all."""
+    n_classes, rng = 460, np.random.default_rng(0)
+    pred, labels = tmp_path / "pred", tmp_path / "labels"
+    for i in range(3):
+        probs = rng.dirichlet(np.ones(n_classes), size=(4, 3, 2)).astype(np.float32)
+        write_nifti(pred / f"case{i}.nii.gz", probs)
+        write_nifti(labels / f"case{i}.nii.gz", rng.integers(0, n_classes, (4, 3, 2)),
+                    dtype=np.int16)
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures",
+                      "--bootstrap", 100000)
+    assert_clean(result, 2)
+    assert "--bootstrap" in result.output and "459 classes" in result.output
+    assert not (out / "per_image.csv").exists()
+    assert "1/3" not in result.output  # stopped at the first case
+    ok = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures",
+                  "--bootstrap", 1000)
+    assert_clean(ok, 0)

@@ -287,6 +287,27 @@ def test_report_of_200_cases_is_under_5_mb(tmp_path):
     assert len(page.images) == 1 + 8  # the worst 8 only
 
 
+def test_report_of_many_classes_shows_the_worst_sixteen(tmp_path):
+    """A 40-class run (TotalSegmentator has 117): the report's figures show the 16 classes
+    with the highest mean ACE, and say so, instead of 40-panel figures."""
+    from calibviz.viz.selection import MAX_FIGURE_CLASSES, figure_classes
+
+    folder = tmp_path / "many"
+    stats = random_images(n_images=3, n_classes=40, shape=(8, 8, 4), n_bins=10)
+    results = Results([f"case_{i}" for i in range(3)], stats, {"n_bins": 10})
+    write_reports(results, folder)
+    result = invoke("report", folder, "--bootstrap", 200, "--worst", 1)
+    assert result.exit_code == 0, result.output
+    text, page = parse(folder / "report.html")
+    shown, _ = figure_classes(results)
+    assert len(shown) == MAX_FIGURE_CLASSES
+    alt = page.images[0]["alt"]
+    assert all(f"{results.class_names[c]}," in alt for c in shown[:-1])
+    assert not any(f"{name}," in alt for c, name in enumerate(results.class_names)
+                   if c not in shown)
+    assert f"shows {MAX_FIGURE_CLASSES} of 40 classes" in " ".join(page.text)
+
+
 # --------------------------------------------------------------------------- the browser
 @pytest.fixture(scope="module")
 def browser():

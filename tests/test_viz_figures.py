@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from matplotlib.testing.compare import compare_images
 
+from calibviz import Results, bin_image
 from calibviz.aggregate import mean_over_classes
 from calibviz.viz import (
     ALL_CLASSES,
     SIZE_PRESETS,
     ReliabilityDiagramDisplay,
+    figure_classes,
     get_preset,
     plot_case,
     plot_dataset,
@@ -50,6 +52,62 @@ def naive_mean_ace(stats):
             values.append(sum(gaps) / len(gaps))
         out.append(sum(values) / len(values))
     return np.array(out)
+
+
+def naive_class_ace(stats):
+    """float64 [C]: each class's ACE averaged over the images."""
+    table = []
+    for s in stats:
+        row = []
+        for c in range(s.n_classes):
+            gaps = [abs(s.sum_p[c, k] / s.count[c, k] - s.sum_y[c, k] / s.count[c, k])
+                    for k in range(s.n_bins) if s.count[c, k] > 0]
+            row.append(sum(gaps) / len(gaps))
+        table.append(row)
+    return np.mean(table, axis=0)
+
+
+def many_class_results(n_classes, n_cases=3):
+    rng = np.random.default_rng(1)
+    names = tuple(f"organ{c}" for c in range(n_classes))
+    stats = []
+    for _ in range(n_cases):
+        probs = rng.dirichlet(np.ones(n_classes) * 0.3, size=600).T
+        sharpen = rng.uniform(0.5, 3, size=(n_classes, 1))  # classes calibrated differently
+        truth = probs ** sharpen / (probs ** sharpen).sum(axis=0)
+        labels = (rng.random(600) > np.cumsum(truth, axis=0)).sum(axis=0)
+        stats.append(bin_image(probs, np.minimum(labels, n_classes - 1), n_bins=10,
+                               class_names=names))
+    return Results(cases=[f"c{i}" for i in range(n_cases)], stats=stats,
+                   options={"n_bins": 10})
+
+
+def test_figures_of_many_classes_show_the_worst_by_mean_ace():
+    """A 117-class model (TotalSegmentator) would get figures of 117 panels, minutes each
+    and tens of thousands of pixels tall: figures show MAX_FIGURE_CLASSES classes unless
+    the user names them, the worst by mean ACE, in the run's class order."""
+    from calibviz.viz.selection import MAX_FIGURE_CLASSES
+
+    results = many_class_results(MAX_FIGURE_CLASSES + 5)
+    scores = naive_class_ace(results.stats)
+    expected = sorted(np.argsort(-scores, kind="stable")[:MAX_FIGURE_CLASSES].tolist())
+    picked, phrase = figure_classes(results)
+    assert picked == expected
+    assert f"{MAX_FIGURE_CLASSES} of {MAX_FIGURE_CLASSES + 5} classes" in phrase
+    assert figure_classes(results, ["organ3", 0]) == ([3, 0], "")
+    few = many_class_results(MAX_FIGURE_CLASSES)
+    assert figure_classes(few) == (None, "")
+
+
+def test_render_figures_of_many_classes_say_which_are_shown(tmp_path):
+    from calibviz.viz.selection import MAX_FIGURE_CLASSES
+
+    results = many_class_results(MAX_FIGURE_CLASSES + 2, n_cases=2)
+    summary = render_figures(results, tmp_path, dpi=20)
+    assert summary["classes"] == figure_classes(results)[0]
+    assert summary["class_selection"] == figure_classes(results)[1]
+    named = render_figures(results, tmp_path, dpi=20, classes=["organ1"], kind="dataset")
+    assert named["classes"] == [1] and named["class_selection"] == ""
 
 
 def test_mean_ace_and_worst_selection(results):

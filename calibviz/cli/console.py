@@ -246,5 +246,9 @@ def print_summary(report, *, quiet: bool = False) -> None:
         if drawn is not None:
             console.print(Text(printable(f"figures: {drawn} per-image diagrams and the dataset "
                                          f"histogram in {report.out_dir / 'figures'}")))
+        if report.figures.get("class_selection"):
+            console.print(Text(printable(
+                f"figures show {report.figures['class_selection']}; draw others with "
+                f"calibviz plot {report.out_dir} --classes NAME,...")))
     if not quiet and results.stats:
         console.print(Text(printable(f"results in {report.out_dir}/")))

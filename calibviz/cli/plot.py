@@ -113,6 +113,8 @@ def plot(
         if summary["n_skipped"] and cases is None:
             line += "; choose others with --cases or --max-cases"
         typer.echo(line)
+    if summary["class_selection"]:
+        typer.echo(f"figures show {summary['class_selection']}; choose others with --classes")
 
 
 def check_sizes(preset, *, font_size: float | None, width: float | None,

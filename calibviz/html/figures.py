@@ -35,26 +35,32 @@ def dataset_figure(results: Results) -> dict:
     from ..viz import render
 
     absent = results.options.get("absent", "include")
-    figure = render.dataset_figure(results.stats, dpi=DATASET_DPI, absent=absent)
+    classes, note = render.figure_classes(results, absent=absent)
+    figure = render.dataset_figure(results.stats, dpi=DATASET_DPI, absent=absent,
+                                   classes=classes)
     n_images = int((~dropped_cases(results.stats, absent)).sum())
-    panels = ", ".join(results.class_names) + (" and all classes pooled"
-                                               if len(results.class_names) > 1 else "")
+    names = [results.class_names[c] for c in classes or range(len(results.class_names))]
+    panels = ", ".join(names) + (" and all classes pooled" if len(names) > 1 else "")
     alt = (f"Dataset reliability histograms of {n_images} images ({panels}): "
            "per confidence bin, the share of images at each observed frequency, with the "
            "pooled reliability curve and the diagonal of perfect calibration.")
-    return {"src": data_uri(figure, dpi=DATASET_DPI), "alt": alt}
+    return {"src": data_uri(figure, dpi=DATASET_DPI), "alt": alt,
+            "note": f"The figure shows {note}." if note else ""}
 
 
 def case_figures(results: Results, indices: Sequence[int], captions: Sequence[str]) -> list:
-    """Reliability diagrams of the cases ``indices`` (every class of each), small PNGs,
+    """Reliability diagrams of the cases ``indices`` (the classes of
+    :func:`~calibviz.viz.selection.figure_classes`: all, or the worst of many), small PNGs,
     drawn in one :class:`~calibviz.viz.casefigure.CaseFigure` (built once, redrawn per
     case)."""
     if not len(indices):
         return []
     from ..viz.casefigure import CaseFigure
     from ..viz.figures import pin_empty_labels
+    from ..viz.selection import figure_classes
 
-    case_figure = CaseFigure(results.stats[indices[0]])
+    classes, _ = figure_classes(results, absent=results.options.get("absent", "include"))
+    case_figure = CaseFigure(results.stats[indices[0]], classes=classes)
     pin_empty_labels(case_figure.figure)
     drawn = []
     for rank, (i, caption) in enumerate(zip(indices, captions, strict=True), start=1):
@@ -64,7 +70,7 @@ def case_figures(results: Results, indices: Sequence[int], captions: Sequence[st
             "case": case, "rank": rank, "caption": caption,
             "src": png_uri(case_figure.image("png", dpi=CASE_DPI)),
             "alt": f"Reliability diagrams of case {case} (worst #{rank} by mean ACE), one "
-                   f"panel per class: {caption}.",
+                   f"panel per class shown: {caption}.",
         })
     return drawn
 

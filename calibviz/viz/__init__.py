@@ -32,6 +32,7 @@ _LAZY = {
     "plot_case": "layouts",
     "plot_dataset": "layouts",
     "resolve_classes": "selection",
+    "figure_classes": "selection",
     "FORMATS": "presets",
     "NORMS": "presets",
     "SIZE_PRESETS": "presets",

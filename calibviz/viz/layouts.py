@@ -62,7 +62,8 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
                  norm: str | Normalize = "power", gamma: float = 0.35, band: int = 0,
                  **style):
     """Dataset reliability histograms of every class (or ``classes``) plus, when there is
-    more than one class (or ``all_classes=True``), the all-classes panel, with one shared
+    more than one class (or ``all_classes=True``), the all-classes panel (the classes shown
+    pooled: titled "N classes pooled" when they are not all), with one shared
     colour scale and one colour bar. ``data``: a :class:`ReliabilityHistogram` or the
     per-image :class:`BinStats` list. ``band``: that many image-bootstrap resamples draw a
     95 % band around each pooled curve (needs the per-image list). Returns ``(figure,
@@ -73,7 +74,8 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
     picked = resolve_classes(histogram_data.pooled, classes)
     if all_classes is None:
         all_classes = len(picked) > 1
-    if all_classes and len(picked) != histogram_data.pooled.n_classes:
+    subset = len(picked) != histogram_data.pooled.n_classes
+    if all_classes and subset:
         histogram_data = _select_histogram(histogram_data, picked)
         picked = list(range(len(picked)))
     keys: list[int | str] = [*picked, ALL_CLASSES] if all_classes else list(picked)
@@ -95,6 +97,8 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
             if single:  # one panel: its title says it all, no figure title
                 panel_title = f"{display.class_name} ({suffix})"
                 panel_title = f"{title}: {panel_title}" if title else panel_title
+            elif subset and display.class_name == ALL_CLASSES:  # not all: say which pool
+                panel_title = f"{len(picked)} classes pooled"
             display.n_images = None
             display.plot(ax, hist_ax=hist_ax, histogram=histogram, cmap=cmap, norm=shared,
                          colorbar=False, title=panel_title, **style)

@@ -25,6 +25,7 @@ from ..results import Results
 from ..stats import BinStats
 from .presets import Preset, check_format, check_norm, get_preset
 from .selection import (  # noqa: F401  (public here too)
+    figure_classes,
     resolve_classes,
     safe_name,
     select_cases,
@@ -130,8 +131,13 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     ``worker`` (a started :class:`~calibviz.viz.worker.FigureWorker`) draws the figures
     instead (what it does not draw is drawn here).
 
+    Without ``classes``, a run of more than
+    :data:`~calibviz.viz.selection.MAX_FIGURE_CLASSES` classes shows that many, the worst
+    by mean ACE (:func:`~calibviz.viz.selection.figure_classes`).
+
     Returns ``{"dataset": Path | None, "cases": [Path], "n_drawn": int (case figures),
-    "n_skipped": int (cases not drawn), "n_cases": int, "selection": str}``.
+    "n_skipped": int (cases not drawn), "n_cases": int, "selection": str, "classes":
+    [int] | None (None: all), "class_selection": str ("" unless chosen here)}``.
     """
     return start_figures(results, out_dir, kind=kind, cases=cases, classes=classes, fmt=fmt,
                          preset=preset, max_cases=max_cases, absent=absent, dpi=dpi,
@@ -155,8 +161,7 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
     preset = get_preset(preset)
     included(results.stats[0], absent)  # checks the policy name
     check_norm(style.get("norm", "power"), style.get("gamma", 0.35))
-    if classes is not None:
-        classes = resolve_classes(results.stats[0], classes)
+    classes, class_selection = figure_classes(results, classes, absent=absent)
     if style.get("band") and kind in ("both", "dataset"):  # every resample is kept
         from ..bootstrap import check_band
 
@@ -167,7 +172,8 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
     dataset_style = {k: v for k, v in style.items() if k in _DATASET_STYLE}
     case_style = {k: v for k, v in style.items() if k not in _DATASET_STYLE}
     summary = {"dataset": None, "cases": [], "n_drawn": 0, "n_skipped": 0,
-               "n_cases": len(results), "selection": ""}
+               "n_cases": len(results), "selection": "", "classes": classes,
+               "class_selection": class_selection}
     jobs, options, dataset = [], {}, None
     if kind in ("both", "case"):
         picked, summary["selection"] = select_cases(results, cases, max_cases=max_cases,

@@ -3,6 +3,8 @@ Python and NumPy (no Matplotlib), so that a run can hand its case figures to a w
 before this process loads Matplotlib.
 
 ``resolve_classes`` turns class names, indices or label values into indices;
+``figure_classes`` picks the classes a run's figures show (all, or the worst by mean ACE
+when there are too many for one figure);
 ``select_cases`` picks the cases to draw (all, the worst N by mean ACE, or given ids);
 ``safe_name`` and ``unique_file_names`` turn case ids into file names.
 """
@@ -15,9 +17,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..aggregate import mean_over_classes
+from ..aggregate import mean_over_classes, per_image_metrics
 from ..results import Results
 from ..stats import BinStats
+
+#: The most classes a figure shows unless the classes are named: one panel per class, and a
+#: case figure of 117 classes (TotalSegmentator) is 18,000 pixels tall and takes a minute.
+MAX_FIGURE_CLASSES = 16
 
 _WORST = re.compile(r"^\s*worst\s+(\d+)(\s+by\s+ace)?\s*$", re.IGNORECASE)
 
@@ -50,6 +56,31 @@ def resolve_classes(stats: BinStats, classes: Sequence[int | str] | None, *,
     if not out:
         raise ValueError("no classes selected")
     return out
+
+
+def figure_classes(results: Results, classes: Sequence[int | str] | None = None, *,
+                   absent: str = "include",
+                   limit: int = MAX_FIGURE_CLASSES) -> tuple[list[int] | None, str]:
+    """The class indices a run's figures show and a phrase saying how they were chosen.
+
+    ``classes`` given: those (:func:`resolve_classes`), phrase ``""``. Otherwise all
+    (``None``, ``""``) when there are at most ``limit``, else the ``limit`` classes with the
+    highest ACE averaged over the images (NaN last; ties in class order), in class order.
+    """
+    first = results.stats[0]
+    if classes is not None:
+        return resolve_classes(first, classes), ""
+    if first.n_classes <= limit:
+        return None, ""
+    ace = per_image_metrics(results.stats, absent=absent)["ace"]
+    finite = np.isfinite(ace)
+    counts = finite.sum(axis=0)
+    means = np.where(counts > 0, np.where(finite, ace, 0.0).sum(axis=0) / np.maximum(counts, 1),
+                     np.nan)
+    order = sorted(range(len(means)),
+                   key=lambda c: (math.isnan(means[c]), -np.nan_to_num(means[c])))
+    return sorted(order[:limit]), (f"{limit} of {first.n_classes} classes (those with the "
+                                   "highest mean ACE)")
 
 
 def _label_values(stats: BinStats, class_labels) -> dict[str, str]:
