@@ -428,3 +428,24 @@ def test_bootstrap_too_big_for_the_classes_stops_at_the_first_case(tmp_path):
     ok = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures",
                   "--bootstrap", 1000)
     assert_clean(ok, 0)
+
+
+def test_scale_that_a_later_file_ignores_is_that_cases_warning(tmp_path):
+    """--scale is checked against the first prediction before any case; a later map stored
+    as floats, or as integers with their own scl_slope, is decoded as stored (its numbers
+    are those of a run without --scale) and the run says so for that case."""
+    pred, labels = write_float_folder(tmp_path, ("uint8", "float32", "uint16-slope",
+                                                 "uint8-slope"))
+    out = tmp_path / "out"
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures",
+                          "--scale", "1/255", "--bootstrap", 0), 0)
+    problems = pd.read_csv(out / "problems.csv")
+    ignored = problems[problems["message"].str.contains("--scale")]
+    assert sorted(ignored["case"]) == ["case1", "case2"]
+    assert (ignored["severity"] == "warning").all()
+    assert ignored["message"].str.contains("float32").any()
+    assert ignored["message"].str.contains("scl_slope").any()
+    alone = tmp_path / "alone"
+    assert_clean(evaluate(pred, labels, "--out", alone, "--workers", 1, "--no-figures",
+                          "--pattern", "case[123]*", "--bootstrap", 0), 0)
+    pd.testing.assert_frame_equal(rows(out).loc[["case1", "case2", "case3"]], rows(alone))

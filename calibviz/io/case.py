@@ -25,6 +25,7 @@ from .checks import (
     check_affine,
     check_probability_dtype,
     check_qform_sform,
+    check_scale_used,
     check_shape,
     load_labels,
     load_mask,
@@ -98,6 +99,7 @@ def _evaluate(case: Case, options: EvalOptions,
     source = open_source(case, options, label_affine)
     try:
         check_probability_dtype(ctx, source)
+        check_scale_used(ctx, source, options.scale)
         source = apply_activation(source, options.activation)
         inputs = _open_inputs(case, options, ctx, source, label_img, label_shape, label_affine)
         info = {"class_labels": {t.name: list(t.members) for t in inputs.resolved.targets},

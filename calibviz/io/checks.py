@@ -36,6 +36,20 @@ class CaseContext:
 
 
 
+def check_scale_used(ctx: CaseContext, source: Source, scale: float | None) -> None:
+    """Warn when the user's ``scale`` is not what this case's map is decoded with: it is
+    stored as floats, or as integers with their own ``scl_slope`` (the run checked the
+    first prediction file only; this map's values are used as stored)."""
+    if scale is None or (source.scale is not None
+                         and abs(source.scale - scale) <= 1e-6 * abs(scale)):
+        return  # a file's own scl_slope equal to the scale (up to float32) applies it
+    dtype = np.dtype(getattr(source, "_raw_dtype", source.dtype))
+    stored = (f"stored as {dtype} with its own scl_slope {source.scale:g}" if source.integer
+              else f"stored as {dtype}")
+    ctx.warn(f"--scale {scale:g} is not applied to {source.path}: it is {stored}, and its "
+             "values are used as stored")
+
+
 def check_probability_dtype(ctx: CaseContext, source: Source) -> None:
     """The stored dtype can hold probabilities: floats or integers (scaled), booleans
     (refused later as a hard mask); complex, structured, text... are refused here, before
