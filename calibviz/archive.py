@@ -7,17 +7,27 @@ What can exist (spec §2): per image, class and bin a voxel count ``n`` (an inte
 non-negative float soft weight ``W`` with soft binning) and float64 sums of ``p``, ``y``,
 ``p²`` and ``p·y`` with ``0 <= p, y <= 1``, hence ``0 <= Σp² <= Σp <= n`` and
 ``0 <= Σp·y <= min(Σp, Σy)``, ``Σy <= n``; integer confusion counts; edges ``k/B``;
-unique case ids and class names.
+unique case ids and class names; confusion counts that cover the voxels and the truth the
+bins hold.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from .options import ABSENT_POLICIES, BINNINGS, CLOSURES
+from .options import (
+    ABSENT_POLICIES,
+    BINNINGS,
+    CLOSURES,
+    CSV_STYLES,
+    DICE_RULES,
+    MAX_RESAMPLES,
+    MAX_SEED,
+)
 from .stats import SUM_FIELDS
 
 #: Sums may exceed their bound by float64 rounding only (they are computed in the same order,
@@ -33,7 +43,12 @@ BINNED = ("count", "sum_p", "sum_y", "sum_p2", "sum_py")
 COUNTS = ("tp", "fp", "fn", "tn", "n_clipped")
 #: Option values downstream code reads, with what each must be (when present and not null).
 _TEXT_OPTIONS = ("name", "pred_dir", "label_dir", "dice_rule", "format")
-_INT_OPTIONS = {"n_bins": 1, "fine_bins": 1, "bootstrap": 0, "seed": None, "workers": 0}
+_INT_OPTIONS = {"n_bins": (1, None), "fine_bins": (1, None), "bootstrap": (0, MAX_RESAMPLES),
+                "seed": (0, MAX_SEED), "workers": (0, None)}
+#: Option values that are one of a few words.
+_CHOICE_OPTIONS = {"absent": ABSENT_POLICIES, "closure": CLOSURES, "binning": BINNINGS,
+                   "dice": DICE_RULES, "dice_rule": ("argmax", "threshold"),
+                   "csv_style": CSV_STYLES}
 _TABLE_OPTIONS = ("class_labels", "prediction_files", "label_files")
 
 
@@ -50,12 +65,16 @@ def _describe(values: np.ndarray, limit: int = 3) -> str:
 
 
 def text_list(arrays: dict, key: str, path: Path, *, unique: bool) -> tuple[str, ...]:
-    """Field ``key`` as a tuple of strings: a 1-D array of text, no repeats if ``unique``."""
+    """Field ``key`` as a tuple of strings: a 1-D array of text; if ``unique`` (ids and
+    names), none blank and no repeats."""
     value = np.asarray(arrays[key])
     if value.ndim != 1 or (value.size and value.dtype.kind not in "US"):
         raise DamagedArchive(path, f"{key} is not a list of names (dtype {value.dtype}, "
                                    f"shape {value.shape})")
     items = tuple(str(v) for v in value.tolist())
+    if unique and not all(item.strip() for item in items):  # ids and names: never blank
+        raise DamagedArchive(path, f"{key} holds an empty name (entry "
+                                   f"{[item.strip() for item in items].index('') + 1})")
     if unique:
         seen: set[str] = set()
         repeated = [v for v in items if v in seen or seen.add(v)]
@@ -130,16 +149,26 @@ def check_options(options: dict, path: Path) -> None:
                                     f"{expected}")
 
     present = {k: v for k, v in options.items() if v is not None}
-    if "absent" in present and present["absent"] not in ABSENT_POLICIES:
-        raise bad("absent", "one of " + ", ".join(ABSENT_POLICIES))
-    for key, allowed in (("closure", CLOSURES), ("binning", BINNINGS)):
+    for key, allowed in _CHOICE_OPTIONS.items():
         if key in present and present[key] not in allowed:
             raise bad(key, "one of " + ", ".join(allowed))
-    for key, least in _INT_OPTIONS.items():
+    for key, (least, most) in _INT_OPTIONS.items():
         value = present.get(key)
         if key in present and (isinstance(value, bool) or not isinstance(value, int)
-                               or (least is not None and value < least)):
-            raise bad(key, "an integer" + ("" if least is None else f" >= {least}"))
+                               or value < least or (most is not None and value > most)):
+            raise bad(key, f"an integer from {least}" + (f" to {most}" if most else " up"))
+    for key in ("empty_weight", "scale"):
+        value = present.get(key)
+        if key in present and (isinstance(value, bool) or not isinstance(value, int | float)
+                               or not math.isfinite(value) or value < 0):
+            raise bad(key, "a finite number >= 0")
+    if isinstance(present.get("roi"), str):
+        from .roi import parse_roi
+
+        try:
+            parse_roi(present["roi"])
+        except ValueError as error:
+            raise bad("roi", f"a region of interest ({error})") from None
     for key in _TEXT_OPTIONS:
         if key in present and not isinstance(present[key], str):
             raise bad(key, "text")
@@ -242,3 +271,25 @@ def check_statistics(arrays: dict, path: Path, cases: tuple[str, ...]) -> None:
                       f"{names[row]!r}, bin {k + 1}: {values[smaller][case, row, k]:.6g} > "
                       f"{values[larger][case, row, k]:.6g}), which no probabilities in "
                       "[0, 1] can give")
+    _check_confusion(values, path, cases, names, exact=binning == "hard")
+
+
+def _check_confusion(values: dict, path: Path, cases, names, *, exact: bool) -> None:
+    """Per image and class the confusion counts cover the voxels the bins hold (``tp + fp
+    + fn + tn = Σ count``) and the truth they hold (``tp + fn = Σ y``): both are counted in
+    the same pass over the same voxels (soft binning: weights summing to 1 per voxel)."""
+    confusion = values["tp"] + values["fp"] + values["fn"] + values["tn"]
+    for total, expected, what in (
+            (confusion, values["count"].sum(axis=-1), "tp + fp + fn + tn", ),
+            (values["tp"] + values["fn"], values["sum_y"].sum(axis=-1), "tp + fn")):
+        reference = "stats_count" if what.startswith("tp + fp") else "stats_sum_y"
+        slack = 0.0 if exact and reference == "stats_count" else (
+            RELATIVE_SLACK * np.abs(expected) + ABSOLUTE_SLACK)
+        off = np.abs(total - expected) - slack
+        if (off > 0).any():
+            case, row = np.unravel_index(int(np.argmax(off)), off.shape)
+            raise DamagedArchive(
+                path, f"the confusion counts disagree with the bins (case {cases[case]!r}, "
+                      f"class {names[row]!r}: {what} = {total[case, row]:.15g}, but "
+                      f"{reference} summed over the bins is {expected[case, row]:.15g}); "
+                      "both count the same voxels")

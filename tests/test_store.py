@@ -147,6 +147,12 @@ def _option(key, value):
     return change
 
 
+def _truth_as_false_positives(arrays):
+    """fn voxels counted as fp: the voxels add up, the truth does not."""
+    arrays.update(stats_fp=arrays["stats_fp"] + arrays["stats_fn"],
+                  stats_fn=arrays["stats_fn"] * 0)
+
+
 def _swap_edges(arrays):
     edges = arrays["stats_edges"].copy()
     edges[5], edges[6] = edges[6], edges[5]
@@ -164,11 +170,18 @@ def _swap_edges(arrays):
     (_set("stats_sum_py", lambda a: a["stats_sum_y"] + 1), "stats_sum_py exceeds"),
     (_set("stats_count", lambda a: a["stats_count"] * 0), "exceeds stats_count"),
     (_set("stats_tp", lambda a: a["stats_tp"] + 0.25), "stats_tp holds non-integer"),
+    (_set("stats_tn", lambda a: a["stats_tn"] + 1),
+     "the confusion counts disagree with the bins (case 'a', class 'class0': tp + fp + fn + tn"),
+    (_set("stats_fn", lambda a: np.where(a["stats_fn"] > 0, a["stats_fn"] - 1, 0)),
+     "tp + fp + fn + tn"),
+    (_truth_as_false_positives, "tp + fn = "),
     (_swap_edges, "stats_edges are not strictly increasing"),
     (_set("stats_edges", lambda a: a["stats_edges"] ** 2), "stats_edges are not the equal"),
     (_set("stats_n_images", lambda a: a["stats_n_images"] * 0 - 1), "stats_n_images"),
     (_set("stats_n_images", lambda a: a["stats_n_images"] + 0.5), "stats_n_images"),
     (_set("cases", np.array(["a", "a", "c"])), "cases lists 'a' more than once"),
+    (_set("cases", np.array(["a", " ", "c"])), "cases holds an empty name (entry 2)"),
+    (_set("stats_class_names", np.array(["x", "y", ""])), "stats_class_names holds an empty"),
     (_set("cases", np.array(["a", "b", "c", "d"]).reshape(2, 2)), "cases is not a list"),
     (_set("stats_class_names", np.array(["x", "x", "y"])), "stats_class_names lists 'x'"),
     (_set("stats_closure", np.array("middle")), "stats_closure is 'middle'"),
@@ -196,6 +209,14 @@ def _swap_edges(arrays):
     (_option("name", ["l"]), "options_json: name is ['l']"),
     (_option("class_labels", "abc"), "options_json: class_labels is 'abc'"),
     (_option("bootstrap", -3), "options_json: bootstrap is -3"),
+    (_option("bootstrap", 10**12), "options_json: bootstrap is 1000000000000; expected an "
+                                   "integer from 0 to 100000"),
+    (_option("seed", -1), "options_json: seed is -1"),
+    (_option("dice_rule", "bogus"), "options_json: dice_rule is 'bogus'; expected one of"),
+    (_option("dice", "sometimes"), "options_json: dice is 'sometimes'"),
+    (_option("empty_weight", "x"), "options_json: empty_weight is 'x'"),
+    (_option("scale", float("nan")), "options_json: scale is nan"),
+    (_option("roi", "band:abc"), "options_json: roi is 'band:abc'; expected a region of"),
     (_set("problems_json", np.array('[{"x": 1}]')), "problems_json entry 1 has fields x"),
     (_set("problems_json", np.array('"str"')), "problems_json is not a JSON list"),
     (_set("problems_json", np.array('[{"case": "a", "file": "f", "message": "m", '
@@ -219,6 +240,8 @@ def test_the_bounds_leave_room_for_rounding_only(tmp_path):
     # every voxel at p = 1 with outcome 1: all sums equal the count, and a rounding above it
     for key in ("stats_sum_p", "stats_sum_y", "stats_sum_p2", "stats_sum_py"):
         arrays[key] = np.where(full, arrays["stats_count"] * (1 + 1e-12), 0.0)
+    arrays.update(stats_tp=arrays["stats_count"].sum(axis=-1), stats_fp=arrays["stats_fp"] * 0,
+                  stats_fn=arrays["stats_fn"] * 0, stats_tn=arrays["stats_tn"] * 0)
     np.savez(tmp_path / "stats.npz", **arrays)
     assert len(load_results(tmp_path)) == 3
     arrays["stats_sum_y"] = np.where(full, arrays["stats_count"] * (1 + 1e-6), 0.0)
