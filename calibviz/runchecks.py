@@ -38,7 +38,7 @@ def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwri
         check_seed(seed, "--seed")
         if figures:
             check_figure_bins(options.n_bins, hint="use fewer bins or pass --no-figures")
-        _check_out_outside(out_dir, pred_dir, label_dir, options.mask_dir)
+        check_out_outside(out_dir, pred_dir, label_dir, options.mask_dir)
         cases, problems = discover_cases(pred_dir, label_dir, options)
         for case in cases:
             if why := activation_refusal(options.activation, case.format):
@@ -64,9 +64,10 @@ def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwri
     return cases, problems
 
 
-def _check_out_outside(out_dir: Path, pred_dir, label_dir, mask_dir) -> None:
+def check_out_outside(out_dir: Path, pred_dir, label_dir, mask_dir) -> None:
     """The output folder must not be, or lie inside, an input folder (symbolic links
-    resolved): the next run would list calibviz's own files as cases."""
+    resolved; ``None``: no such folder): the next run would list calibviz's own files as
+    cases. ``ValueError`` naming both."""
     out = Path(os.path.realpath(out_dir))  # a looping link: as far as it resolves
     for what, folder in (("prediction", pred_dir), ("label", label_dir), ("mask", mask_dir)):
         if folder is None:

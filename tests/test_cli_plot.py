@@ -108,6 +108,29 @@ def test_cli_plot_classes_by_label_value(app, tmp_path):
         "liver=1, tumour=2)" in result.output
 
 
+@pytest.mark.parametrize("folder", ["pred_dir", "label_dir", "mask_dir"])
+def test_cli_plot_out_inside_the_runs_input_folders_is_refused(app, tmp_path, folder):
+    """Figures written into the run's prediction, label or mask folder would be listed by
+    the next evaluate there; the run records its folders, so plot can tell."""
+    inputs = {key: tmp_path / key for key in ("pred_dir", "label_dir", "mask_dir")}
+    for path in inputs.values():
+        path.mkdir()
+    results = make_results(2)
+    save_results(tmp_path / "run" / "stats.npz", Results(
+        results.cases, results.stats,
+        {**results.options, **{key: str(path) for key, path in inputs.items()}}))
+    out = inputs[folder] / "figures"
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "run"), "--out", str(out),
+                                      "--dpi", "30"])
+    assert result.exit_code == 2, result.output
+    assert f"lies inside the {folder.split('_')[0].replace('pred', 'prediction')} folder" \
+        in " ".join(result.output.split())
+    assert not out.exists()
+    fine = CliRunner().invoke(app, ["plot", str(tmp_path / "run"), "--out",
+                                    str(tmp_path / "figs"), "--dpi", "30", "--kind", "dataset"])
+    assert fine.exit_code == 0, fine.output
+
+
 def test_cli_plot_missing_results(app, tmp_path):
     result = CliRunner().invoke(app, ["plot", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "no statistics file" in result.output

@@ -79,6 +79,7 @@ def plot(
     """Redraw reliability diagrams and the dataset reliability histogram from a stats.npz."""
     import matplotlib
 
+    from ..runchecks import check_out_outside
     from ..store import load_results
     from ..viz import get_preset, render_figures, resolve_classes
     from ..viz.worker import HereWorker, can_fork_here
@@ -95,6 +96,8 @@ def plot(
                                      class_labels=loaded.options.get("class_labels"))
         base = results if results.is_dir() else results.parent
         out_dir = out if out is not None else base / "figures"
+        check_out_outside(out_dir, *(loaded.options.get(key) for key in
+                                     ("pred_dir", "label_dir", "mask_dir")))
         summary = render_figures(
             loaded, out_dir, kind=kind, cases=cases, classes=picked, fmt=fmt.value,
             preset=chosen, max_cases=max_cases, absent=absent, dpi=dpi, norm=norm.value,
