@@ -56,10 +56,13 @@ def require_distributed() -> None:
 
 
 def check_scheduler(scheduler: str) -> None:
-    """``ValueError`` unless ``scheduler`` is ``local:N`` (N >= 1) or an address
+    """``ValueError`` unless ``scheduler`` is ``local:N`` (1 <= N <= 4 per core) or an address
     (``tcp://host:8786``, ``tls://…``, ``host:port``)."""
     match = _LOCAL.match(scheduler)
     if match and int(match.group(1)) >= 1:
+        from .loop import check_processes
+
+        check_processes(int(match.group(1)), f"--scheduler {scheduler}")
         return
     if not match and re.match(r"^([a-z]+://)?[^\s:/]+:\d+$", scheduler):
         return

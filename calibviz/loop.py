@@ -82,6 +82,23 @@ def default_workers() -> int:
                else (os.cpu_count() or 1))
 
 
+#: Worker processes allowed per core (``--workers``, ``--scheduler local:N``): each holds a
+#: case's arrays and its own imports (~100 MB); more than a few per core add memory and
+#: start-up time, not speed.
+PROCESSES_PER_CORE = 4
+
+
+def check_processes(n: int, option: str) -> None:
+    """``ValueError`` naming ``option`` when ``n`` worker processes exceed
+    :data:`PROCESSES_PER_CORE` per core of this machine."""
+    cores = default_workers()
+    if n > PROCESSES_PER_CORE * cores:
+        raise ValueError(f"{option}: {n} worker processes for this machine's {cores} "
+                         f"core{'s' if cores != 1 else ''}; use at most "
+                         f"{PROCESSES_PER_CORE * cores} ({PROCESSES_PER_CORE} per core: each "
+                         "process holds a case's arrays and its own imports)")
+
+
 def automatic_workers() -> int:
     """Processes for a run long enough to share: one per :data:`CASES_IN_FLIGHT` cores, as
     one process keeps that many busy (a case decoding while another is binned, on the
@@ -254,6 +271,20 @@ def check_cluster(scheduler: str | None, client, workers: int | None) -> None:
         from .dask_backend import check_usage
 
         check_usage(scheduler, client, workers)
+    if client is not None:
+        check_client(client)
+
+
+def check_client(client) -> None:
+    """``TypeError`` unless ``client`` is a ``distributed.Client``, ``ValueError`` when it is
+    closed: said before any case runs, not as Dask's internal error."""
+    if isinstance(client, str | os.PathLike) or not hasattr(client, "scheduler_info"):
+        raise TypeError(f"client must be a distributed.Client, got {type(client).__name__} "
+                        f"{client!r}" + ("; for a scheduler address give "
+                                         "distributed.Client(address)"
+                                         if isinstance(client, str) else ""))
+    if getattr(client, "status", "running") in ("closing", "closed"):
+        raise ValueError("the Dask client is closed; open a new distributed.Client")
 
 
 def cluster(scheduler: str | None, client):

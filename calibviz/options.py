@@ -8,7 +8,8 @@ choices from them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from fractions import Fraction
 
@@ -242,6 +243,28 @@ def parse_regions(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple(out)
 
 
+def mapping_text(value, what: str):
+    """``classes`` / ``regions`` given as a mapping (``{"liver": 1}``, ``{"WT": [1, 2, 4]}``)
+    as the text the command line takes (``"liver=1"``, ``"WT=1,2,4"``); other values as
+    they are. ``ValueError`` for a name that the text form cannot hold."""
+    if not isinstance(value, Mapping):
+        return value
+    items = []
+    for name, values in value.items():
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in "=,;"):
+            raise ValueError(f"{what}: class names must be non-empty text without '=', ',' "
+                             f"or ';'; got {name!r}")
+        values = [values] if isinstance(values, int | str) else list(values)
+        items.append(f"{name}=" + ",".join(str(v) for v in values))
+    return (";" if what == "regions" else ",").join(items)
+
+
+#: EvalOptions fields that are text (or None); a value of another type is a TypeError.
+_TEXT_FIELDS = ("closure", "binning", "format", "classes", "regions", "preset", "mask_dir",
+                "layout", "npz_key", "class_pattern", "pattern", "label_pattern", "postfix",
+                "dice", "activation")
+
+
 def _check_unique(names, what):
     seen = set()
     for n in names:
@@ -269,8 +292,10 @@ class EvalOptions:
 
     n_bins, closure, binning, empty_weight : binning convention (as :func:`calibviz.bin_image`).
     format : "auto", "nnunet", "nifti", "npy" or "per-class-files" (what is read).
-    classes : ``"liver=1,tumour=2"`` — names and label values of the prediction channels.
-    regions : ``"WT=1,2,4;TC=1,4;ET=4"`` — score these regions (truth ``isin(label, region)``).
+    classes : ``"liver=1,tumour=2"`` (or ``{"liver": 1, "tumour": 2}``) — names and label
+        values of the prediction channels.
+    regions : ``"WT=1,2,4;TC=1,4;ET=4"`` (or ``{"WT": [1, 2, 4], ...}``) — score these
+        regions (truth ``isin(label, region)``).
     preset : named regions: "brats2021", "brats2023" or "kits23".
     include_background : None = exclude the background channel when the model has one.
     ignore_label : label value whose voxels are ignored (nnU-Net's ``ignore`` is used too).
@@ -324,6 +349,15 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        if isinstance(self.mask_dir, os.PathLike):
+            set_(self, "mask_dir", os.fspath(self.mask_dir))
+        set_(self, "classes", mapping_text(self.classes, "classes"))
+        set_(self, "regions", mapping_text(self.regions, "regions"))
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be text (see EvalOptions), got "
+                                f"{type(value).__name__} {value!r}")
         set_(self, "n_bins", check_n_bins(self.n_bins))
         check_choice("closure", self.closure, CLOSURES)
         check_choice("binning", self.binning, BINNINGS)

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from .bootstrap import check_summary_memory
 from .io import Case, CaseResult, Problem, discover_cases
-from .loop import check_cluster, cluster, default_workers, evaluate_cases, warm_up
+from .loop import (
+    check_client,
+    check_cluster,
+    check_processes,
+    cluster,
+    default_workers,
+    evaluate_cases,
+    warm_up,
+)
 from .options import (
     MAX_FIGURE_BINS,  # noqa: F401 (public here, as before)
     EvalOptions,
@@ -188,6 +196,10 @@ def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, client=None
     evaluated on its cluster (same results as a local run).
     """
     opts = EvalOptions.from_kwargs(**options)
+    if workers is not None:
+        check_processes(workers, f"workers={workers}")
+    if client is not None:
+        check_client(client)
     pred_dir, label_dir = Path(pred_dir), Path(label_dir)
     cases, problems = discover_cases(pred_dir, label_dir, opts)
     collector = _Collector(cases, problems, _binning_options(opts, pred_dir, label_dir))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .io import Case, Problem, discover_cases
 from .io.activation import activation_refusal
+from .loop import check_processes
 from .options import (
     ABSENT_POLICIES,
     CSV_STYLES,
@@ -34,6 +35,8 @@ def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwri
         check_choice("--csv-style", csv_style, CSV_STYLES)
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")
+        if workers is not None:
+            check_processes(workers, f"--workers {workers}")
         check_resamples(n_bootstrap, "--bootstrap")
         check_seed(seed, "--seed")
         if figures:

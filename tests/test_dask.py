@@ -234,6 +234,37 @@ def test_scheduler_usage_errors(folder, tmp_path):
         run_evaluation(*folder, tmp_path / "b", EvalOptions(), scheduler="local:2", workers=2)
 
 
+def test_worker_processes_are_capped_per_core(folder, tmp_path):
+    """local:1000 on two cores started ~1000 processes (100 GB) and evaluated nothing; the
+    same cap holds for --workers and evaluate_folder(workers=...)."""
+    from calibviz.loop import PROCESSES_PER_CORE, default_workers
+
+    too_many = PROCESSES_PER_CORE * default_workers() + 1
+    with pytest.raises(UsageError, match=f"--scheduler local:{too_many}: {too_many} worker "
+                                         "processes for this machine's"):
+        run_evaluation(*folder, tmp_path / "a", EvalOptions(), scheduler=f"local:{too_many}")
+    with pytest.raises(UsageError, match=f"--workers {too_many}: .* use at most "
+                                         f"{too_many - 1}"):
+        run_evaluation(*folder, tmp_path / "b", EvalOptions(), workers=too_many)
+    with pytest.raises(ValueError, match=f"workers={too_many}"):
+        evaluate_folder(*folder, workers=too_many)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_client_that_is_not_one_is_named(folder):
+    distributed = pytest.importorskip("distributed")
+    with pytest.raises(TypeError, match="client must be a distributed.Client, got str .*"
+                                        r"distributed.Client\(address\)"):
+        evaluate_folder(*folder, client="tcp://127.0.0.1:1")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                       dashboard_address=None)
+    closed = distributed.Client(cluster)
+    closed.close()
+    cluster.close()
+    with pytest.raises(ValueError, match="the Dask client is closed"):
+        evaluate_folder(*folder, client=closed)
+
+
 def test_scheduler_without_dask_says_how_to_install(folder, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
     result = runner.invoke(app, ["evaluate", *map(str, folder), "--out", str(tmp_path / "o"),

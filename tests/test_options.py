@@ -105,3 +105,22 @@ def test_the_bin_cap_matches_the_kernels_memory():
     per_bin = N_SLOTS * _COPIES * 5 * 8
     assert per_bin == 10 * 2**10
     assert per_bin * MAX_BINS <= 2**30
+
+
+def test_classes_and_regions_as_mappings_and_text_fields_typed():
+    """The Python forms a user reaches for: a dict of classes or regions, a Path mask
+    folder; anything else where text is expected is one TypeError naming the field."""
+    from pathlib import Path
+
+    from calibviz.options import EvalOptions, parse_classes, parse_regions
+
+    options = EvalOptions(classes={"liver": 1, "tumour": 2},
+                          regions={"WT": [1, 2, 4], "ET": 4}, mask_dir=Path("/masks"))
+    assert parse_classes(options.classes) == (("liver", 1), ("tumour", 2))
+    assert parse_regions(options.regions) == (("WT", (1, 2, 4)), ("ET", (4,)))
+    assert options.mask_dir == "/masks"
+    for field, value in [("classes", 3), ("pattern", Path("*.nii")), ("dice", 1)]:
+        with pytest.raises(TypeError, match=f"^{field} must be text"):
+            EvalOptions(**{field: value})
+    with pytest.raises(ValueError, match="without '=', ',' or ';'; got 'a=b'"):
+        EvalOptions(classes={"a=b": 1})
