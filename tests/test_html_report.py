@@ -194,6 +194,24 @@ def test_not_a_results_folder_is_one_line(tmp_path):
     assert missing.exit_code == 2 and "is not a folder" in missing.output
 
 
+def test_a_run_where_every_case_failed_says_so(tmp_path):
+    from calibviz.synthetic import make_case, write_label, write_nifti
+
+    for i in range(2):
+        labels, probs = make_case((8, 7, 6), 3, seed=i)
+        write_label(tmp_path / "labels" / f"c{i}.nii.gz", labels)
+        write_nifti(tmp_path / "pred" / f"c{i}.nii.gz", probs[:, :, :, :3].transpose(1, 2, 3, 0))
+    run = tmp_path / "run"
+    result = invoke("evaluate", tmp_path / "pred", tmp_path / "labels", "--out", run,
+                    "--report", "--no-figures", "--workers", 1)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no report.html: no case was evaluated (see problems.csv)" in result.output
+    report = invoke("report", run)
+    assert report.exit_code == 2 and report.output.count("\n") == 1
+    assert "holds a run in which no case was evaluated" in report.output
+    assert "problems.csv" in report.output
+
+
 def test_unreadable_statistics_is_one_line(tmp_path):
     (tmp_path / "stats.npz").write_bytes(b"not an archive")
     result = invoke("report", tmp_path)

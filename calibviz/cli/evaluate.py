@@ -164,6 +164,8 @@ def evaluate(
         from .report import make_report
 
         typer.echo(f"wrote {make_report(out, None)}")
+    elif html_report:
+        typer.echo("no report.html: no case was evaluated (see problems.csv)")
     if not report.results.stats or strict and (report.n_skipped or report.results.errors):
         raise typer.Exit(1)
 

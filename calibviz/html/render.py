@@ -34,6 +34,10 @@ def load_run_folder(folder: str | os.PathLike) -> tuple[Path, Results]:
         raise ValueError(f"{folder} is not a folder (expected the --out folder of "
                          "calibviz evaluate)")
     if not (folder / STATS_FILE).is_file():
+        if (folder / "run.json").is_file() and (folder / "problems.csv").is_file():
+            raise ValueError(f"{folder} holds a run in which no case was evaluated: nothing "
+                             f"to report; why each case failed is in "
+                             f"{folder / 'problems.csv'}")
         raise ValueError(f"{folder} is not a calibviz results folder: it holds no "
                          f"{STATS_FILE} (write one with calibviz evaluate)")
     results = load_results(folder)
