@@ -449,3 +449,17 @@ def test_scale_that_a_later_file_ignores_is_that_cases_warning(tmp_path):
     assert_clean(evaluate(pred, labels, "--out", alone, "--workers", 1, "--no-figures",
                           "--pattern", "case[123]*", "--bootstrap", 0), 0)
     pd.testing.assert_frame_equal(rows(out).loc[["case1", "case2", "case3"]], rows(alone))
+
+
+def test_ignore_label_of_a_scored_class_is_one_usage_error(tmp_path):
+    """The ignore label conflicts with the classes of every case alike: the run stops at
+    the first case with one line (exit 2), not one 'skipped case' per case."""
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures",
+                      "--ignore-label", 1)
+    assert_clean(result, 2)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "cannot be both ignored and scored" in " ".join(result.output.split())
+    assert not any("skipped case" in line for line in lines)
+    assert not (out / "per_image.csv").exists()

@@ -31,7 +31,7 @@ from .checks import (
     load_mask,
     squeeze_trailing,
 )
-from .classes import resolve
+from .classes import OptionsConflict, resolve
 from .files import check_nifti_size, check_readable
 from .nifti import load_nifti
 from .readers import open_source
@@ -114,8 +114,8 @@ def _open_inputs(case, options, ctx, source: Source, label_img, label_shape,
     """Resolve the channels, check shapes and affines, read the mask and the labels."""
     try:
         resolved = resolve(source.n_channels, options, case.model, case.class_files)
-    except ValueError as err:
-        raise ctx.fail(str(err)) from None
+    except ValueError as err:  # a conflict of the options is the run's, said once
+        raise ctx.fail(str(err), usage=isinstance(err, OptionsConflict)) from None
     try:
         rule = dice_rule(options.dice, resolved)
     except ValueError as err:

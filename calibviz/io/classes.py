@@ -52,13 +52,18 @@ class Resolved:
         return tuple(t.name for t in self.targets)
 
 
+class OptionsConflict(ValueError):
+    """The options contradict each other for every case with these classes (a usage error
+    of the run, said once, not a problem of one case)."""
+
+
 def _check_ignore_unscored(ignore: int, channel_names, channel_values, regions) -> None:
-    """``ValueError`` when the ignore label is a label value that a channel or region
-    scores: its voxels would be left out of that class's own score, silently."""
+    """:class:`OptionsConflict` when the ignore label is a label value that a channel or
+    region scores: its voxels would be left out of that class's own score, silently."""
     named = list(zip(channel_names, channel_values, strict=True)) + list(regions or [])
     for name, values in named:
         if ignore in values:
-            raise ValueError(f"the ignore label {ignore} is a label value of class {name!r} "
+            raise OptionsConflict(f"the ignore label {ignore} is a label value of class {name!r} "
                              f"(values {list(values)}): its voxels cannot be both ignored and "
                              "scored; give the ignore label a value no class uses")
 
