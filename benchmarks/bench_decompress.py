@@ -1,9 +1,16 @@
 """Deflate decoding: calibviz's readers with the fast decoder vs the same readers on zlib, next
 to the bare decoders on the same bytes (the ceiling any reader can reach).
 
-Run: ``python benchmarks/bench_decompress.py`` (``--small`` for 96×96×48). Data: smooth
-synthetic softmax maps (3 classes, MONAI ``.nii.gz`` and nnU-Net v2 ``.npz``), written once
-into ``~/.cache/calibviz-bench``.
+Run: ``python benchmarks/bench_decompress.py`` (``--small`` for 96×96×48). Data, written once
+into ``~/.cache/calibviz-bench``: synthetic softmax maps of 3 classes (MONAI ``.nii.gz`` and
+nnU-Net v2 ``.npz``) of two kinds, and their label map (``.nii.gz``, uint8):
+
+* "smooth": logits of sharpness 2 plus noise, probabilities rarely near 0 or 1 (1 % of the
+  values below 0.05 or above 0.95): every float has a random mantissa, the files hardly
+  compress (0.9), and decoding is mostly copying literals;
+* "trained": sharpness 12, as a trained network's maps are (most values below 0.05 or
+  above 0.95; the issue counts 89 % in the first bin of a real 16-class map): the exponents
+  repeat, the files compress better, and a decoder's speed shows more.
 
 * "raw": the decoder alone on the file's bytes already in memory (1 MiB of input at a time,
   output discarded) — no reader can beat it;
@@ -34,29 +41,37 @@ CACHE = Path.home() / ".cache" / "calibviz-bench"
 CHUNK = 2**20
 
 
-def make_data(shape) -> Path:
-    from calibviz.synthetic import make_case, write_monai, write_nnunet_v2
+#: The two kinds of maps: logit sharpness of :func:`calibviz.synthetic.make_case`.
+SHARPNESS = {"smooth": 2.0, "trained": 12.0}
 
-    folder = CACHE / f"decompress-{'x'.join(map(str, shape))}"
-    done = folder / "done"
+
+def make_data(shape, kind: str = "smooth") -> Path:
+    from calibviz.synthetic import make_case, write_label, write_monai, write_nnunet_v2
+
+    suffix = "" if kind == "smooth" else f"-{kind}"
+    folder = CACHE / f"decompress-{'x'.join(map(str, shape))}{suffix}"
+    done = folder / "done-2"  # with the label map
     if not done.exists():
-        labels, probs = make_case(shape, 3, seed=0)
+        labels, probs = make_case(shape, 3, seed=0, sharpness=SHARPNESS[kind])
         write_monai(folder / "monai", "case", probs)
         write_nnunet_v2(folder / "nnunet", {"case": (probs, np.eye(4))},
                         {"background": 0, "a": 1, "b": 2})
+        write_label(folder / "labels" / "case.nii.gz", labels)
         done.write_text("ok")
     return folder
 
 
 def files(folder: Path) -> dict[str, Path]:
     return {"nii.gz": folder / "monai" / "case" / "case_seg.nii.gz",
-            "npz": folder / "nnunet" / "case.npz"}
+            "npz": folder / "nnunet" / "case.npz",
+            "label": folder / "labels" / "case.nii.gz"}
 
 
 def raw_streams(paths: dict[str, Path]) -> dict[str, tuple[bytes, int]]:
     """The deflate stream of each file (gzip: the whole file; npz: the member's raw
     deflate bytes) and its ``wbits``."""
-    streams = {"nii.gz": (paths["nii.gz"].read_bytes(), 31)}
+    streams = {"nii.gz": (paths["nii.gz"].read_bytes(), 31),
+               "label": (paths["label"].read_bytes(), 31)}
     with zipfile.ZipFile(paths["npz"]) as zf:
         info = zf.getinfo("probabilities.npy")
         with open(paths["npz"], "rb") as file:
@@ -70,7 +85,7 @@ def raw_streams(paths: dict[str, Path]) -> dict[str, tuple[bytes, int]]:
 
 
 def readers(paths: dict[str, Path]):
-    from calibviz.io.nifti import NiftiSource
+    from calibviz.io.nifti import NiftiSource, load_nifti
     from calibviz.io.readers import NpyStream
 
     def nifti():
@@ -85,7 +100,10 @@ def readers(paths: dict[str, Path]):
             stream.read(c)
         stream.close()
 
-    return {"nii.gz": nifti, "npz": npz}
+    def label():  # as a case reads its label map
+        np.asanyarray(load_nifti(str(paths["label"])).dataobj)
+
+    return {"nii.gz": nifti, "npz": npz, "label": label}
 
 
 def decode(module, data: bytes, wbits: int) -> int:
@@ -152,7 +170,6 @@ def main() -> None:
         print(json.dumps(peak_memory(Path(folder), kind)))
         return
     shape = (96, 96, 48) if args.small else (192, 192, 96)
-    folder = make_data(shape)
     from calibviz.io import inflate
 
     backends = []
@@ -162,32 +179,40 @@ def main() -> None:
             backends.append(name)
         except ImportError:
             print(f"  {name}: not installed")
-    result = compare(folder, backends, args.repeats)
-    best, sizes = result["best"], result["sizes"]
-    print(f"== decoding 3 × {'x'.join(map(str, shape))} float32 (load "
-          f"{os.getloadavg()[0]:.1f}) ==")
-    for kind, path in files(folder).items():
-        print(f"  {kind}: {path.stat().st_size / 1e6:.1f} MB on disk, {sizes[kind] / 1e6:.1f} "
-              "MB decoded")
-    for name in backends:
-        env = dict(os.environ, CALIBVIZ_INFLATE=name, PYTHONPATH=str(ROOT))
-        peak = {}
-        for kind in ("nii.gz", "npz"):
-            done = subprocess.run([sys.executable, __file__, "--memory", f"{folder}::{kind}"],
-                                  env=env, capture_output=True, text=True, check=True)
-            peak[kind] = json.loads(done.stdout.strip().splitlines()[-1])
-        parts = []
-        for kind in ("nii.gz", "npz"):
-            raw, reader = best[(kind, "raw", name)], best[(kind, "reader", name)]
-            zlib_raw = best[(kind, "raw", "zlib")]
-            parts.append(
-                f"{kind} raw {sizes[kind] / raw / 1e6:4.0f} MB/s (x{zlib_raw / raw:.2f})"
-                f" reader {sizes[kind] / reader / 1e6:4.0f} MB/s "
-                f"(x{best[(kind, 'reader', 'zlib')] / reader:.2f}, {raw / reader:.0%} of raw, "
-                f"peak +{peak[kind]:.0f} MB)")
-        print(f"  {name:8s} " + "   ".join(parts))
+    for kind in SHARPNESS:
+        report(make_data(shape, kind), kind, shape, backends, args.repeats)
     print("  (x: speed-up over zlib on the same bytes; % of raw: the reader's rate over the "
           "bare decoder's)")
+
+
+def report(folder: Path, kind: str, shape, backends: list[str], repeats: int) -> None:
+    """Print one block: each decoder's rates on the three files of ``folder``."""
+    result = compare(folder, backends, repeats)
+    best, sizes = result["best"], result["sizes"]
+    with np.load(files(folder)["npz"]) as data:
+        probs = data["probabilities"]
+    saturated = float(((probs < 0.05) | (probs > 0.95)).mean())
+    print(f"== {kind} maps: 3 × {'x'.join(map(str, shape))} float32, {saturated:.0%} of values "
+          f"below 0.05 or above 0.95 (load {os.getloadavg()[0]:.1f}) ==")
+    for name, path in files(folder).items():
+        print(f"  {name}: {path.stat().st_size / 1e6:.1f} MB on disk, "
+              f"{sizes[name] / 1e6:.1f} MB decoded "
+              f"(compressed to {path.stat().st_size / sizes[name]:.2f})")
+    for name in backends:
+        env = dict(os.environ, CALIBVIZ_INFLATE=name, PYTHONPATH=str(ROOT))
+        parts = []
+        for file in files(folder):
+            done = subprocess.run([sys.executable, __file__, "--memory", f"{folder}::{file}"],
+                                  env=env, capture_output=True, text=True, check=True)
+            peak = json.loads(done.stdout.strip().splitlines()[-1])
+            raw, reader = best[(file, "raw", name)], best[(file, "reader", name)]
+            parts.append(
+                f"{file} raw {sizes[file] / raw / 1e6:4.0f} MB/s "
+                f"(x{best[(file, 'raw', 'zlib')] / raw:.2f}) reader "
+                f"{sizes[file] / reader / 1e6:4.0f} MB/s "
+                f"(x{best[(file, 'reader', 'zlib')] / reader:.2f}, {raw / reader:.0%} of raw, "
+                f"peak +{peak:.0f} MB)")
+        print(f"  {name:8s} " + f"\n  {'':8s} ".join(parts))
 
 
 if __name__ == "__main__":
