@@ -34,7 +34,7 @@ from .options import (
     check_n_bins,
 )
 from .results import Results
-from .runchecks import UsageError, check_run  # noqa: F401 (UsageError: public here)
+from .runchecks import UsageError, check_run, claim_out  # noqa: F401 (UsageError: public)
 from .runfigures import RunFigures
 from .store import ROI_PREFIX, PartialStore, clear_outputs, input_fingerprint
 
@@ -262,51 +262,52 @@ def run_evaluation(
                                  resume=resume, overwrite=overwrite, absent=absent,
                                  csv_style=csv_style, figures=figures, n_bootstrap=n_bootstrap,
                                  seed=seed)
-    options = fine_options
-    wanted = _binning_options(options, pred_dir, label_dir)
-    store, notices = _open_store(out_dir, wanted, resume)
-    run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name,
-                   "bootstrap": n_bootstrap, "seed": seed}
-    collector = _Collector(cases, problems, run_options, progress)
-    n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
-    if collector.finished:
+    with claim_out(out_dir, resume=resume, overwrite=overwrite):  # one run at a time
+        options = fine_options
+        wanted = _binning_options(options, pred_dir, label_dir)
+        store, notices = _open_store(out_dir, wanted, resume)
+        run_options = {**wanted, "absent": absent, "csv_style": csv_style, "name": name,
+                       "bootstrap": n_bootstrap, "seed": seed}
+        collector = _Collector(cases, problems, run_options, progress)
+        n_resumed = _take_stored(store, cases, collector, notices) if resume else 0
+        if collector.finished:
+            try:
+                collector.check_summary(next(iter(collector.finished.values())))
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+        collector.report_progress()
+        run_figures = RunFigures(figures, workers, report_bins,  # imports while cases run
+                                 n_cases=len(cases), absent=absent)
         try:
-            collector.check_summary(next(iter(collector.finished.values())))
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-    collector.report_progress()
-    run_figures = RunFigures(figures, workers, report_bins,  # imports while cases run
-                             n_cases=len(cases), absent=absent)
-    try:
-        for stored in collector.finished.values():
-            run_figures.case_done(stored.stats)
+            for stored in collector.finished.values():
+                run_figures.case_done(stored.stats)
 
-        def on_result(result: CaseResult) -> None:
-            result = collector.accept(result)
-            if result.ok:  # saved before anything else can interrupt
-                store.save(result.case_id, result.stats, result.problems,
-                           before[result.case_id], result.info, result.roi_stats)
-                run_figures.case_done(result.stats)
-            collector.record(result)
+            def on_result(result: CaseResult) -> None:
+                result = collector.accept(result)
+                if result.ok:  # saved before anything else can interrupt
+                    store.save(result.case_id, result.stats, result.problems,
+                               before[result.case_id], result.info, result.roi_stats)
+                    run_figures.case_done(result.stats)
+                collector.record(result)
 
-        todo = [case for case in cases if case.case_id not in collector.finished]
-        # the inputs as they are before they are read: a file changed while (or after) its
-        # case runs then differs from what is stored, and a resumed run evaluates it again
-        before = {case.case_id: _fingerprint(case) for case in todo}
-        warm_up("calibviz.report", kernel=False)  # pandas, for the reports, while cases run
-        used = _evaluate_todo(todo, options, store, on_result, workers=workers,
-                              scheduler=scheduler, client=client)
-        collector.options["workers"] = used
-        report = RunReport(results=collector.results(), n_resumed=n_resumed,
-                           out_dir=out_dir, notices=notices)
-        report.fine = _coarsen_results(report, report_bins) if fine_bins else None
-        report.timings = {"evaluate": time.perf_counter() - clock}
-        _finish(report, store, started, csv_style=csv_style, figures=figures,
-                figure_format=figure_format, max_case_figures=max_case_figures,
-                workers=workers, run_figures=run_figures)
-    finally:
-        run_figures.close()
-    return report
+            todo = [case for case in cases if case.case_id not in collector.finished]
+            # the inputs as they are before they are read: a file changed while (or after) its
+            # case runs then differs from what is stored, and a resumed run evaluates it again
+            before = {case.case_id: _fingerprint(case) for case in todo}
+            warm_up("calibviz.report", kernel=False)  # pandas, for the reports, while cases run
+            used = _evaluate_todo(todo, options, store, on_result, workers=workers,
+                                  scheduler=scheduler, client=client)
+            collector.options["workers"] = used
+            report = RunReport(results=collector.results(), n_resumed=n_resumed,
+                               out_dir=out_dir, notices=notices)
+            report.fine = _coarsen_results(report, report_bins) if fine_bins else None
+            report.timings = {"evaluate": time.perf_counter() - clock}
+            _finish(report, store, started, csv_style=csv_style, figures=figures,
+                    figure_format=figure_format, max_case_figures=max_case_figures,
+                    workers=workers, run_figures=run_figures)
+        finally:
+            run_figures.close()
+        return report
 
 
 def _finish(report: RunReport, store: PartialStore, started: datetime, **outputs) -> None:

@@ -7,6 +7,8 @@ file is written.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .io import Case, Problem, discover_cases
@@ -55,16 +57,55 @@ def check_run(pred_dir, label_dir, out_dir, options, *, workers, resume, overwri
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise UsageError(f"cannot write to {out_dir}: {parent} is not writable")
             break
-    if holds_run(out_dir) and not (resume or overwrite):
-        raise UsageError(f"{out_dir} holds the results of another run; pass --overwrite to "
-                         "replace them (only calibviz's own files are removed) or --resume "
-                         "to continue an interrupted run")
-    if overwrite:
-        try:
-            clear_outputs(out_dir, keep_partial=resume)
-        except OSError as error:
-            raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
+    if holds_run(out_dir) and not (resume or overwrite):  # said early; checked again below
+        raise UsageError(_HOLDS_RUN.format(out_dir=out_dir))
     return cases, problems
+
+
+_HOLDS_RUN = ("{out_dir} holds the results of another run; pass --overwrite to replace them "
+              "(only calibviz's own files are removed) or --resume to continue an interrupted "
+              "run")
+
+
+@contextmanager
+def claim_out(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
+    """Hold the output folder for one run (created if need be): a second run into it while
+    this one writes is a :class:`UsageError`, even with ``--overwrite`` or ``--resume``
+    (an exclusive ``flock`` on the folder, released when the run ends or its process dies;
+    where the file system cannot lock, e.g. some network mounts, the folder is not guarded).
+    Then the folder must hold no other run unless ``resume``; ``overwrite`` clears
+    calibviz's own files."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = os.open(out_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as error:
+        raise UsageError(f"cannot create {out_dir}: {error.strerror or error}") from None
+    try:
+        _lock(handle, out_dir)
+        if holds_run(out_dir) and not (resume or overwrite):
+            raise UsageError(_HOLDS_RUN.format(out_dir=out_dir))
+        if overwrite:
+            try:
+                clear_outputs(out_dir, keep_partial=resume)
+            except OSError as error:
+                raise UsageError(f"cannot clear {out_dir}: {error.strerror or error}") from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def _lock(handle: int, out_dir: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: unguarded
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(f"another calibviz run is writing to {out_dir}; wait for it to "
+                         "finish, or give another --out") from None
+    except OSError:  # the file system cannot lock: unguarded
+        return
 
 
 def check_out_outside(out_dir: Path, pred_dir, label_dir, mask_dir) -> None:

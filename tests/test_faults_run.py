@@ -463,3 +463,24 @@ def test_ignore_label_of_a_scored_class_is_one_usage_error(tmp_path):
     assert "cannot be both ignored and scored" in " ".join(result.output.split())
     assert not any("skipped case" in line for line in lines)
     assert not (out / "per_image.csv").exists()
+
+
+@pytest.mark.parametrize("flag", [[], ["--overwrite"], ["--resume"]])
+def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, flag):
+    """Two runs writing one folder (a job submitted twice) would mix their cases and
+    outputs: while one holds the folder, another is one usage error, whatever its flags."""
+    import fcntl
+
+    pred, labels = write_float_folder(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running one holds it
+        result = evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures", *flag)
+        assert_clean(result, 2)
+        assert f"another calibviz run is writing to {out}" in " ".join(result.output.split())
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(held)
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
