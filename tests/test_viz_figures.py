@@ -42,20 +42,8 @@ def results():
     return make_results()
 
 
-def naive_mean_ace(stats):
-    out = []
-    for s in stats:
-        values = []
-        for c in range(s.n_classes):
-            gaps = [abs(s.sum_p[c, k] / s.count[c, k] - s.sum_y[c, k] / s.count[c, k])
-                    for k in range(s.n_bins) if s.count[c, k] > 0]
-            values.append(sum(gaps) / len(gaps))
-        out.append(sum(values) / len(values))
-    return np.array(out)
-
-
-def naive_class_ace(stats):
-    """float64 [C]: each class's ACE averaged over the images."""
+def naive_ace_table(stats):
+    """float64 [n_images, C]: each image's ACE per class, by loops."""
     table = []
     for s in stats:
         row = []
@@ -64,7 +52,17 @@ def naive_class_ace(stats):
                     for k in range(s.n_bins) if s.count[c, k] > 0]
             row.append(sum(gaps) / len(gaps))
         table.append(row)
-    return np.mean(table, axis=0)
+    return np.array(table)
+
+
+def naive_mean_ace(stats):
+    """float64 [n_images]: each image's ACE averaged over its classes."""
+    return naive_ace_table(stats).mean(axis=1)
+
+
+def naive_class_ace(stats):
+    """float64 [C]: each class's ACE averaged over the images."""
+    return naive_ace_table(stats).mean(axis=0)
 
 
 def many_class_results(n_classes, n_cases=3):
