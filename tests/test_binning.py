@@ -386,7 +386,7 @@ def test_class_added_twice_is_refused():
     with pytest.raises(ValueError, match="'fg' was already added"):
         accumulator.add_all(np.stack([p, p]), y)
     accumulator.add_class(0, p, y, label_value=0)
-    assert accumulator.result().equals(bin_image(np.stack([1 - p, p]) * 0 + p, y, n_bins=5,
+    assert accumulator.result().equals(bin_image(np.stack([p, p]), y, n_bins=5,
                                                  class_names=["bg", "fg"]))
 
 
