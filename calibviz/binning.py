@@ -8,6 +8,7 @@ reduced in a fixed order, so results do not depend on the number of threads at a
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numba
@@ -21,6 +22,7 @@ from .options import (
     MAX_LABEL_SPAN,
     check_choice,
     check_empty_weight,
+    check_ignore_unscored,
     check_n_bins,
 )
 from .stats import BinStats
@@ -355,9 +357,13 @@ def bin_edges(n_bins: int, dtype=np.float64) -> np.ndarray:
 class BinAccumulator:
     """Accumulates per-bin statistics class by class, so channels can be streamed.
 
-    ``BinAccumulator(["liver", "tumour"], precision=np.float32)`` then
+    ``BinAccumulator(["liver", "tumour"])`` then
     ``add_class(0, probs_liver, labels, label_value=1)`` … and ``result()``.
-    Adding every class once gives exactly what :func:`bin_image` gives on the stacked array.
+    Adding every class once gives exactly what :func:`bin_image` gives on the stacked array:
+    the edges follow the data (``k/B`` rounded to the precision of the probabilities'
+    dtype, float64 for integer maps, spec §2), fixed by ``precision`` or else by the first
+    class added; a class whose dtype needs other edges, a class added twice and duplicate
+    class names raise ``ValueError``.
     """
 
     def __init__(
@@ -365,7 +371,7 @@ class BinAccumulator:
         class_names: Sequence[str],
         *,
         n_bins: int = 20,
-        precision=np.float32,
+        precision=None,
         closure: str = "right",
         binning: str = "hard",
         empty_weight: float = DEFAULT_EMPTY_WEIGHT,
@@ -375,9 +381,12 @@ class BinAccumulator:
         self.closure = check_choice("closure", closure, CLOSURES)
         self.binning = check_choice("binning", binning, BINNINGS)
         self.empty_weight = check_empty_weight(empty_weight)
-        self.class_names = tuple(str(n) for n in class_names)
-        self.edges = bin_edges(self.n_bins, _edge_precision(np.dtype(precision)))
         self.where = where
+        self.class_names = _unique_names(class_names, where)
+        #: float dtype whose rounding the edges follow (None: the first class's dtype)
+        self.precision = None if precision is None else _edge_precision(np.dtype(precision))
+        #: float64 ``[B + 1]`` edges the voxels are assigned with (None until fixed)
+        self.edges = None if precision is None else bin_edges(self.n_bins, self.precision)
         shape = (len(self.class_names), self.n_bins)
         self._count = np.zeros(shape, dtype=np.int64 if binning == "hard" else np.float64)
         self._sums = np.zeros((*shape, 4))
@@ -385,6 +394,7 @@ class BinAccumulator:
         self._done = np.zeros(shape[0], dtype=bool)
         #: (lowest, highest) probability seen so far, before clipping
         self.value_range = (np.inf, -np.inf)
+        self._pending_precision = self.precision
 
     def add_class(
         self,
@@ -399,21 +409,30 @@ class BinAccumulator:
         declared_labels: Sequence[int] | None = None,
         scale: float | None = None,
         intercept: float = 0.0,
+        input_dtype=None,
     ) -> None:
-        """Bin one class.
+        """Bin one class (once).
 
         probs: ``(*spatial)`` probabilities of this class (float, or integers with ``scale``
         as the multiplier, e.g. ``1/255``; uint8 without scale means ``/255``).
         labels: ``(*spatial)`` integer label map (outcome ``label == label_value`` or
-        ``isin(label, region)``), or a boolean outcome when neither is given.
+        ``isin(label, region)``: give one of the two), or a boolean outcome when neither is
+        given. ``ignore_label`` must not be a value the class scores.
         declared_labels: when given, label values outside it (and the class values) raise;
         otherwise every other value is simply a negative outcome.
+        input_dtype: the dtype of the input ``probs`` derive from, when that is not
+        ``probs.dtype`` (e.g. a float32 sum of float16 channels): the edges follow it.
         """
         if not 0 <= index < len(self.class_names):
             raise ValueError(f"{self.where}class index {index} out of range")
         name = self.class_names[index]
+        self._check_not_added([index])
+        if label_value is not None and region is not None:
+            raise ValueError(f"{self.where}class {name!r}: give label_value or region, "
+                             "not both")
         probs = np.asarray(probs)
         labels = np.asarray(labels)
+        self._fix_edges(probs.dtype if input_dtype is None else np.dtype(input_dtype), name)
         if probs.shape != labels.shape:
             raise ValueError(
                 f"{self.where}class {name!r}: probabilities have shape {probs.shape} "
@@ -430,7 +449,8 @@ class BinAccumulator:
             members = [label_value] if region is None else list(region)
             strict = declared_labels is not None
             lut_rows, offset = _label_lut(
-                [members], ignore_label, declared_labels, strict=strict, where=self.where
+                [members], ignore_label, declared_labels, strict=strict, where=self.where,
+                names=[name],
             )
         probs_flat, labels_flat, mask_flat = _flatten_together(
             probs, _as_int_labels(labels, self.where), mask, self.where
@@ -458,11 +478,16 @@ class BinAccumulator:
         probs = np.asarray(probs)
         labels = np.asarray(labels)
         n_classes = len(self.class_names)
-        if probs.shape[0] != n_classes:
+        self._check_not_added(range(n_classes))
+        if classes is not None and regions is not None:
+            raise ValueError(f"{self.where}give classes or regions, not both")
+        if probs.ndim < 1 or probs.shape[0] != n_classes:
             raise ValueError(
-                f"{self.where}probabilities have {probs.shape[0]} channels "
-                f"but {n_classes} classes are declared"
+                f"{self.where}probabilities of shape {probs.shape} have "
+                f"{probs.shape[0] if probs.ndim else 0} channels but {n_classes} classes "
+                "are declared"
             )
+        self._fix_edges(probs.dtype, self.class_names[0])
         spatial = probs.shape[1:]
         if labels.dtype == bool and classes is None and regions is None:
             if labels.shape != probs.shape:
@@ -493,7 +518,8 @@ class BinAccumulator:
                     f"{self.where}{len(members)} label values/regions given "
                     f"for {n_classes} probability channels"
                 )
-            lut, offset = _label_lut(members, ignore_label, declared_labels, where=self.where)
+            lut, offset = _label_lut(members, ignore_label, declared_labels, where=self.where,
+                                     names=self.class_names)
             probs_rows = probs.reshape(n_classes, -1)
             label_rows = _as_int_labels(labels, self.where).reshape(1, -1)
             mask_flat = _flat_mask(mask, spatial, self.where)
@@ -503,8 +529,34 @@ class BinAccumulator:
         )
         self._merge(result, list(range(n_classes)))
 
+    def _check_not_added(self, indices) -> None:
+        added = [self.class_names[i] for i in indices if self._done[i]]
+        if added:
+            raise ValueError(f"{self.where}class {', '.join(map(repr, added))} was already "
+                             "added; add each class once (its sums would count twice)")
+
+    def _fix_edges(self, dtype: np.dtype, name: str) -> None:
+        """Set the edges by ``dtype`` until a class is added (then they are fixed), or check
+        that ``dtype`` needs the fixed edges: mixed precisions would bin unlike
+        :func:`bin_image`."""
+        wanted = _edge_precision(dtype)
+        if self.precision is None:  # fixed by _merge, once the class is binned
+            self._pending_precision = wanted
+            self.edges = bin_edges(self.n_bins, wanted)
+        elif wanted != self.precision:
+            raise ValueError(
+                f"{self.where}class {name!r}: probabilities of dtype {dtype} are binned with "
+                f"{wanted} edges (k/B rounded to the input's precision), but this "
+                f"accumulator's edges are {self.precision} (its precision argument, or the "
+                "dtype of the first class added); give every class the dtype of the others (and "
+                "no precision, or that one), or input_dtype when the values derive from "
+                "another input"
+            )
+
     def _merge(self, result, indices) -> None:
         count, sums, confusion = result
+        if self.precision is None:
+            self.precision = self._pending_precision
         self._count[indices] += count
         self._sums[indices] += sums
         self._confusion[indices] += confusion
@@ -550,13 +602,19 @@ def bin_image(
     ----------
     probs : ``(C, *spatial)`` probabilities (float16/32/64, or integers: uint8 means ``/255``,
         other integers need ``scale``); a ``(*spatial)`` array is one foreground class.
-    labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (regions);
-        for one class with a boolean outcome pass ``probs[None], outcome[None]``.
-    classes : label value of each channel (default ``0..C-1``; ``[1]`` for one channel).
+    labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (one-hot
+        or regions); for one class with a boolean outcome pass ``probs[None], outcome[None]``.
+        Non-bool labels of the probabilities' shape mean one class over ``(*spatial)``; as
+        that cannot be told from a ``(C, *spatial)`` one-hot of integers or floats, it needs
+        ``classes`` (e.g. ``[1]``) or ``regions`` unless the arrays are 1-D (a one-hot:
+        pass ``labels.astype(bool)``).
+    classes : label value of each channel (default ``0..C-1``; ``[1]`` for one channel);
+        not together with ``regions``.
     regions : instead of ``classes``, the label values of each channel's region
         (outcome ``isin(label, region)``).
     mask : optional bool ``(*spatial)``; voxels outside it are ignored.
-    ignore_label : voxels with this label value are ignored.
+    ignore_label : voxels with this label value are ignored (a value no class or region
+        scores).
     closure : ``"right"`` (``e_k < p <= e_k+1``, default) or ``"left"``.
     binning : ``"hard"`` or ``"soft"`` (linear split between bin centres, spec §6).
     declared_labels : label values allowed in ``labels`` (default: background 0, every
@@ -566,22 +624,26 @@ def bin_image(
     >>> import numpy as np
     >>> p = np.array([[0.8, 0.1], [0.3, 0.6]])
     >>> y = np.array([[1, 0], [0, 1]])
-    >>> stats = bin_image(p, y, n_bins=5)
+    >>> stats = bin_image(p, y, n_bins=5, classes=[1])
     >>> stats.count.tolist()
     [[1, 1, 1, 1, 0]]
     """
     probs = np.asarray(probs)
     labels = np.asarray(labels)
+    if classes is not None and regions is not None:
+        raise ValueError(f"{where}give classes or regions, not both")
     if probs.ndim == labels.ndim and labels.dtype != bool:
+        classes = _one_class(probs, labels, classes, regions, where)
         probs = probs[None]
-        if classes is None and regions is None:
-            classes = [1]
     elif probs.ndim == 1 and labels.shape == probs.shape:
         # a flat list of voxels with a boolean outcome: one class
         probs, labels = probs[None], labels[None]
     if probs.ndim < 2:
         raise ValueError(f"{where}probabilities must be at least 1-D per class, got {probs.shape}")
     n_classes = probs.shape[0]
+    if n_classes == 0:
+        raise ValueError(f"{where}probabilities have 0 channels (shape {probs.shape}); "
+                         "expected (C, *spatial) with at least one class")
     if class_names is None:
         if regions is not None:
             class_names = [f"region{i}" for i in range(n_classes)]
@@ -601,12 +663,61 @@ def bin_image(
 
 
 # --------------------------------------------------------------------------- helpers
+def _one_class(probs, labels, classes, regions, where: str):
+    """``classes`` for non-bool ``labels`` with as many axes as ``probs``: one class over
+    ``(*spatial)`` (default label value 1 for 1-D arrays); ``ValueError`` when the shapes
+    differ (e.g. labels with a channel axis) or when the arrays might be a ``(C, *spatial)``
+    one-hot and neither ``classes`` nor ``regions`` says one class."""
+    if labels.shape != probs.shape:
+        spatial = probs.shape[1:]
+        if probs.ndim >= 2 and labels.shape[0] == 1 and labels.shape[1:] == spatial:
+            raise ValueError(f"{where}labels {labels.shape} have a channel axis; pass a label "
+                             f"map of shape {spatial} (labels[0]) with probabilities "
+                             f"{probs.shape}")
+        expected = (f"a label map of shape {spatial} for {probs.shape[0]} channels, or "
+                    f"{probs.shape} for one class" if probs.ndim >= 2 else f"{probs.shape}")
+        raise ValueError(f"{where}probabilities {probs.shape} and labels {labels.shape}: "
+                         f"the shapes do not fit; expected labels of shape {expected}")
+    given = regions if regions is not None else classes
+    if given is None:
+        if probs.ndim >= 2:
+            raise ValueError(
+                f"{where}labels have the shape of the probabilities {probs.shape} but are "
+                f"{labels.dtype}, not bool: for (C, *spatial) one-hot outcomes pass "
+                "labels.astype(bool); for one class over (*spatial) give its label value, "
+                "e.g. classes=[1]")
+        return [1]
+    if len(given) != 1:
+        raise ValueError(
+            f"{where}labels have the shape of the probabilities {probs.shape}, which makes "
+            f"them one class over (*spatial), but {len(given)} classes or regions are given; "
+            f"for (C, *spatial) probabilities pass a label map of shape {probs.shape[1:]} or "
+            "bool one-hot outcomes")
+    return classes
+
+
+def _unique_names(class_names: Sequence[str], where: str) -> tuple[str, ...]:
+    """The class names as strings: at least one, each once (a name selects one class)."""
+    names = tuple(str(n) for n in class_names)
+    if not names:
+        raise ValueError(f"{where}no class names given; expected at least one class")
+    repeated = sorted(n for n, k in Counter(names).items() if k > 1)
+    if repeated:
+        raise ValueError(f"{where}class names must be unique; {', '.join(map(repr, repeated))} "
+                         f"repeated in {list(names)}")
+    return names
+
+
 def _edge_precision(dtype: np.dtype) -> np.dtype:
-    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+    """The float dtype whose rounding the edges of ``dtype`` probabilities follow."""
+    dtype = np.dtype(dtype)
+    return dtype.newbyteorder("=") if dtype.kind == "f" else np.dtype(np.float64)
 
 
-def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, where: str):
-    """uint8 ``[C, L]`` outcome table over label values ``offset .. offset + L - 1``."""
+def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, where: str,
+               names: Sequence[str]):
+    """uint8 ``[C, L]`` outcome table over label values ``offset .. offset + L - 1``; the
+    ignore label must not be a member of any class (``names``: the classes' names)."""
     all_members = sorted({int(v) for m in members for v in m})
     declared = set(all_members) | {0}
     if declared_labels is not None:
@@ -614,6 +725,7 @@ def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, w
     if ignore_label is not None:
         if not float(ignore_label).is_integer():
             raise ValueError(f"{where}ignore_label must be an integer, got {ignore_label!r}")
+        check_ignore_unscored(int(ignore_label), zip(names, members), where)
         declared.add(int(ignore_label))
     low, high = min(declared), max(declared)
     if high - low > MAX_LABEL_SPAN:

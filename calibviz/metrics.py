@@ -6,7 +6,8 @@ built from it, so adding a metric here adds it everywhere.
 
 >>> import numpy as np
 >>> from calibviz import bin_image
->>> stats = bin_image(np.array([[0.7, 0.3], [0.1, 0.9]]), np.array([[1, 0], [0, 1]]), n_bins=5)
+>>> stats = bin_image(np.array([[0.7, 0.3], [0.1, 0.9]]), np.array([[1, 0], [0, 1]]), n_bins=5,
+...                   classes=[1])
 >>> float(ece(stats)[0]), float(ace(stats)[0]), float(mce(stats)[0])
 (0.2, 0.2, 0.3)
 """
@@ -20,8 +21,23 @@ import numpy as np
 from .stats import TOP_LABEL, BinStats
 
 
+def _one(stats, name: str) -> BinStats:
+    """``stats`` if it is a :class:`BinStats`, else ``TypeError`` naming what to pass."""
+    if isinstance(stats, BinStats):
+        return stats
+    found = type(stats).__name__
+    if isinstance(stats, (list, tuple)):
+        raise TypeError(f"{name}() expects one BinStats, got a {found}; pool several with "
+                        f"{name}(calibviz.pool(stats)) (micro), or call {name}() on each")
+    if found == "Results":
+        raise TypeError(f"{name}() expects one BinStats, got a Results; use "
+                        "calibviz.micro_metrics(results) or calibviz.macro_summary(results)")
+    raise TypeError(f"{name}() expects one BinStats, got {found}")
+
+
 def calibration_gaps(stats: BinStats) -> np.ndarray:
     """float64 ``[C, B]`` ``|mean confidence − frequency|`` per bin; NaN for empty bins."""
+    stats = _one(stats, "calibration_gaps")
     return np.abs(stats.mean_confidence - stats.frequency)
 
 
@@ -55,27 +71,29 @@ def gap_metrics(mean_confidence, frequency, count, nonempty
     return ece_, ace_, mce_
 
 
-def _gap_metrics(stats: BinStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gap_metrics(stats: BinStats, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    stats = _one(stats, name)
     return gap_metrics(stats.mean_confidence, stats.frequency, stats.count, stats.nonempty)
 
 
 def ece(stats: BinStats) -> np.ndarray:
     """Expected calibration error ``Σ n_k d_k / Σ n_k`` per class; NaN without voxels."""
-    return _gap_metrics(stats)[0]
+    return _gap_metrics(stats, "ece")[0]
 
 
 def ace(stats: BinStats) -> np.ndarray:
     """Average calibration error: mean gap over non-empty bins (the paper's headline metric)."""
-    return _gap_metrics(stats)[1]
+    return _gap_metrics(stats, "ace")[1]
 
 
 def mce(stats: BinStats) -> np.ndarray:
     """Maximum calibration error: largest gap over non-empty bins."""
-    return _gap_metrics(stats)[2]
+    return _gap_metrics(stats, "mce")[2]
 
 
 def brier(stats: BinStats) -> np.ndarray:
     """Brier score ``(Σp² − 2Σp·y + Σy) / Σn`` per class (y is 0/1 so ``Σy² = Σy``)."""
+    stats = _one(stats, "brier")
     total = stats.count.sum(axis=1).astype(np.float64)
     numerator = (stats.sum_p2 - 2 * stats.sum_py + stats.sum_y).sum(axis=1)
     out = np.full(stats.n_classes, np.nan)
@@ -89,8 +107,9 @@ def brier_decomposition(stats: BinStats) -> dict[str, np.ndarray]:
     ``brier = reliability − resolution + uncertainty + within_bin_variance
     − 2·within_bin_covariance`` holds exactly (Stephenson et al. 2008): the last two terms
     are the part binning hides, and they come straight from ``Σp²`` and ``Σp·y``.
-    Empty bins (``W < empty_weight`` when soft) are left out of every term.
+    Empty bins (``W = 0``, or ``W < empty_weight`` when soft) are left out of every term.
     """
+    stats = _one(stats, "brier_decomposition")
     n = _bin_weights(stats)
     total = n.sum(axis=1)
     keep = stats.nonempty
@@ -140,12 +159,14 @@ def debiased_ce(count, sum_p, sum_y, nonempty) -> np.ndarray:
 
 def dce(stats: BinStats) -> np.ndarray:
     """Debiased calibration error per class (see :func:`debiased_ce`); NaN without voxels."""
+    stats = _one(stats, "dce")
     return debiased_ce(stats.count, stats.sum_p, stats.sum_y, stats.nonempty)
 
 
 def dice(stats: BinStats) -> np.ndarray:
-    """Dice of each channel thresholded at ``p > 0.5``; NaN when truth and prediction are empty
-    (and for a ``top-label`` row, which is no segmentation)."""
+    """Dice of each channel thresholded at ``p >= 0.5``; NaN when truth and prediction are
+    empty (and for a ``top-label`` row, which is no segmentation)."""
+    stats = _one(stats, "dice")
     tp = stats.tp.astype(np.float64)
     denominator = 2 * tp + stats.fp + stats.fn
     out = np.full(stats.n_classes, np.nan)

@@ -162,6 +162,18 @@ def check_empty_weight(value, name: str = "empty_weight") -> float:
     return number
 
 
+def check_ignore_unscored(ignore: int, named, where: str = "") -> None:
+    """``ValueError`` when the ignore label is a label value that a scored class or region
+    holds (``named``: pairs of a name and its label values): its voxels would be left out of
+    that class's own score, silently. One rule for the library and the command line."""
+    for name, values in named:
+        values = [int(v) for v in values]
+        if ignore in values:
+            raise ValueError(f"{where}the ignore label {ignore} is a label value of class "
+                             f"{name!r} (values {values}): its voxels cannot be both ignored "
+                             "and scored; give the ignore label a value no class uses")
+
+
 def check_relative_glob(name: str, pattern: str | None) -> None:
     """A file pattern must stay inside its folder: relative, without ``..``."""
     if pattern is None:

@@ -26,6 +26,20 @@ SUM_FIELDS = (
 )
 
 
+def nonempty_bins(count, binning: str, empty_weight: float) -> np.ndarray:
+    """bool ``[..., B]``: bins that hold data: ``n > 0`` (hard); ``W > 0`` and
+    ``W >= empty_weight`` (soft: a bin of weight 0 is empty whatever the threshold, so a
+    threshold of 0 gives no 0/0 means).
+
+    >>> nonempty_bins(np.array([0.0, 0.005, 0.5]), "soft", 0.0).tolist()
+    [False, True, True]
+    """
+    count = np.asarray(count)
+    if binning == "soft":
+        return (count > 0) & (count >= empty_weight)
+    return count > 0
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.array(array, copy=True)
     array.setflags(write=False)
@@ -40,13 +54,14 @@ class BinStats:
     ----------
     count : int64 ``[C, B]`` voxels per bin (float64 soft weights ``W`` when ``binning="soft"``)
     sum_p, sum_y, sum_p2, sum_py : float64 ``[C, B]`` sums of p, y, p², p·y per bin
-    tp, fp, fn, tn : int64 ``[C]`` confusion counts of ``p > 0.5`` against the outcome
+    tp, fp, fn, tn : int64 ``[C]`` confusion counts of ``p >= 0.5`` against the outcome
     edges : float64 ``[B + 1]`` bin edges ``k/B`` (the convention; voxels were assigned with
         the edges rounded to their input's precision); derived from the shape when None
     class_names : tuple of C names
     closure : ``"right"`` (``e_k < p <= e_k+1``) or ``"left"`` (``e_k <= p < e_k+1``)
     binning : ``"hard"`` or ``"soft"``
-    empty_weight : soft bins with ``W < empty_weight`` count as empty (ignored when hard)
+    empty_weight : soft bins with ``W < empty_weight`` (or ``W = 0``) count as empty
+        (ignored when hard)
     n_images : how many images were pooled into these sums
     n_clipped : int64 ``[C]`` values outside [0, 1] (within tolerance) that were clipped
     """
@@ -130,10 +145,8 @@ class BinStats:
 
     @property
     def nonempty(self) -> np.ndarray:
-        """bool ``[C, B]``: bins that hold data (``n > 0``, or ``W >= empty_weight`` if soft)."""
-        if self.binning == "soft":
-            return self.count >= self.empty_weight
-        return self.count > 0
+        """bool ``[C, B]``: bins that hold data (see :func:`nonempty_bins`)."""
+        return nonempty_bins(self.count, self.binning, self.empty_weight)
 
     def _mean(self, sums: np.ndarray) -> np.ndarray:
         out = np.full(sums.shape, np.nan)
@@ -162,6 +175,8 @@ class BinStats:
             problems.append(f"closure {self.closure!r} vs {other.closure!r}")
         if self.binning != other.binning:
             problems.append(f"binning {self.binning!r} vs {other.binning!r}")
+        elif self.binning == "soft" and self.empty_weight != other.empty_weight:
+            problems.append(f"empty_weight {self.empty_weight} vs {other.empty_weight}")
         if problems:
             raise ValueError("cannot pool BinStats with " + "; ".join(problems))
 
@@ -191,7 +206,10 @@ class BinStats:
         return BinStats(**fields)
 
     def select(self, classes) -> BinStats:
-        """The statistics of some classes only (indices or names), in the given order."""
+        """The statistics of some classes only (indices or names, or one name or index), in
+        the given order."""
+        if isinstance(classes, (str, int, np.integer)):
+            classes = [classes]
         index = [self.class_index(c) for c in classes]
         fields = {name: getattr(self, name)[index] for name in SUM_FIELDS}
         return self.replace(**fields, class_names=tuple(self.class_names[i] for i in index))
@@ -203,12 +221,15 @@ class BinStats:
                     f"class index {name_or_index} out of range for {self.n_classes} classes"
                 )
             return int(name_or_index)
-        try:
-            return self.class_names.index(str(name_or_index))
-        except ValueError:
-            raise ValueError(
-                f"unknown class {name_or_index!r}; known: {', '.join(self.class_names)}"
-            ) from None
+        name = str(name_or_index)
+        rows = [i for i, n in enumerate(self.class_names) if n == name]
+        if not rows:
+            raise ValueError(f"unknown class {name_or_index!r}; known: "
+                             f"{', '.join(self.class_names)}")
+        if len(rows) > 1:
+            raise ValueError(f"class name {name!r} is ambiguous: rows {rows} carry it; "
+                             "select by index")
+        return rows[0]
 
     def sum_classes(self, name: str = "all classes") -> BinStats:
         """One class named ``name`` whose sums are those of all classes added (the bins of
@@ -226,7 +247,8 @@ class BinStats:
     def join(self, other: BinStats) -> BinStats:
         """The rows of ``self`` followed by those of ``other`` (same bins and convention)."""
         if (other.n_bins, other.closure, other.binning) != (self.n_bins, self.closure,
-                                                            self.binning):
+                                                            self.binning) or (
+                self.binning == "soft" and self.empty_weight != other.empty_weight):
             raise ValueError("cannot join statistics of different bins or conventions")
         fields = {n: np.concatenate([getattr(self, n), getattr(other, n)]) for n in SUM_FIELDS}
         return self.replace(**fields, class_names=self.class_names + other.class_names)

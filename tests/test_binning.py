@@ -285,7 +285,7 @@ def test_values_outside_give_their_count_and_the_whole_range(dtype):
     mask = np.ones(probs.shape, dtype=bool)
     mask[3, 4, 5] = False
     with pytest.raises(ValuesOutOfRange) as caught:
-        bin_image(probs, labels, mask=mask)
+        bin_image(probs, labels, mask=mask, classes=[1])
     message = str(caught.value)
     assert f"1 of {probs.size - 1} values lie outside [0, 1]" in message
     assert "(down to -0.5)" in message and "up to 7" not in message
@@ -294,7 +294,7 @@ def test_values_outside_give_their_count_and_the_whole_range(dtype):
     probs[3, 4, 5] = 0.5
     with pytest.raises(ValuesOutOfRange, match=rf"range over \[-0\.5, "
                                                rf"{float(probs.max()):.6g}\]"):
-        bin_image(probs, labels)
+        bin_image(probs, labels, classes=[1])
 
 
 @pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="long double is float64")
@@ -302,3 +302,192 @@ def test_extended_floats_are_refused_by_name():
     with pytest.raises(ValueError, match=r"is not a probability dtype \(expected float16, "
                                          r"float32 or float64, or integer\)"):
         bin_image(np.array([0.2, 0.5], dtype=np.longdouble), np.array([0, 1]))
+
+
+# ------------------------------------------------------------------ round 3: BinAccumulator
+def _edge_values(n_bins, dtype):
+    """Every edge k/B in ``dtype`` and the neighbouring representable values, in [0, 1]."""
+    if np.dtype(dtype).kind in "iu":  # quantised k/255: each stored value once
+        return np.arange(256, dtype=dtype)
+    edge = np.array([k / n_bins for k in range(n_bins + 1)]).astype(dtype)
+    return np.concatenate([edge, np.nextafter(edge, dtype(2)).clip(0, 1),
+                           np.nextafter(edge, dtype(-1)).clip(0, 1)]).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("closure", ["right", "left"])
+@pytest.mark.parametrize("n_bins", [5, 10, 17, 51])
+def test_streamed_classes_equal_bin_image_whatever_the_dtype(dtype, closure, n_bins):
+    """The accumulator's edges follow the data as in bin_image (spec §2): streamed with the
+    defaults, every class equals bin_image on the stacked array and the naive oracle."""
+    values = _edge_values(n_bins, dtype)
+    rng = np.random.default_rng(n_bins)
+    probs = np.stack([values, rng.permutation(values)])
+    labels = rng.integers(0, 2, size=values.size)
+    whole = bin_image(probs, labels, n_bins=n_bins, closure=closure, class_names=["a", "b"])
+    accumulator = BinAccumulator(["a", "b"], n_bins=n_bins, closure=closure)
+    for c in (1, 0):
+        accumulator.add_class(c, probs[c], labels, label_value=c)
+    streamed = accumulator.result()
+    assert streamed.equals(whole)
+    assert_matches_naive(streamed, naive.naive_bin(probs, labels, n_bins=n_bins,
+                                                   closure=closure))
+    explicit = BinAccumulator(["a", "b"], n_bins=n_bins, closure=closure, precision=dtype)
+    explicit.add_all(probs, labels)
+    assert explicit.result().equals(whole)
+
+
+def test_float64_map_streamed_with_default_accumulator_uses_float64_edges():
+    p = np.array([0.2000000001, 0.3])
+    y = np.array([1, 0])
+    accumulator = BinAccumulator(["fg"], n_bins=5)
+    accumulator.add_class(0, p, y, label_value=1)
+    expected = naive.naive_bin(p[None], y, n_bins=5, classes=[1])
+    assert_matches_naive(accumulator.result(), expected)
+    assert accumulator.result().count.tolist() == [[0, 2, 0, 0, 0]]
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [
+    (np.float32, np.float64), (np.float64, np.float32), (np.float16, np.float32),
+    (np.float32, np.uint8),
+])
+def test_precision_that_does_not_fit_the_data_is_refused(precision, dtype):
+    accumulator = BinAccumulator(["fg"], n_bins=5, precision=precision, where="case 7: ")
+    probs = np.array([0, 51, 102], dtype=dtype) if dtype == np.uint8 else np.array(
+        [0.2, 0.4, 0.9], dtype=dtype)
+    with pytest.raises(ValueError, match=r"case 7: class 'fg'.*precision"):
+        accumulator.add_class(0, probs, np.array([0, 1, 1]), label_value=1)
+
+
+def test_classes_of_different_dtypes_are_refused():
+    accumulator = BinAccumulator(["a", "b"], n_bins=5)
+    accumulator.add_class(0, np.array([0.2, 0.6], dtype=np.float32), np.array([0, 1]),
+                          label_value=1)
+    with pytest.raises(ValueError, match=r"class 'b'.*float64.*float32"):
+        accumulator.add_class(1, np.array([0.2, 0.6]), np.array([0, 1]), label_value=1)
+
+
+def test_input_dtype_names_the_precision_of_derived_values():
+    """A float32 sum of float16 channels binned with the float16 input's edges."""
+    half = np.array([0.2, 0.4, 0.6], dtype=np.float16)
+    accumulator = BinAccumulator(["fg"], n_bins=5, precision=np.float16)
+    accumulator.add_class(0, half.astype(np.float32), np.array([0, 1, 1]), label_value=1,
+                          input_dtype=np.float16)
+    assert accumulator.result().equals(bin_image(half, np.array([0, 1, 1]), n_bins=5,
+                                                 class_names=["fg"]))
+
+
+def test_class_added_twice_is_refused():
+    p, y = np.array([0.2, 0.2, 0.6, 0.9], dtype=np.float32), np.array([0, 1, 1, 1])
+    accumulator = BinAccumulator(["bg", "fg"], n_bins=5)
+    accumulator.add_class(1, p, y, label_value=1)
+    with pytest.raises(ValueError, match="class 'fg' was already added"):
+        accumulator.add_class(1, p, y, label_value=1)
+    with pytest.raises(ValueError, match="'fg' was already added"):
+        accumulator.add_all(np.stack([p, p]), y)
+    accumulator.add_class(0, p, y, label_value=0)
+    assert accumulator.result().equals(bin_image(np.stack([p, p]), y, n_bins=5,
+                                                 class_names=["bg", "fg"]))
+
+
+def test_label_value_and_region_together_are_refused():
+    accumulator = BinAccumulator(["fg"], n_bins=5)
+    with pytest.raises(ValueError, match="label_value or region, not both"):
+        accumulator.add_class(0, np.array([0.2, 0.6]), np.array([0, 1]), label_value=1,
+                              region=[0, 1])
+    with pytest.raises(ValueError, match="classes or regions, not both"):
+        bin_image(np.array([[0.2, 0.6]]), np.array([0, 1]), classes=[1], regions=[[0, 1]])
+
+
+@pytest.mark.parametrize("names", [["a", "a", "b"], ["a", "b", "a"]])
+def test_duplicate_class_names_are_refused(names):
+    probs = np.full((3, 4), 1 / 3)
+    with pytest.raises(ValueError, match=r"class names must be unique.*'a'"):
+        bin_image(probs, np.array([0, 1, 2, 0]), class_names=names)
+    with pytest.raises(ValueError, match=r"class names must be unique"):
+        BinAccumulator(names)
+
+
+def test_no_class_is_refused():
+    with pytest.raises(ValueError, match=r"0 channels.*\(0, 4, 4\).*at least one"):
+        bin_image(np.zeros((0, 4, 4)), np.zeros((4, 4), int))
+    with pytest.raises(ValueError, match="at least one class"):
+        BinAccumulator([])
+
+
+# ---------------------------------------------------------- round 3: ignore label is a class
+@pytest.mark.parametrize(("kwargs", "ignore", "name"), [
+    ({}, 1, "class1"),
+    ({"classes": [1, 2, 3]}, 3, "label3"),
+    ({"regions": [[1, 2], [2]]}, 1, "region0"),
+    ({"classes": [0, 1, 2], "class_names": ["bg", "liver", "tumour"]}, 1, "liver"),
+])
+def test_ignore_label_that_a_class_scores_is_refused(kwargs, ignore, name):
+    rng = np.random.default_rng(31)
+    n = len(kwargs.get("regions", kwargs.get("classes", [0, 1, 2])))
+    probs = rng.random((n, 6, 5)).astype(np.float32)
+    labels = rng.integers(0, 4, (6, 5))
+    with pytest.raises(ValueError, match=rf"ignore label {ignore} is a label value of class "
+                                         rf"'{name}'.*cannot be both ignored and scored"):
+        bin_image(probs, labels, ignore_label=ignore, **kwargs)
+
+
+def test_ignore_label_not_scored_still_ignores():
+    rng = np.random.default_rng(32)
+    probs = rng.random((2, 7, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, (7, 6))
+    stats = bin_image(probs, labels, classes=[1, 2], ignore_label=3)
+    assert_matches_naive(stats, naive.naive_bin(probs, labels, classes=[1, 2], ignore_label=3))
+
+
+@pytest.mark.parametrize(("kwargs", "ignore"), [
+    ({"label_value": 1}, 1), ({"region": [1, 2]}, 2),
+])
+def test_accumulator_refuses_ignore_label_of_its_class(kwargs, ignore):
+    accumulator = BinAccumulator(["liver"])
+    with pytest.raises(ValueError, match=rf"ignore label {ignore} is a label value of class "
+                                         r"'liver'"):
+        accumulator.add_class(0, np.array([0.2, 0.6]), np.array([0, 1]),
+                              ignore_label=ignore, **kwargs)
+
+
+# ----------------------------------------------------- round 3: labels with a channel axis
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float32])
+def test_non_bool_labels_shaped_like_the_probabilities_are_refused(dtype):
+    """(C, *spatial) non-bool labels cannot be told from a one-class (*spatial) map."""
+    rng = np.random.default_rng(19)
+    probs = rng.dirichlet([1, 1, 1], (6, 5, 4)).transpose(3, 0, 1, 2).astype(np.float32)
+    labels = rng.integers(0, 3, (6, 5, 4))
+    onehot = np.stack([labels == c for c in range(3)])
+    with pytest.raises(ValueError, match=r"labels have the shape of the probabilities "
+                                         r"\(3, 6, 5, 4\).*astype\(bool\).*classes=\[1\]"):
+        bin_image(probs, onehot.astype(dtype))
+    # the two documented ways around it
+    right = bin_image(probs, onehot)
+    assert_matches_naive(right, naive.naive_bin(probs, labels))
+    one = bin_image(probs, onehot.astype(dtype), classes=[1])
+    assert one.n_classes == 1
+
+
+def test_one_class_map_still_works_in_1d_and_with_classes():
+    p = np.array([0.8, 0.1, 0.3, 0.6])
+    y = np.array([1, 0, 0, 1])
+    flat = bin_image(p, y, n_bins=5)
+    assert flat.class_names == ("label1",)
+    two_d = bin_image(p.reshape(2, 2), y.reshape(2, 2), n_bins=5, classes=[1])
+    assert two_d.equals(flat)
+    labels3 = np.array([[1, 2], [0, 1]])  # regions / classes explicit
+    assert bin_image(p.reshape(2, 2), labels3, n_bins=5, regions=[[1, 2]]).n_classes == 1
+
+
+def test_label_map_with_a_channel_axis_names_the_shapes_passed():
+    rng = np.random.default_rng(30)
+    probs = rng.dirichlet([1, 1, 1], (8, 8, 4)).transpose(3, 0, 1, 2)
+    labels = rng.integers(0, 3, (8, 8, 4))
+    with pytest.raises(ValueError, match=r"labels \(1, 8, 8, 4\) have a channel axis; pass "
+                                         r"a label map of shape \(8, 8, 4\)") as caught:
+        bin_image(probs, labels[None])
+    assert "(1, 3, 8, 8, 4)" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"probabilities \(3, 8, 8, 4\).*labels "
+                                         r"\(2, 8, 8, 4\).*\(8, 8, 4\)"):
+        bin_image(probs, np.stack([labels, labels]))

@@ -157,7 +157,7 @@ def test_uint8_with_scl_slope_binary_model(tmp_path):
     write_label(tmp_path / "labels" / "c0.nii.gz", lab, AFFINE)
     write_nifti(tmp_path / "pred" / "c0.nii.gz", raw, AFFINE, slope=1 / 255)
     result = only_ok(evaluate_folder(tmp_path / "pred", tmp_path / "labels"), 1)
-    expected = bin_image(raw, lab, scale=1 / 255, class_names=["foreground"])
+    expected = bin_image(raw, lab, scale=1 / 255, class_names=["foreground"], classes=[1])
     assert_same(result.stats[0], expected)
 
 

@@ -239,3 +239,35 @@ def test_gap_metrics_of_plain_arrays_equals_the_binstats_metrics():
                                        float(mce(stats)[1])]
     empty = gap_metrics([np.nan], [np.nan], [0], [False])
     assert all(np.isnan(v) for v in empty)
+
+
+# ------------------------------------------------------------------------------ round 3
+@pytest.mark.parametrize("threshold", [0.0, 1e-300])
+def test_soft_metrics_with_empty_weight_zero_are_defined(threshold):
+    """empty_weight 0: the bins of weight 0 are empty (0/0 is not a bin's mean)."""
+    rng = np.random.default_rng(24)
+    p = np.concatenate([[0.1, 0.12, 0.9], rng.random(30) * 0.3])
+    y = (rng.random(p.size) < p).astype(int)
+    stats = bin_image(p, y, n_bins=10, binning="soft", empty_weight=threshold)
+    sums = naive.naive_bin(p[None], y, n_bins=10, classes=[1], binning="soft")
+    expected = naive.naive_errors(sums)  # empty: W == 0
+    assert (stats.count == 0).any()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("ece", "ace", "mce", "brier"):
+            assert METRICS[name](stats)[0] == pytest.approx(expected[name], rel=1e-12)
+        assert np.isfinite(brier_decomposition(stats)["reliability"]).all()
+        assert np.isfinite(METRICS["dce"](stats)).all()
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_metric_of_a_list_says_to_pool(name):
+    stats = bin_image(np.array([0.2, 0.7]), np.array([0, 1]), n_bins=5)
+    with pytest.raises(TypeError, match=rf"{name}\(\) expects one BinStats, got a list; "
+                                        r".*calibviz\.pool"):
+        METRICS[name]([stats, stats])
+    with pytest.raises(TypeError, match=r"expects one BinStats, got a list"):
+        brier_decomposition([stats])
+    with pytest.raises(TypeError, match=r"expects one BinStats, got ndarray"):
+        ece(np.zeros(3))

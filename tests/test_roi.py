@@ -73,7 +73,8 @@ def test_empty_roi_is_empty_and_nan_downstream():
     assert not band(empty, empty, 5.0).any()
     assert not box(empty, empty, 5.0).any()
     probs = np.full(shape, 0.2)
-    stats = bin_image(probs, empty.astype(int), n_bins=5, mask=band(empty, empty, 5.0))
+    stats = bin_image(probs, empty.astype(int), n_bins=5, mask=band(empty, empty, 5.0),
+                      classes=[1])
     assert stats.count.sum() == 0
 
 

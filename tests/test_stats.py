@@ -67,3 +67,54 @@ def test_column_normalisation_sums_to_one_and_leaves_empty_columns_blank():
     filled = hist.images_per_column > 0
     np.testing.assert_allclose(totals[filled], 1.0)
     assert np.isnan(grid.transpose(0, 2, 1)[~filled]).all()
+
+
+# ------------------------------------------------------------------------------ round 3
+def test_soft_bin_of_weight_zero_is_empty_whatever_the_threshold():
+    p = np.array([0.1, 0.12, 0.9])
+    y = np.array([0, 1, 1])
+    for threshold in (0.0, 1e-300):
+        stats = bin_image(p, y, n_bins=10, binning="soft", empty_weight=threshold)
+        assert (stats.nonempty == (stats.count > 0)).all()
+        assert not np.isnan(stats.mean_confidence[stats.count > 0]).any()
+    zero = bin_image(p, y, n_bins=10, binning="soft", empty_weight=0.0)
+    assert zero.nonempty[0].tolist() == (zero.count[0] > 0).tolist()
+    assert zero.count[0, 5] == 0 and not zero.nonempty[0, 5]
+
+
+def test_pooling_soft_stats_of_different_empty_weight_is_refused():
+    p, y = np.array([0.02, 0.3, 0.97, 0.5]), np.array([0, 1, 1, 0])
+    a = bin_image(p, y, n_bins=4, binning="soft")
+    b = bin_image(p, y, n_bins=4, binning="soft", empty_weight=3.0)
+    for left, right in ((a, b), (b, a)):
+        with pytest.raises(ValueError, match=r"empty_weight 0\.01 vs 3\.0|empty_weight 3\.0 vs "
+                                             r"0\.01"):
+            left + right
+    # hard binning ignores the threshold: pooling stays allowed
+    hard_a = bin_image(p, y, n_bins=4)
+    hard_b = bin_image(p, y, n_bins=4, empty_weight=3.0)
+    assert (hard_a + hard_b).n_images == 2
+
+
+def test_select_accepts_a_single_name_or_index():
+    image = bin_image(np.full((3, 4), 1 / 3), np.array([0, 1, 2, 0]),
+                      class_names=["bg", "liver", "tumour"])
+    one = image.select("liver")
+    assert one.class_names == ("liver",)
+    np.testing.assert_array_equal(one.count, image.count[[1]])
+    assert image.select(2).class_names == ("tumour",)
+    assert image.select(np.int64(0)).class_names == ("bg",)
+
+
+def test_ambiguous_class_name_is_refused():
+    image = random_images(n_images=1)[0]
+    twice = image.join(image.select(["class1"]))
+    with pytest.raises(ValueError, match=r"class name 'class1' is ambiguous"):
+        twice.select(["class1"])
+    assert twice.select([3]).class_names == ("class1",)
+
+
+def test_docstring_threshold_is_the_kernels():
+    assert "p >= 0.5" in BinStats.__doc__ and "p > 0.5" not in BinStats.__doc__
+    stats = bin_image(np.array([[0.5, 0.5, 0.2, 0.8]]), np.array([[True, False, False, True]]))
+    assert (int(stats.tp[0]), int(stats.fp[0])) == (2, 1)

@@ -59,7 +59,9 @@ class Binner:
         """Bin channel ``c`` (as stored) into every target it belongs to; ``as_float``: the
         same values as floats (needed when ``c`` is part of a region)."""
         inputs, resolved = self.inputs, self.inputs.resolved
-        common = dict(ignore_label=resolved.ignore_label, declared_labels=resolved.declared)
+        # a region's float sum is binned with the edges of the input's dtype
+        common = dict(ignore_label=resolved.ignore_label, declared_labels=resolved.declared,
+                      input_dtype=inputs.source.dtype)
         for t_index, target in enumerate(resolved.targets):
             if c not in target.channels:
                 continue

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..options import EvalOptions, parse_classes, user_regions
+from ..options import EvalOptions, check_ignore_unscored, parse_classes, user_regions
 from .types import LabelSpec
 
 
@@ -61,11 +61,10 @@ def _check_ignore_unscored(ignore: int, channel_names, channel_values, regions) 
     """:class:`OptionsConflict` when the ignore label is a label value that a channel or
     region scores: its voxels would be left out of that class's own score, silently."""
     named = list(zip(channel_names, channel_values, strict=True)) + list(regions or [])
-    for name, values in named:
-        if ignore in values:
-            raise OptionsConflict(f"the ignore label {ignore} is a label value of class {name!r} "
-                             f"(values {list(values)}): its voxels cannot be both ignored and "
-                             "scored; give the ignore label a value no class uses")
+    try:
+        check_ignore_unscored(ignore, named)
+    except ValueError as error:
+        raise OptionsConflict(str(error)) from None
 
 
 def read_dataset_json(path: str | Path) -> LabelSpec:
