@@ -604,9 +604,10 @@ def bin_image(
         other integers need ``scale``); a ``(*spatial)`` array is one foreground class.
     labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (one-hot
         or regions); for one class with a boolean outcome pass ``probs[None], outcome[None]``.
-        Non-bool labels of the probabilities' shape mean one class over ``(*spatial)``; as
-        that cannot be told from a ``(C, *spatial)`` one-hot of integers or floats, it needs
-        ``classes`` (e.g. ``[1]``) or ``regions`` unless the arrays are 1-D (a one-hot:
+        Non-bool labels of the probabilities' shape mean one class over ``(*spatial)``
+        (label value 1, or ``classes=[v]``); labels that look like a ``(C, *spatial)``
+        one-hot of integers or floats (0/1 with exactly one 1 along the first axis
+        everywhere) are refused unless ``classes`` or ``regions`` says one class (a one-hot:
         pass ``labels.astype(bool)``).
     classes : label value of each channel (default ``0..C-1``; ``[1]`` for one channel);
         not together with ``regions``.
@@ -665,9 +666,9 @@ def bin_image(
 # --------------------------------------------------------------------------- helpers
 def _one_class(probs, labels, classes, regions, where: str):
     """``classes`` for non-bool ``labels`` with as many axes as ``probs``: one class over
-    ``(*spatial)`` (default label value 1 for 1-D arrays); ``ValueError`` when the shapes
-    differ (e.g. labels with a channel axis) or when the arrays might be a ``(C, *spatial)``
-    one-hot and neither ``classes`` nor ``regions`` says one class."""
+    ``(*spatial)`` (default label value 1); ``ValueError`` when the shapes differ (e.g.
+    labels with a channel axis) or when the labels look like a ``(C, *spatial)`` one-hot
+    (:func:`_looks_one_hot`) and neither ``classes`` nor ``regions`` says one class."""
     if labels.shape != probs.shape:
         spatial = probs.shape[1:]
         if probs.ndim >= 2 and labels.shape[0] == 1 and labels.shape[1:] == spatial:
@@ -680,7 +681,7 @@ def _one_class(probs, labels, classes, regions, where: str):
                          f"the shapes do not fit; expected labels of shape {expected}")
     given = regions if regions is not None else classes
     if given is None:
-        if probs.ndim >= 2:
+        if probs.ndim >= 2 and _looks_one_hot(labels):
             raise ValueError(
                 f"{where}labels have the shape of the probabilities {probs.shape} but are "
                 f"{labels.dtype}, not bool: for (C, *spatial) one-hot outcomes pass "
@@ -694,6 +695,15 @@ def _one_class(probs, labels, classes, regions, where: str):
             f"for (C, *spatial) probabilities pass a label map of shape {probs.shape[1:]} or "
             "bool one-hot outcomes")
     return classes
+
+
+def _looks_one_hot(labels: np.ndarray) -> bool:
+    """Whether labels of the probabilities' shape hold 0 and 1 only, with exactly one 1 along
+    the first axis at every position: a ``(C, *spatial)`` one-hot, not a label map of one
+    class (whose foreground is almost never one voxel per line along an axis)."""
+    if labels.shape[0] < 2 or not np.isin(labels, (0, 1)).all():
+        return False
+    return bool((labels.sum(axis=0) == 1).all())
 
 
 def _unique_names(class_names: Sequence[str], where: str) -> tuple[str, ...]:

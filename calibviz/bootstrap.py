@@ -263,7 +263,8 @@ def metrics_from_sums(sums: SumArrays, names: Sequence[str] = SUM_METRICS
     holding those sums (spec §3), up to rounding.
 
     >>> from calibviz import bin_image, ece
-    >>> s = bin_image(np.array([[0.7, 0.3], [0.1, 0.9]]), np.array([[1, 0], [0, 1]]), n_bins=5)
+    >>> s = bin_image(np.array([[0.7, 0.3], [0.1, 0.9]]), np.array([[1, 0], [0, 1]]), n_bins=5,
+    ...               classes=[1])
     >>> bool(np.allclose(metrics_from_sums(SumArrays.stack([s]).total())["ece"], ece(s)))
     True
     """

@@ -469,6 +469,18 @@ def test_non_bool_labels_shaped_like_the_probabilities_are_refused(dtype):
     assert one.n_classes == 1
 
 
+def test_binary_segmentation_map_needs_no_classes():
+    """The commonest one-class call, a foreground probability map and its 0/1 mask of the
+    same (*spatial) shape, is one class (label value 1): only labels that look like a
+    one-hot along the first axis are refused."""
+    rng = np.random.default_rng(23)
+    p = rng.random((7, 6, 5))
+    mask = (rng.random((7, 6, 5)) < p).astype(np.uint8)
+    plain = bin_image(p, mask, n_bins=10)
+    assert plain.equals(bin_image(p, mask, n_bins=10, classes=[1]))
+    assert_matches_naive(plain, naive.naive_bin(p[None], mask, classes=[1], n_bins=10))
+
+
 def test_one_class_map_still_works_in_1d_and_with_classes():
     p = np.array([0.8, 0.1, 0.3, 0.6])
     y = np.array([1, 0, 0, 1])
