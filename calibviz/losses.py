@@ -178,11 +178,19 @@ class HardL1ACELoss(_L1ACELoss):
         (``(B, C')``, weights applied, zero for ignored pairs).
     accumulate_dtype : float64 (default, as calibviz) or float32 (faster on GPUs with slow
         float64; drifts ~1e-4 relative over 10⁶ voxels).
+    validate : check the batch (default True), as the torchmetrics/MONAI adapters do:
+        probabilities finite and within 1e-3 of [0, 1] (logits: finite), label values in
+        ``0..C-1`` (or ``ignore_index``), one-hot values 0/1.  Costs ONE device-to-host
+        synchronisation per call (a few reductions, then one transfer); ``False`` skips it
+        (bad values are then scored silently, or fail inside torch).
+    ignore_index : a label value (e.g. 255) whose voxels are left out of every term, as
+        ``bin_image(..., ignore_label=...)``; also a one-hot voxel holding it in any channel.
+        Must not be a class value.  Default None: nothing is ignored.
 
-    Edges are rounded to the dtype of the probabilities that are binned: float16/bfloat16
-    probabilities use their own precision (as calibviz does for float16 maps); float16/
-    bfloat16 *logits* are activated in float32, so float32 edges.  No NaN/range checks are
-    made on the device (they would force a synchronisation).
+    Probabilities within 1e-3 outside [0, 1] are clipped (as ``bin_image``; clipped values
+    get no gradient).  Edges are rounded to the dtype of the probabilities that are binned:
+    float16/bfloat16 probabilities use their own precision (as calibviz does for float16
+    maps); float16/bfloat16 *logits* are activated in float32, so float32 edges.
 
     Shapes: ``input`` ``(B, C, *spatial)``; ``target`` ``(B, *spatial)``/``(B, 1, *spatial)``
     label map (values ``0..C-1``) or ``(B, C, *spatial)`` binary one-hot.
@@ -409,7 +417,9 @@ class HardL1ACEAndDiceCELoss(_L1ACEAndDiceCELoss):
     the Dice term.  CE: softmax → categorical CE of the logits, sigmoid → binary CE per
     channel, probabilities → ``−Σ y log p``.  ``input`` ``(B, C, *spatial)``; ``target``
     label map or one-hot as for :class:`HardL1ACELoss` (a one-hot target for the softmax
-    or probability CE must have exactly one positive channel per voxel).
+    or probability CE must have exactly one positive channel per voxel; ``validate``
+    checks it in the same synchronisation).  ``ignore_index`` leaves voxels out of all
+    three terms (the CE is the mean over the kept voxels; 0 if none is kept).
     """
 
     ace_class = HardL1ACELoss
