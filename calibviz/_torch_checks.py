@@ -113,7 +113,14 @@ def check_values(
     ``ignore_index`` are exempt.  ``one_positive``: a one-hot target must have exactly one
     channel > 0.5 per kept voxel.  ``hint`` names the activation options (``"softmax=True"``).
     """
-    name, target_name = names
+    with torch.no_grad():
+        found = _counts(values, target, logits=logits, one_positive=one_positive)
+    _raise_for(found, values, target, names, hint, label_hint, logits)
+
+
+def _counts(values, target, *, logits, one_positive) -> list[float]:
+    """``[non-finite, min, max, labels outside, fractional labels, one-hot not 0/1, voxels
+    not one-positive]`` computed on the device, moved to the host in one transfer."""
     n_classes = values.shape[1]
     zero = values.new_zeros((), dtype=torch.float64)
     stats = [(~torch.isfinite(values)).sum()]
@@ -146,16 +153,17 @@ def check_values(
         positives = (onehot > 0.5).sum(dim=1, keepdim=True) if one_positive else None
         not_one = zero if positives is None else _masked(positives != 1, kept).sum()
         stats += [not_binary, not_one]
-    found = torch.stack([s.to(torch.float64) for s in stats]).tolist()  # the one sync
-    _raise_for(found, values, target, kept, names, hint, label_hint, logits)
+    return torch.stack([s.to(torch.float64) for s in stats]).tolist()  # the one sync
 
 
 def _masked(bad: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
     return bad if kept is None else bad & kept
 
 
-def _raise_for(found, values, target, kept, names, hint, label_hint, logits) -> None:
+def _raise_for(found, values, target, names, hint, label_hint, logits) -> None:
     """The first problem of ``found`` as a ValueError (extra syncs only on this path)."""
+    ignored = target.ignored()
+    kept = None if ignored is None else ~ignored
     n_nonfinite, low, high, n_outside, n_fractional, n_not_binary, n_not_one = found
     name, target_name = names
     n_classes = values.shape[1]

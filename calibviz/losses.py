@@ -315,12 +315,10 @@ def _cross_entropy(
     ``ignore_index`` the mean is over the voxels kept (0 when none is).
     """
     batch, n_classes = input.shape[:2]
-    if softmax or sigmoid:
-        x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
-        x = x.reshape(batch, n_classes, -1)
-    else:
-        x = prepared.probs
-        x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+    x = x.reshape(batch, n_classes, -1)
+    if not (softmax or sigmoid):
+        x = x.clamp(0.0, 1.0)  # as the ACE and Dice terms (values within the tolerance)
     kept = prepared.kept
     if sigmoid:
         if kept is None:
