@@ -8,6 +8,8 @@ import warnings
 import torch
 from torch import nn
 
+from ._torch_checks import check_ignore_index, check_shape, check_values, outcomes, parse
+
 #: Denominator of the ``mean`` reduction when empty (image, class) pairs are ignored.
 EMPTY_DENOMINATORS = ("nonempty", "all")
 
@@ -22,69 +24,66 @@ def _check_weights(weight, name: str = "weight") -> torch.Tensor | None:
 
 
 class _Prepared:
-    """Probabilities ``(B, C, N)``, outcomes ``(B, C, N)`` bool and label map or None."""
+    """Probabilities ``(B, C, N)`` (clipped to [0, 1] when given as probabilities), outcomes
+    ``(B, C, N)`` bool, label map ``(B, N)`` or None, and ``kept`` ``(B, 1, N)`` bool (voxels
+    not marked ``ignore_index``) or None when nothing is ignored."""
 
-    def __init__(self, probs, outcome, labels):
-        self.probs, self.outcome, self.labels = probs, outcome, labels
+    def __init__(self, probs, outcome, labels, kept=None):
+        self.probs, self.outcome, self.labels, self.kept = probs, outcome, labels, kept
+
+    def without_background(self) -> _Prepared:
+        return _Prepared(self.probs[:, 1:], self.outcome[:, 1:], self.labels, self.kept)
 
 
 class _InputOptions(nn.Module):
-    """Shared input handling: activation, target format, background channel."""
+    """Shared input handling: activation, target format, background channel, validation."""
 
-    def __init__(self, *, softmax: bool, sigmoid: bool, include_background: bool):
+    def __init__(
+        self, *, softmax: bool, sigmoid: bool, include_background: bool,
+        validate: bool = True, ignore_index: int | None = None,
+    ):
         super().__init__()
         if softmax and sigmoid:
             raise ValueError("choose at most one of softmax=True and sigmoid=True")
         self.softmax = bool(softmax)
         self.sigmoid = bool(sigmoid)
         self.include_background = bool(include_background)
+        self.validate = bool(validate)
+        self.ignore_index = check_ignore_index(ignore_index)
 
     def _probabilities(self, input: torch.Tensor) -> torch.Tensor:
-        """``(B, C, *spatial)`` probabilities; half-precision logits activate in float32."""
-        if not input.is_floating_point():
-            raise TypeError(f"input must be a floating-point tensor, got {input.dtype}")
+        """``(B, C, *spatial)`` probabilities; half-precision logits activate in float32;
+        probabilities are clipped to [0, 1] (values within the tolerance, as bin_image)."""
         if not (self.softmax or self.sigmoid):
-            return input
+            return input.clamp(0.0, 1.0)
         x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
         if self.softmax:
-            if input.shape[1] == 1:
-                raise ValueError("softmax=True needs at least two channels; use sigmoid=True")
             return torch.softmax(x, dim=1)
         return torch.sigmoid(x)
 
     def _prepare(
-        self, input: torch.Tensor, target: torch.Tensor, *, all_channels: bool = False
+        self, input: torch.Tensor, target: torch.Tensor, *, all_channels: bool = False,
+        one_positive: bool = False,
     ) -> _Prepared:
-        """Validate and flatten; ``all_channels`` keeps channel 0 whatever the option."""
-        if input.ndim < 3:
-            raise ValueError(
-                f"input must be (B, C, *spatial) with at least one spatial axis, "
-                f"got shape {tuple(input.shape)}"
-            )
-        batch, n_classes, *spatial = input.shape
+        """Validate and flatten; ``all_channels`` keeps channel 0 whatever the option;
+        ``one_positive``: a one-hot target needs exactly one positive channel per voxel."""
+        target = input_target(target)
+        batch, n_classes, _ = check_shape(input, "input")
         if target.device != input.device:
             raise ValueError(f"target is on {target.device} but input is on {input.device}")
-        if tuple(target.shape) == tuple(input.shape):
-            outcome = target if target.dtype == torch.bool else target > 0.5
-            labels = None
-        elif tuple(target.shape) in ((batch, *spatial), (batch, 1, *spatial)):
-            if target.is_floating_point():
-                if not torch.equal(target, target.round()):
-                    raise ValueError("a label-map target must hold integer class values")
-                target = target.long()
-            labels = target.reshape(batch, -1)
-            channel = torch.arange(n_classes, device=input.device).view(1, n_classes, 1)
-            outcome = labels[:, None, :] == channel
-        else:
-            raise ValueError(
-                f"target has shape {tuple(target.shape)}; expected a label map "
-                f"{(batch, *spatial)} or {(batch, 1, *spatial)}, or one-hot "
-                f"{tuple(input.shape)}"
+        if self.softmax and n_classes == 1:
+            raise ValueError("softmax=True needs at least two channels; use sigmoid=True")
+        parsed = parse(target, input.shape, target_name="target",
+                       ignore_index=self.ignore_index)
+        if self.validate:
+            check_values(
+                input, parsed, logits=self.softmax or self.sigmoid, names=("input", "target"),
+                hint="softmax=True or sigmoid=True", one_positive=one_positive,
+                label_hint=LABEL_HINT if self.ignore_index is None else "",
             )
+        outcome, labels, kept = outcomes(parsed, n_classes)
         probs = self._probabilities(input).reshape(batch, n_classes, -1)
-        outcome = outcome.reshape(batch, n_classes, -1)
-        if probs.shape[-1] == 0:
-            raise ValueError("input has no voxels")
+        prepared = _Prepared(probs, outcome, labels, kept)
         if not (self.include_background or all_channels):
             if n_classes == 1:
                 warnings.warn(
@@ -92,8 +91,18 @@ class _InputOptions(nn.Module):
                     stacklevel=3,
                 )
             else:
-                probs, outcome = probs[:, 1:], outcome[:, 1:]
-        return _Prepared(probs, outcome, labels)
+                prepared = prepared.without_background()
+        return prepared
+
+
+#: Added to the out-of-range label message of the losses.
+LABEL_HINT = "; pass ignore_index=<value> to leave such voxels out of the loss"
+
+
+def input_target(target) -> torch.Tensor:
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch tensor, got {type(target).__name__}")
+    return target
 
 
 def _reduce(

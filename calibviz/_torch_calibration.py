@@ -8,11 +8,9 @@ and MCE exactly as :mod:`calibviz.metrics` does from a :class:`calibviz.BinStats
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .binning import CLIP_TOLERANCE
+from ._torch_checks import check_shape, check_values, outcomes, parse
 
 __all__ = ["ERROR_NAMES", "calibration_errors", "prepare"]
 
@@ -36,9 +34,11 @@ def prepare(
     binary one-hot / multi-label ``(B, C, *spatial)``.  ``include_background=False`` drops
     channel 0 (after the softmax) when there is more than one channel.
 
-    With ``validate`` (one device synchronisation): probabilities must be finite and within
-    ``CLIP_TOLERANCE`` (1e-3) of [0, 1]; label values must lie in ``0..C-1``; one-hot values must
-    be 0 or 1.  Values within the tolerance are clipped, as ``calibviz.bin_image`` does.
+    With ``validate`` (exactly one device synchronisation, :func:`calibviz._torch_checks.
+    check_values`): probabilities must be finite and within ``CLIP_TOLERANCE`` (1e-3) of
+    [0, 1] (logits: finite); label values must lie in ``0..C-1``; one-hot values must be 0
+    or 1.  Values within the tolerance are clipped, as ``calibviz.bin_image`` does.  An empty
+    batch, no channel or no voxel is an error.
     """
     pred_name, target_name = names
     if not isinstance(preds, torch.Tensor) or not isinstance(target, torch.Tensor):
@@ -46,90 +46,27 @@ def prepare(
             f"{pred_name} and {target_name} must be torch tensors, got "
             f"{type(preds).__name__} and {type(target).__name__}"
         )
-    if not preds.is_floating_point():
-        raise TypeError(f"{pred_name} must be a floating-point tensor, got {preds.dtype}")
-    if preds.ndim < 3:
-        raise ValueError(
-            f"{pred_name} must be (B, C, *spatial) with at least one spatial axis, "
-            f"got shape {tuple(preds.shape)}"
-        )
-    batch, n_classes, *spatial = preds.shape
-    if math.prod(spatial) == 0:
-        raise ValueError(f"{pred_name} has no voxels (shape {tuple(preds.shape)})")
+    batch, n_classes, _ = check_shape(preds, pred_name)
     if target.device != preds.device:
         raise ValueError(
             f"{target_name} is on {target.device} but {pred_name} is on {preds.device}"
         )
-    outcome = _outcome(target, preds.shape, validate=validate, target_name=target_name)
+    parsed = parse(target, preds.shape, target_name=target_name)
+    if softmax and n_classes < 2:
+        raise ValueError("softmax=True needs at least two channels")
+    if validate:
+        check_values(preds, parsed, logits=softmax, names=names, hint="softmax=True")
+    outcome, _, _ = outcomes(parsed, n_classes)
     if softmax:
-        if n_classes < 2:
-            raise ValueError("softmax=True needs at least two channels")
-        if validate and not bool(torch.isfinite(preds).all()):
-            raise ValueError(f"{pred_name} (logits) contain NaN or infinite values")
         x = preds.float() if preds.dtype in (torch.float16, torch.bfloat16) else preds
         probs = torch.softmax(x, dim=1)
     else:
         probs = preds
-        if validate:
-            _check_probabilities(probs, pred_name)
     # within-tolerance values are clipped (exactly 0 or 1 in any float dtype)
     probs = probs.clamp(0.0, 1.0).reshape(batch, n_classes, -1)
-    outcome = outcome.reshape(batch, n_classes, -1)
     if not include_background and n_classes > 1:
         probs, outcome = probs[:, 1:], outcome[:, 1:]
     return probs, outcome
-
-
-def _outcome(target, shape, *, validate, target_name) -> torch.Tensor:
-    """bool outcome ``(B, C, *spatial)`` from a one-hot target or a label map."""
-    batch, n_classes, *spatial = shape
-    if tuple(target.shape) == tuple(shape):
-        if target.dtype == torch.bool:
-            return target
-        if validate and bool(((target != 0) & (target != 1)).any()):
-            bad = torch.unique(target[(target != 0) & (target != 1)])[:3].tolist()
-            raise ValueError(
-                f"a one-hot {target_name} must hold only 0 and 1; found values such as {bad}"
-            )
-        return target > 0.5
-    if tuple(target.shape) not in ((batch, *spatial), (batch, 1, *spatial)):
-        raise ValueError(
-            f"{target_name} has shape {tuple(target.shape)}; expected a label map "
-            f"{(batch, *spatial)} or {(batch, 1, *spatial)}, or one-hot {tuple(shape)}"
-        )
-    labels = target.reshape(batch, 1, *spatial)
-    if labels.dtype == torch.bool:
-        labels = labels.to(torch.uint8)
-    if labels.is_floating_point():
-        if validate and not bool((torch.isfinite(labels) & (labels == labels.round())).all()):
-            raise ValueError(f"a label-map {target_name} must hold integer class values")
-        labels = labels.long()
-    if validate:
-        outside = (labels < 0) | (labels >= n_classes)
-        if bool(outside.any()):
-            bad = torch.unique(labels[outside])[:3].tolist()
-            raise ValueError(
-                f"{target_name} holds label values {bad} outside 0..{n_classes - 1} "
-                f"({n_classes} channels)"
-            )
-    channel = torch.arange(n_classes, device=labels.device)
-    return labels == channel.view(1, n_classes, *([1] * len(spatial)))
-
-
-def _check_probabilities(probs: torch.Tensor, name: str) -> None:
-    finite = torch.isfinite(probs)
-    if not bool(finite.all()):
-        n_bad = int((~finite).sum())
-        raise ValueError(
-            f"{name} contain {n_bad} non-finite values (NaN or inf); expected probabilities "
-            "in [0, 1] (pass softmax=True for logits)"
-        )
-    low, high = (float(v) for v in torch.aminmax(probs))
-    if low < -CLIP_TOLERANCE or high > 1.0 + CLIP_TOLERANCE:
-        raise ValueError(
-            f"{name} range over [{low:.6g}, {high:.6g}]; expected probabilities in [0, 1] "
-            f"(up to {CLIP_TOLERANCE:g} outside is clipped; pass softmax=True for logits)"
-        )
 
 
 def calibration_errors(

@@ -92,8 +92,13 @@ class _L1ACELoss(_InputOptions):
         reduction: str = "mean",
         empty_weight: float = DEFAULT_EMPTY_WEIGHT,
         accumulate_dtype: torch.dtype = torch.float64,
+        validate: bool = True,
+        ignore_index: int | None = None,
     ):
-        super().__init__(softmax=softmax, sigmoid=sigmoid, include_background=include_background)
+        super().__init__(
+            softmax=softmax, sigmoid=sigmoid, include_background=include_background,
+            validate=validate, ignore_index=ignore_index,
+        )
         self.n_bins = check_n_bins(n_bins)
         check_choice("reduction", reduction, REDUCTIONS)
         if accumulate_dtype not in (torch.float32, torch.float64):
@@ -113,6 +118,7 @@ class _L1ACELoss(_InputOptions):
         values = l1_ace(
             prepared.probs, prepared.outcome, n_bins=self.n_bins, binning=self.binning,
             empty_weight=self.empty_weight, accumulate_dtype=self.accumulate_dtype,
+            kept=prepared.kept,
         )
         if self.ignore_empty_classes:
             counted = prepared.outcome.any(dim=-1)
@@ -172,11 +178,19 @@ class HardL1ACELoss(_L1ACELoss):
         (``(B, C')``, weights applied, zero for ignored pairs).
     accumulate_dtype : float64 (default, as calibviz) or float32 (faster on GPUs with slow
         float64; drifts ~1e-4 relative over 10⁶ voxels).
+    validate : check the batch (default True), as the torchmetrics/MONAI adapters do:
+        probabilities finite and within 1e-3 of [0, 1] (logits: finite), label values in
+        ``0..C-1`` (or ``ignore_index``), one-hot values 0/1.  Costs ONE device-to-host
+        synchronisation per call (a few reductions, then one transfer); ``False`` skips it
+        (bad values are then scored silently, or fail inside torch).
+    ignore_index : a label value (e.g. 255) whose voxels are left out of every term, as
+        ``bin_image(..., ignore_label=...)``; also a one-hot voxel holding it in any channel.
+        Must not be a class value.  Default None: nothing is ignored.
 
-    Edges are rounded to the dtype of the probabilities that are binned: float16/bfloat16
-    probabilities use their own precision (as calibviz does for float16 maps); float16/
-    bfloat16 *logits* are activated in float32, so float32 edges.  No NaN/range checks are
-    made on the device (they would force a synchronisation).
+    Probabilities within 1e-3 outside [0, 1] are clipped (as ``bin_image``; clipped values
+    get no gradient).  Edges are rounded to the dtype of the probabilities that are binned:
+    float16/bfloat16 probabilities use their own precision (as calibviz does for float16
+    maps); float16/bfloat16 *logits* are activated in float32, so float32 edges.
 
     Shapes: ``input`` ``(B, C, *spatial)``; ``target`` ``(B, *spatial)``/``(B, 1, *spatial)``
     label map (values ``0..C-1``) or ``(B, C, *spatial)`` binary one-hot.
@@ -196,12 +210,14 @@ class HardL1ACELoss(_L1ACELoss):
         weight: Sequence[float] | torch.Tensor | None = None,
         reduction: str = "mean",
         accumulate_dtype: torch.dtype = torch.float64,
+        validate: bool = True,
+        ignore_index: int | None = None,
     ):
         super().__init__(
             n_bins=n_bins, softmax=softmax, sigmoid=sigmoid,
             include_background=include_background, ignore_empty_classes=ignore_empty_classes,
             empty_denominator=empty_denominator, weight=weight, reduction=reduction,
-            accumulate_dtype=accumulate_dtype,
+            accumulate_dtype=accumulate_dtype, validate=validate, ignore_index=ignore_index,
         )
 
 
@@ -230,12 +246,15 @@ class SoftL1ACELoss(_L1ACELoss):
         reduction: str = "mean",
         empty_weight: float = DEFAULT_EMPTY_WEIGHT,
         accumulate_dtype: torch.dtype = torch.float64,
+        validate: bool = True,
+        ignore_index: int | None = None,
     ):
         super().__init__(
             n_bins=n_bins, softmax=softmax, sigmoid=sigmoid,
             include_background=include_background, ignore_empty_classes=ignore_empty_classes,
             empty_denominator=empty_denominator, weight=weight, reduction=reduction,
-            empty_weight=empty_weight, accumulate_dtype=accumulate_dtype,
+            empty_weight=empty_weight, accumulate_dtype=accumulate_dtype, validate=validate,
+            ignore_index=ignore_index,
         )
 
 
@@ -255,8 +274,13 @@ class DiceLoss(_InputOptions):
         include_background: bool = True,
         smooth: float = 1e-5,
         reduction: str = "mean",
+        validate: bool = True,
+        ignore_index: int | None = None,
     ):
-        super().__init__(softmax=softmax, sigmoid=sigmoid, include_background=include_background)
+        super().__init__(
+            softmax=softmax, sigmoid=sigmoid, include_background=include_background,
+            validate=validate, ignore_index=ignore_index,
+        )
         check_choice("reduction", reduction, REDUCTIONS)
         self.smooth = float(smooth)
         self.reduction = reduction
@@ -268,6 +292,8 @@ class DiceLoss(_InputOptions):
         p = prepared.probs
         if p.dtype in (torch.float16, torch.bfloat16):
             p = p.float()
+        if prepared.kept is not None:
+            p = p * prepared.kept
         y = prepared.outcome.to(p.dtype)
         intersection = (p * y).sum(dim=-1)
         denominator = p.sum(dim=-1) + y.sum(dim=-1)
@@ -277,27 +303,41 @@ class DiceLoss(_InputOptions):
 
 
 def _cross_entropy(
-    input: torch.Tensor, prepared: _Prepared, *, softmax: bool, sigmoid: bool
+    input: torch.Tensor, prepared: _Prepared, *, softmax: bool, sigmoid: bool,
+    ignore_index: int | None = None,
 ) -> torch.Tensor:
-    """Mean voxel cross-entropy over all channels, float32 or better.
+    """Mean voxel cross-entropy over all channels and the kept voxels, float32 or better.
 
     ``prepared`` must keep every channel (``_prepare(..., all_channels=True)``).
 
     softmax: categorical CE of the logits; sigmoid: binary CE per channel; probabilities:
-    categorical CE ``−Σ_c y_c log p_c`` (``p`` clamped at 1e-12).
+    categorical CE ``−Σ_c y_c log p_c`` (``p`` clipped to [0, 1], clamped at 1e-12).  With
+    ``ignore_index`` the mean is over the voxels kept (0 when none is).
     """
     batch, n_classes = input.shape[:2]
     x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
     x = x.reshape(batch, n_classes, -1)
+    if not (softmax or sigmoid):
+        x = x.clamp(0.0, 1.0)  # as the ACE and Dice terms (values within the tolerance)
+    kept = prepared.kept
     if sigmoid:
-        return F.binary_cross_entropy_with_logits(x, prepared.outcome.to(x.dtype))
+        if kept is None:
+            return F.binary_cross_entropy_with_logits(x, prepared.outcome.to(x.dtype))
+        each = F.binary_cross_entropy_with_logits(
+            x, prepared.outcome.to(x.dtype), reduction="none"
+        )
+        return (each * kept).sum() / (kept.sum() * n_classes).clamp(min=1)
     if prepared.labels is not None:
         labels = prepared.labels.long()
     else:
         labels = prepared.outcome.to(torch.uint8).argmax(dim=1)
-    if softmax:
-        return F.cross_entropy(x, labels)
-    return F.nll_loss(torch.log(x.clamp(min=1e-12)), labels)
+    if kept is not None:
+        labels = labels.masked_fill(~kept[:, 0], -100)
+    log_p = x if softmax else torch.log(x.clamp(min=1e-12))
+    loss = F.cross_entropy if softmax else F.nll_loss
+    if kept is None:
+        return loss(log_p, labels)
+    return loss(log_p, labels, ignore_index=-100, reduction="sum") / kept.sum().clamp(min=1)
 
 
 class _L1ACEAndDiceCELoss(nn.Module):
@@ -318,6 +358,8 @@ class _L1ACEAndDiceCELoss(nn.Module):
         ce_weight: float = 1 / 3,
         smooth: float = 1e-5,
         accumulate_dtype: torch.dtype = torch.float64,
+        validate: bool = True,
+        ignore_index: int | None = None,
         **ace_options,
     ):
         super().__init__()
@@ -328,11 +370,12 @@ class _L1ACEAndDiceCELoss(nn.Module):
         self.ace = self.ace_class(
             n_bins, softmax=softmax, sigmoid=sigmoid, include_background=include_background,
             ignore_empty_classes=ignore_empty_classes, empty_denominator=empty_denominator,
-            weight=weight, reduction="mean", accumulate_dtype=accumulate_dtype, **ace_options,
+            weight=weight, reduction="mean", accumulate_dtype=accumulate_dtype,
+            validate=validate, ignore_index=ignore_index, **ace_options,
         )
         self.dice = DiceLoss(
             softmax=softmax, sigmoid=sigmoid, include_background=include_background,
-            smooth=smooth, reduction="mean",
+            smooth=smooth, reduction="mean", validate=validate, ignore_index=ignore_index,
         )
         self.ace_weight, self.dice_weight, self.ce_weight = (
             float(ace_weight), float(dice_weight), float(ce_weight)
@@ -344,10 +387,13 @@ class _L1ACEAndDiceCELoss(nn.Module):
         The ACE and Dice terms score the classes selected by ``include_background``; the
         cross-entropy always uses every channel.
         """
-        full = self.ace._prepare(input, target, all_channels=True)
+        # the categorical CE needs one class per voxel: a one-hot target is checked for it
+        full = self.ace._prepare(
+            input, target, all_channels=True, one_positive=not self.ace.sigmoid
+        )
         prepared = full
         if not self.ace.include_background and input.shape[1] > 1:
-            prepared = _Prepared(full.probs[:, 1:], full.outcome[:, 1:], full.labels)
+            prepared = full.without_background()
         ace_values, counted = self.ace.per_pair(prepared)
         ace = _reduce(
             ace_values, counted, self.ace.class_weight, "mean", self.ace.empty_denominator
@@ -369,7 +415,9 @@ class HardL1ACEAndDiceCELoss(_L1ACEAndDiceCELoss):
     the Dice term.  CE: softmax → categorical CE of the logits, sigmoid → binary CE per
     channel, probabilities → ``−Σ y log p``.  ``input`` ``(B, C, *spatial)``; ``target``
     label map or one-hot as for :class:`HardL1ACELoss` (a one-hot target for the softmax
-    or probability CE must have exactly one positive channel per voxel).
+    or probability CE must have exactly one positive channel per voxel; ``validate``
+    checks it in the same synchronisation).  ``ignore_index`` leaves voxels out of all
+    three terms (the CE is the mean over the kept voxels; 0 if none is kept).
     """
 
     ace_class = HardL1ACELoss

@@ -110,8 +110,9 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
         or ``"maximum"`` (MCE); ``"ece"``, ``"ace"``, ``"mce"`` also work.
     metric_reduction : MONAI's reduction over images and classes for ``aggregate()``:
         ``"mean"`` (default), ``"sum"``, ``"mean_batch"``, ``"sum_batch"``, ``"mean_channel"``,
-        ``"sum_channel"``, ``"none"``.  ``reduction`` (the name MONAI's Dice and other metrics
-        use) is accepted as an alias.
+        ``"sum_channel"``, ``"none"``; not given (None): ``"mean"``.  ``reduction`` (the name
+        MONAI's Dice and other metrics use) is accepted as an alias; giving both with
+        different values (an explicit ``"mean"`` included) is an error.
     get_not_nans : ``aggregate()`` returns ``(metric, not_nans)``.
     softmax : ``y_pred`` are logits; softmax over channels first (MONAI's metrics expect
         probabilities, e.g. after ``Activations(softmax=True)``; default False).
@@ -154,7 +155,7 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
         num_bins: int = 20,
         include_background: bool = True,
         calibration_reduction: str = "expected",
-        metric_reduction: MetricReduction | str = MetricReduction.MEAN,
+        metric_reduction: MetricReduction | str | None = None,
         get_not_nans: bool = False,
         *,
         reduction: MetricReduction | str | None = None,
@@ -175,14 +176,7 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
             )
         self.calibration_reduction = key
         self.error_name = CALIBRATION_REDUCTIONS[key]
-        if reduction is not None:
-            if metric_reduction != MetricReduction.MEAN and metric_reduction != reduction:
-                raise ValueError(
-                    f"reduction={reduction!r} and metric_reduction={metric_reduction!r} "
-                    "disagree; give one of them"
-                )
-            metric_reduction = reduction
-        self.metric_reduction = look_up_option(metric_reduction, MetricReduction)
+        self.metric_reduction = _one_reduction(metric_reduction, reduction)
         self.get_not_nans = bool(get_not_nans)
         self.softmax = bool(softmax)
         if closure not in CLOSURES:
@@ -232,6 +226,22 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
         return calibration_errors(count, pooled[..., 1], pooled[..., 2])[self.error_name]
 
 
+def _one_reduction(metric_reduction, reduction) -> MetricReduction:
+    """``metric_reduction`` or its alias ``reduction`` (None: not given; default mean);
+    both given and different (``"mean"`` included) is an error."""
+    given = {
+        name: look_up_option(value, MetricReduction)
+        for name, value in (("metric_reduction", metric_reduction), ("reduction", reduction))
+        if value is not None
+    }
+    if len(set(given.values())) > 1:
+        raise ValueError(
+            f"reduction={reduction!r} and metric_reduction={metric_reduction!r} "
+            "disagree; give one of them"
+        )
+    return next(iter(given.values()), MetricReduction.MEAN)
+
+
 class CalibrationError(IgniteMetricHandler):
     """Ignite handler computing :class:`CalibrationErrorMetric` over an engine's run.
 
@@ -252,7 +262,7 @@ class CalibrationError(IgniteMetricHandler):
         num_bins: int = 20,
         include_background: bool = True,
         calibration_reduction: str = "expected",
-        metric_reduction: MetricReduction | str = MetricReduction.MEAN,
+        metric_reduction: MetricReduction | str | None = None,
         output_transform: Callable = lambda x: x,
         save_details: bool = True,
         *,

@@ -114,6 +114,7 @@ def binned_calibration(
     n_bins: int = 20,
     binning: str = "hard",
     accumulate_dtype: torch.dtype = torch.float64,
+    kept: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, class and bin: count (soft weight) and ``Σ w·(p − y)``.
 
@@ -126,6 +127,8 @@ def binned_calibration(
     binning : ``"hard"`` (right-closed, ``e_k < p <= e_{k+1}``, ``p = 0`` in bin 0) or
         ``"soft"`` (linear split between bin centres, spec §6).
     accumulate_dtype : dtype of the sums (float64 default; at least float32).
+    kept : optional bool ``(B, 1, N)`` or ``(B, C, N)``: only these voxels are binned (the
+        others add nothing, and get no gradient), e.g. voxels not marked ``ignore_index``.
 
     Returns
     -------
@@ -140,9 +143,16 @@ def binned_calibration(
     shape = (batch, n_classes, n_bins)
     # offset of each (image, class) row's first bin in the flattened (image, class, bin) table
     row = torch.arange(0, size, n_bins, device=device).view(batch, n_classes, 1)
+    m = None if kept is None else kept.expand(batch, n_classes, -1).to(accumulate_dtype)
+    if m is not None:
+        r = r * m
     if binning == "hard":
         index = hard_bin_index(probs, n_bins).add_(row).view(-1)
-        weight = torch.bincount(index, minlength=size).to(accumulate_dtype)
+        if m is None:
+            weight = torch.bincount(index, minlength=size).to(accumulate_dtype)
+        else:
+            weight = torch.bincount(index, weights=m.reshape(-1), minlength=size)
+            weight = weight.to(accumulate_dtype)
         residual = r.new_zeros(size).scatter_add(0, index, r.reshape(-1))
         return weight.view(shape), residual.view(shape)
     if binning != "soft":
@@ -154,9 +164,15 @@ def binned_calibration(
         low = x.floor().clamp_(max=max(n_bins - 2, 0))
         index = low.long().add_(row).view(-1)
     w = x - low
+    if m is not None:
+        w = w * m
     # Σ over a bin's `low` voxels of (1 − w)·v, plus Σ over the bin below's of w·v, from
     # three scatters: count(low) − H_k + H_{k−1} with H the scatter of w (resp. w·r)
-    count_low = torch.bincount(index, minlength=size).to(accumulate_dtype).view(shape)
+    if m is None:
+        count_low = torch.bincount(index, minlength=size)
+    else:
+        count_low = torch.bincount(index, weights=m.reshape(-1), minlength=size)
+    count_low = count_low.to(accumulate_dtype).view(shape)
     high_w = r.new_zeros(size).scatter_add(0, index, w.reshape(-1)).view(shape)
     low_r = r.new_zeros(size).scatter_add(0, index, r.reshape(-1)).view(shape)
     high_r = r.new_zeros(size).scatter_add(0, index, (w * r).reshape(-1)).view(shape)
@@ -178,16 +194,20 @@ def l1_ace(
     binning: str = "hard",
     empty_weight: float = DEFAULT_EMPTY_WEIGHT,
     accumulate_dtype: torch.dtype = torch.float64,
+    kept: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ACE per image and class, ``(B, C)`` in ``accumulate_dtype``: mean ``|p̄_k − ȳ_k|``
-    over the non-empty bins (``n_k > 0`` hard, ``W_k >= empty_weight`` soft).
+    over the non-empty bins (``n_k > 0`` hard; ``W_k >= empty_weight`` and ``W_k > 0`` soft:
+    a bin without weight is empty whatever the threshold, so ``empty_weight=0`` is defined).
 
-    ``probs`` and ``outcome`` are ``(B, C, N)``; see :func:`binned_calibration`.
+    ``probs`` and ``outcome`` are ``(B, C, N)``; ``kept`` and the rest as
+    :func:`binned_calibration`.
     """
     weight, residual = binned_calibration(
-        probs, outcome, n_bins=n_bins, binning=binning, accumulate_dtype=accumulate_dtype
+        probs, outcome, n_bins=n_bins, binning=binning, accumulate_dtype=accumulate_dtype,
+        kept=kept,
     )
-    nonempty = weight > 0 if binning == "hard" else weight >= empty_weight
+    nonempty = weight > 0 if binning == "hard" else (weight >= empty_weight) & (weight > 0)
     safe = torch.where(nonempty, weight, torch.ones_like(weight))
     gaps = torch.where(nonempty, residual.abs() / safe, torch.zeros_like(residual))
     n_nonempty = nonempty.sum(dim=-1).clamp(min=1)

@@ -126,7 +126,8 @@ class MarginalCalibrationError(Metric):
         )
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Bin a batch ``preds`` ``(B, C, *spatial)`` against ``target`` (see the class)."""
+        """Bin a batch ``preds`` ``(B, C, *spatial)`` against ``target`` (see the class);
+        an empty batch (``B = 0``) is a ``ValueError``, nothing is added."""
         if (
             isinstance(preds, torch.Tensor)
             and preds.ndim >= 2

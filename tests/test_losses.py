@@ -486,3 +486,205 @@ def test_cuda_matches_cpu(binning):
         losses[device] = (loss.detach().cpu(), p.grad.cpu())
     torch.testing.assert_close(losses["cuda"][0], losses["cpu"][0], rtol=0, atol=1e-12)
     torch.testing.assert_close(losses["cuda"][1], losses["cpu"][1], rtol=1e-5, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- bad input
+ALL_LOSSES = [HardL1ACELoss, SoftL1ACELoss, DiceLoss, HardL1ACEAndDiceCELoss,
+              SoftL1ACEAndDiceCELoss]
+
+
+@pytest.mark.parametrize("loss_class", ALL_LOSSES)
+@pytest.mark.parametrize("bad", [255, -1, 3, 99])
+@pytest.mark.parametrize("label_dtype", [torch.int64, torch.uint8, torch.float32])
+def test_label_values_outside_the_channels_are_refused(loss_class, bad, label_dtype):
+    if bad < 0 and label_dtype == torch.uint8:
+        pytest.skip("uint8 holds no negative labels")
+    probs, labels = softmax_case(20)
+    target = torch.from_numpy(labels)
+    target[:, 0] = bad
+    with pytest.raises(ValueError, match=rf"target holds label values \[{bad}\] outside 0..2"):
+        loss_class()(torch.from_numpy(probs), target.to(label_dtype))
+
+
+@pytest.mark.parametrize("binning", ["hard", "soft"])
+@pytest.mark.parametrize("ignore", [255, -1])
+def test_ignore_index_leaves_voxels_out_as_bin_image_ignore_label(binning, ignore):
+    probs, labels = softmax_case(21)
+    labels[:, :2] = ignore
+    labels[1, 2:, :3] = ignore
+    options = {"empty_weight": 0.05} if binning == "soft" else {}
+    loss = LOSSES[binning](reduction="none", ignore_index=ignore, **options)
+    p = torch.from_numpy(probs).double().requires_grad_(True)
+    got = loss(p, torch.from_numpy(labels))
+    want = expected_ace(probs, labels, binning, ignore_label=ignore, **options)
+    np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-6)
+    got.sum().backward()
+    ignored = torch.from_numpy(labels == ignore)[:, None].expand_as(p)
+    assert torch.isfinite(p.grad).all() and p.grad[ignored].abs().max() == 0
+    assert p.grad[~ignored].abs().sum() > 0
+
+
+def test_ignore_index_in_dice_and_cross_entropy():
+    rng = np.random.default_rng(22)
+    logits = torch.from_numpy(rng.normal(size=(2, 3, 5, 6)))
+    y = torch.from_numpy(rng.integers(0, 3, size=(2, 5, 6)))
+    y_ign = y.clone()
+    y_ign[0, :2] = 255
+    keep = y_ign != 255
+    probs = torch.softmax(logits, 1)
+    onehot = torch.nn.functional.one_hot(y, 3).movedim(-1, 1).double() * keep[:, None]
+    p_kept = probs * keep[:, None]
+    dice = (1 - (2 * (p_kept * onehot).sum((2, 3)) + 1e-5)
+            / (p_kept.sum((2, 3)) + onehot.sum((2, 3)) + 1e-5))
+    got_dice = DiceLoss(softmax=True, ignore_index=255, reduction="none")(logits, y_ign)
+    torch.testing.assert_close(got_dice, dice)
+    ce = torch.nn.functional.cross_entropy(logits.movedim(1, -1)[keep], y_ign[keep])
+    ace = HardL1ACELoss(softmax=True, ignore_index=255)(logits, y_ign)
+    total = HardL1ACEAndDiceCELoss(softmax=True, ignore_index=255)(logits, y_ign)
+    torch.testing.assert_close(total, (ace + dice.mean() + ce) / 3)
+    from_probs = HardL1ACEAndDiceCELoss(ignore_index=255)(probs, y_ign)
+    torch.testing.assert_close(from_probs, total)
+    # sigmoid: BCE over the kept voxels only, every channel
+    sig = HardL1ACEAndDiceCELoss(
+        sigmoid=True, ignore_index=255, ace_weight=0, dice_weight=0, ce_weight=1
+    )
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits.movedim(1, -1)[keep], onehot.movedim(1, -1)[keep]
+    )
+    torch.testing.assert_close(sig(logits, y_ign), bce)
+    # everything ignored: zero loss, finite gradient
+    x = logits.clone().requires_grad_(True)
+    all_out = HardL1ACEAndDiceCELoss(softmax=True, ignore_index=255)(x, torch.full_like(y, 255))
+    all_out.backward()
+    assert torch.isfinite(all_out) and torch.isfinite(x.grad).all()
+
+
+def test_ignore_index_with_one_hot_targets_leaves_voxels_out():
+    probs, labels = softmax_case(23, n_classes=2)
+    onehot = np.stack([labels == 0, labels == 1], axis=1).astype(np.float32)
+    onehot[:, :, :2] = 255
+    labels[:, :2] = 255
+    got = HardL1ACELoss(reduction="none", ignore_index=255)(
+        torch.from_numpy(probs), torch.from_numpy(onehot)
+    )
+    want = expected_ace(probs, labels, "hard", ignore_label=255)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+
+
+def test_ignore_index_must_not_be_a_class():
+    probs, labels = softmax_case(24)
+    with pytest.raises(ValueError, match="ignore_index=2 is a class value"):
+        HardL1ACELoss(ignore_index=2)(torch.from_numpy(probs), torch.from_numpy(labels))
+    with pytest.raises(ValueError, match="ignore_index must be an integer"):
+        HardL1ACELoss(ignore_index=2.5)
+    with pytest.raises(ValueError, match="ignore_index must be an integer"):
+        HardL1ACELoss(ignore_index=True)
+
+
+@pytest.mark.parametrize("loss_class", ALL_LOSSES)
+@pytest.mark.parametrize("scale", [1.5, -1.0])
+def test_probabilities_out_of_range_are_refused(loss_class, scale):
+    probs, labels = softmax_case(25)
+    with pytest.raises(ValueError, match=r"range over .*softmax=True or sigmoid=True"):
+        loss_class()(torch.from_numpy(probs) * scale, torch.from_numpy(labels))
+
+
+@pytest.mark.parametrize("loss_class", ALL_LOSSES)
+def test_logits_passed_as_probabilities_are_refused(loss_class):
+    rng = np.random.default_rng(26)
+    logits = torch.from_numpy(rng.normal(size=(2, 3, 4, 5)) * 3)
+    y = torch.from_numpy(rng.integers(0, 3, size=(2, 4, 5)))
+    with pytest.raises(ValueError, match="softmax=True"):
+        loss_class()(logits, y)
+    nan = torch.full((1, 3, 4, 5), 0.3)
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="1 non-finite"):
+        loss_class()(nan, y[:1])
+    with pytest.raises(ValueError, match=r"input \(logits\) contain NaN"):
+        loss_class(softmax=True)(nan, y[:1])
+    assert torch.isfinite(loss_class(validate=False)(logits.softmax(1), y))
+
+
+@pytest.mark.parametrize("binning", ["hard", "soft"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_within_tolerance_are_clipped_as_bin_image(binning, dtype):
+    rng = np.random.default_rng(27)
+    probs = rng.random((2, 2, 50)).astype(dtype)
+    probs[:, :, :6] = np.array([1.0005, -0.0005, 1.0009, -0.0009, 1.0, 0.0], dtype=dtype)
+    labels = rng.integers(0, 2, size=(2, 50))
+    p = torch.from_numpy(probs).requires_grad_(True)
+    got = LOSSES[binning](n_bins=4, reduction="none")(p, torch.from_numpy(labels))
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        want = expected_ace(probs, labels, binning, n_bins=4)
+    np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-6)
+    got.sum().backward()
+    assert torch.isfinite(p.grad).all()
+    # hand check for the finding's example: clipped gaps (0 + 0.1 + 0) / 3
+    one = torch.tensor([[[1.0005, -0.0005, 0.5, 0.3]]], dtype=torch.float64)
+    y = torch.tensor([[[1, 0, 1, 0]]])
+    assert HardL1ACELoss(n_bins=4)(one, y).item() == pytest.approx(0.1 / 3, abs=1e-15)
+
+
+@pytest.mark.parametrize("combo", [HardL1ACEAndDiceCELoss, SoftL1ACEAndDiceCELoss])
+def test_combination_checks_one_positive_channel_per_voxel(combo):
+    probs, labels = softmax_case(28)
+    onehot = np.stack([labels == c for c in range(3)], axis=1).astype(np.float32)
+    unlabelled = onehot.copy()
+    unlabelled[:, :, 0] = 0
+    with pytest.raises(ValueError, match="exactly one positive channel"):
+        combo()(torch.from_numpy(probs), torch.from_numpy(unlabelled))
+    multi = onehot.copy()
+    multi[:, :, 0] = 1
+    with pytest.raises(ValueError, match="exactly one positive channel"):
+        combo(softmax=True)(torch.from_numpy(probs), torch.from_numpy(multi))
+    # multi-label targets stay valid for the sigmoid CE and the plain ACE loss
+    combo(sigmoid=True)(torch.from_numpy(probs), torch.from_numpy(multi))
+    HardL1ACELoss()(torch.from_numpy(probs), torch.from_numpy(multi))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        HardL1ACELoss()(torch.from_numpy(probs), torch.from_numpy(onehot * 0.7))
+
+
+@pytest.mark.parametrize("loss_class", ALL_LOSSES)
+def test_empty_batch_and_no_channels_are_clear_errors(loss_class):
+    probs, labels = softmax_case(29)
+    with pytest.raises(ValueError, match=r"input has an empty batch \(shape \(0, 3, 6, 7, 5\)\)"):
+        loss_class()(torch.from_numpy(probs[:0]), torch.from_numpy(labels[:0]))
+    with pytest.raises(ValueError, match="input has no channels"):
+        loss_class()(torch.from_numpy(probs[:, :0]), torch.from_numpy(labels))
+
+
+def test_validation_synchronises_once(monkeypatch):
+    """One device-to-host transfer per call (counted on the CPU through Tensor.tolist/item)."""
+    probs, labels = softmax_case(30)
+    calls = []
+    for name in ("tolist", "item", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    for loss in (HardL1ACELoss(), SoftL1ACELoss(softmax=True), HardL1ACEAndDiceCELoss()):
+        calls.clear()
+        loss(torch.from_numpy(probs), torch.from_numpy(labels).float())
+        assert len(calls) == 1, (loss, calls)
+    calls.clear()
+    HardL1ACELoss(validate=False)(torch.from_numpy(probs), torch.from_numpy(labels))
+    assert calls == []
+
+
+def test_soft_loss_with_empty_weight_zero_is_finite():
+    probs, labels = softmax_case(31)
+    probs = np.round(probs, 1)  # a few values: most of the 40 soft bins get no weight at all
+    p = torch.from_numpy(probs).double().requires_grad_(True)
+    got = SoftL1ACELoss(empty_weight=0, reduction="none", n_bins=40)(p, torch.from_numpy(labels))
+    assert torch.isfinite(got).all()
+    # bins of weight 0 are empty whatever the threshold: same value as the smallest threshold
+    tiny = SoftL1ACELoss(empty_weight=1e-300, reduction="none", n_bins=40)(
+        p.detach(), torch.from_numpy(labels)
+    )
+    torch.testing.assert_close(got.detach(), tiny, rtol=0, atol=0)
+    got.sum().backward()
+    assert torch.isfinite(p.grad).all()

@@ -122,6 +122,31 @@ def test_arguments():
         metric(torch.full((1, 2, 4, 4), 0.5), torch.full((1, 2, 4, 4), 0.5))
 
 
+@pytest.mark.parametrize(
+    ("metric_reduction", "reduction"),
+    [("mean", "sum"), ("sum", "mean"), ("mean_batch", "sum"), ("none", "mean_channel")],
+)
+def test_explicit_reductions_that_disagree_are_refused(metric_reduction, reduction):
+    with pytest.raises(ValueError, match="disagree"):
+        CalibrationErrorMetric(metric_reduction=metric_reduction, reduction=reduction)
+    with pytest.raises(ValueError, match="disagree"):
+        CalibrationError(metric_reduction=metric_reduction, reduction=reduction)
+
+
+def test_reduction_alias_and_default():
+    assert CalibrationErrorMetric().metric_reduction == "mean"
+    assert CalibrationErrorMetric(reduction="sum").metric_reduction == "sum"
+    assert CalibrationErrorMetric(metric_reduction="sum").metric_reduction == "sum"
+    both = CalibrationErrorMetric(metric_reduction="mean", reduction="mean")
+    assert both.metric_reduction == "mean"
+
+
+def test_empty_batch_is_a_clear_error():
+    metric = CalibrationErrorMetric()
+    with pytest.raises(ValueError, match=r"y_pred has an empty batch"):
+        metric(torch.full((0, 2, 4, 4), 0.5), torch.zeros(0, 2, 4, 4))
+
+
 def test_single_channel_keeps_its_channel_like_monai():
     probs = torch.tensor([[[0.1, 0.8, 0.9, 0.3]]])
     y = torch.tensor([[[0.0, 1.0, 1.0, 1.0]]])

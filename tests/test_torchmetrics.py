@@ -316,6 +316,34 @@ def test_bad_targets_and_arguments_raise():
         MarginalCalibrationError(1, include_background=False)
 
 
+def test_empty_batch_is_a_clear_error_and_adds_nothing():
+    metric = MarginalCalibrationError(3)
+    with pytest.raises(ValueError, match=r"preds has an empty batch \(shape \(0, 3, 4, 4\)\)"):
+        metric.update(torch.full((0, 3, 4, 4), 1 / 3), torch.zeros(0, 4, 4, dtype=torch.long))
+    assert int(metric.count.sum()) == 0
+
+
+def test_validation_is_one_synchronisation(monkeypatch):
+    calls = []
+    for name in ("tolist", "item", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    probs, labels = softmax_batch(3)
+    for target in (torch.from_numpy(labels).float(), torch.from_numpy(one_hot_of(labels, 3))):
+        calls.clear()
+        MarginalCalibrationError(3).update(torch.from_numpy(probs), target)
+        assert len(calls) == 1, calls
+
+
+def one_hot_of(labels, n_classes):
+    return (labels[:, None] == np.arange(n_classes).reshape(1, -1, *[1] * (labels.ndim - 1)))
+
+
 # --------------------------------------------------------------------------- packaging
 def test_module_uses_the_real_torchmetrics():
     import calibviz.torchmetrics as ours
