@@ -201,6 +201,17 @@ def test_unreadable_statistics_is_one_line(tmp_path):
     assert "not a readable calibviz stats.npz" in result.output
 
 
+def test_compare_report_of_one_resample_blanks_the_intervals_missing_their_mean(runs,
+                                                                               tmp_path):
+    base, other = runs
+    out = tmp_path / "one.html"
+    result = invoke("report", base, "--compare", other, "--out", out, "--bootstrap", 1)
+    assert result.exit_code == 0, result.output  # was: error: 'yerr' must not contain …
+    text = out.read_text()
+    assert "does not contain the estimate" in text and "only 4 paired image" in text
+    assert ">discarded<" in text
+
+
 def test_bad_compare_folder_is_one_line(runs, tmp_path):
     result = invoke("report", runs[0], "--compare", tmp_path, "--out", tmp_path / "r.html")
     assert result.exit_code == 2 and result.output.startswith("error:")
