@@ -17,8 +17,8 @@ import numpy as np
 #: Fewest images (or paired images) an interval needs; fewer give NaN.
 MIN_IMAGES = 2
 #: Why an interval that does not contain its estimate was discarded.
-DISCARD_REASON = ("the image bootstrap does not resample this statistic well: few images, "
-                  "or bins filled by single images")
+DISCARD_REASON = ("the image bootstrap does not resample this statistic well: few images or "
+                  "resamples (--bootstrap), or bins filled by single images")
 #: Relative slack (of the estimate's scale) within which a miss counts as rounding.
 ROUNDING = 1e-9
 
