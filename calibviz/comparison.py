@@ -14,7 +14,7 @@ tests), each row holds (columns :data:`~calibviz.run_values.COLUMNS`):
   (metric units); ``mean_diff``: model − baseline (metric units);
 * ``ci_low``, ``ci_high``: its paired image-bootstrap percentile interval, NaN for fewer than
   two paired images or when the interval did not contain ``mean_diff`` (``ci_note`` says
-  which; rules in :func:`calibviz.bootstrap.honest_interval`);
+  which; rules in :func:`calibviz.intervals.honest_interval`);
 * ``ttest_p`` (the paper's paired t-test), ``wilcoxon_p`` (signed-rank), and both
   Holm-adjusted over all rows of one model-vs-baseline comparison (``*_holm``);
 * ``pct_change_mean``, ``pct_change_std`` — **percent**: the paper's per-image change
@@ -274,7 +274,7 @@ def _with_intervals(table: pd.DataFrame, estimate: str, interval, n_images,
                     notes: list[str]) -> pd.DataFrame:
     """``table`` with ``ci_low``, ``ci_high`` and ``ci_note`` from the percentile
     ``interval`` of its ``estimate`` column made honest
-    (:func:`~calibviz.bootstrap.honest_interval`); a discarded interval adds a note."""
+    (:func:`~calibviz.intervals.honest_interval`); a discarded interval adds a note."""
     value = table[estimate].to_numpy(np.float64)
     low, high, discarded = honest_interval(value, *interval, n_images)
     table["ci_low"], table["ci_high"] = low, high

@@ -71,7 +71,7 @@ def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int
     intervals of the macro mean (``ci_low``, ``ci_high``) and of the micro value
     (``micro_ci_low``, ``micro_ci_high``); NaN when ``n_bootstrap`` is 0, when fewer than two
     images carry the value, or when the interval did not contain its value (see
-    :func:`summary_notes`; rules in :func:`calibviz.bootstrap.honest_interval`). Columns:
+    :func:`summary_notes`; rules in :func:`calibviz.intervals.honest_interval`). Columns:
     metric, class, mean, median, max, min, p90, std, notnans, micro, ci_low, ci_high,
     micro_ci_low, micro_ci_high."""
     return summary_notes(results, absent=absent, n_bootstrap=n_bootstrap, seed=seed)[0]
@@ -107,7 +107,8 @@ def summary_notes(results: Results, *, absent: str = "include", n_bootstrap: int
                     ("mean", dropped[c], stats["mean"][c], raw),
                     ("micro", micro_dropped[c], micro_values[c], micro_raw)):
                 if gone:
-                    notes.append(discard_note(f"summary.csv {kind} {metric} of {name}",
+                    where = "the class mean" if name == CLASS_MEAN else name
+                    notes.append(discard_note(f"summary.csv {kind} {metric} of {where}",
                                               value, interval[0][c], interval[1][c]))
     table = pd.DataFrame(rows)
     table["notnans"] = table["notnans"].astype(int)
