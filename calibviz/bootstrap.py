@@ -14,6 +14,10 @@ Intervals are percentile intervals (``numpy.percentile``, linear interpolation) 
 resampled statistic at ``(1 − confidence)/2`` and ``(1 + confidence)/2``; resamples in
 which the statistic is NaN are skipped. ``n_bootstrap = 0`` gives NaN intervals.
 
+Every interval calibviz prints or saves is made honest by
+:func:`~calibviz.intervals.honest_interval` (re-exported here): NaN for fewer than two images
+or when it does not contain its estimate (:mod:`calibviz.intervals`).
+
 >>> import numpy as np
 >>> x = np.array([[1.0], [2.0], [3.0], [4.0]])
 >>> low, high = macro_mean_interval(x, n_bootstrap=2000, seed=0)
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aggregate import included
+from .intervals import honest_interval, images_per_class
 from .metrics import debiased_ce
 from .options import check_confidence, check_resamples, check_seed
 from .stats import BinStats
@@ -146,8 +151,24 @@ def macro_mean_interval(values: np.ndarray, n_bootstrap: int = 10000, seed: int 
                         confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap interval of the NaN-skipping mean of each column of
     ``values [n_images, K]`` (per-image metric values, or paired differences): images are
-    resampled (rows), NaN entries skipped per column. Returns ``(low [K], high [K])``.
+    resampled (rows), NaN entries skipped per column. Returns ``(low [K], high [K])``, made
+    honest by :func:`~calibviz.intervals.honest_interval` (NaN for a column with fewer than
+    two finite values, or whose interval misses its mean).
     """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[:, None] if values.ndim == 1 else values
+    low, high = macro_mean_percentiles(values, n_bootstrap, seed, confidence)
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(finite, values, 0.0).sum(axis=0) / finite.sum(axis=0)
+    return honest_interval(means, low, high, finite.sum(axis=0))[:2]
+
+
+def macro_mean_percentiles(values: np.ndarray, n_bootstrap: int = 10000,
+                           seed: int | None = 0, confidence: float = 0.95
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The plain percentile interval behind :func:`macro_mean_interval`, before the honesty
+    rules: ``(low [K], high [K])``, NaN for no resamples or no images."""
     check_settings(n_bootstrap, confidence, seed)
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
@@ -385,7 +406,11 @@ def micro_interval(stats: Sequence[BinStats], metrics: Sequence[str] = SUM_METRI
         nan = np.full(stack.n_classes, np.nan)
         return {name: (nan, nan.copy()) for name in metrics}
     samples = micro_samples([stack], metrics, n_bootstrap, seed)[0]
-    return {name: percentile_interval(samples[name], confidence) for name in metrics}
+    observed = metrics_from_sums(stack.total(), metrics)
+    carried = images_per_class(stack)
+    return {name: honest_interval(observed[name], *percentile_interval(samples[name],
+                                                                       confidence), carried)[:2]
+            for name in metrics}
 
 
 # --------------------------------------------------------------------------- curve band
@@ -403,8 +428,6 @@ def pooled_frequency_band(stats: Sequence[BinStats], n_bootstrap: int = 2000,
     percentile interval of ``Σ sum_y / Σ count`` over resampled images, and as a last row
     the same for all classes pooled. Returns ``(low, high)``, float64 ``[C + 1, B]`` (NaN
     where resamples leave the bin empty)."""
-    from .aggregate import included
-
     check_settings(n_bootstrap, confidence, seed)
     stats = list(stats)
     check_band(n_bootstrap, stats[0].n_classes if stats else 0, stats[0].n_bins if stats else 0)

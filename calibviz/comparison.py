@@ -1,19 +1,33 @@
 """Paired comparison of models on the same images (spec §10): is a model better calibrated
 than the baseline, by how much, and how sure.
 
-Inputs are results folders: a calibviz run (``stats.npz`` and/or ``per_image.csv``) or a
-folder in the reference layout (``macro_{ace,ece,mce}_raw.csv``, ``mean_dice_raw.csv``:
-``filename, <classes…>, mean`` one row per image). Images are paired by case id (file
-extensions stripped), classes by name.
+Inputs are results folders (or :class:`calibviz.Results`, what ``evaluate_folder`` returns):
+a calibviz run (``stats.npz`` and/or ``per_image.csv``, whose conventions the ``run.json``
+beside it records) or a folder in the reference layout (``macro_{ace,ece,mce}_raw.csv``,
+``mean_dice_raw.csv``: ``filename, <classes…>, mean`` one row per image). Images are
+paired by case id (file extensions stripped), classes by name.
 
 Per metric and class (and ``class = "mean"``, the per-image class mean that the paper
-tests), each row holds: ``n`` paired images (NaN pairs dropped), the means, the mean
-difference (model − baseline) with a paired image-bootstrap percentile interval, the paired
-t-test (the paper's) and the Wilcoxon signed-rank test, both Holm-adjusted over all rows of
-one model-vs-baseline comparison, the paper's per-image percentage change (mean and
-population std over images with a non-zero baseline) and the relative change of the means.
+tests), each row holds (columns :data:`~calibviz.run_values.COLUMNS`):
+
+* ``n``: paired images (NaN pairs dropped); ``mean_baseline``, ``mean_model``: the means
+  (metric units); ``mean_diff``: model − baseline (metric units);
+* ``ci_low``, ``ci_high``: its paired image-bootstrap percentile interval, NaN for fewer than
+  two paired images or when the interval did not contain ``mean_diff`` (``ci_note`` says
+  which; rules in :func:`calibviz.intervals.honest_interval`);
+* ``ttest_p`` (the paper's paired t-test), ``wilcoxon_p`` (signed-rank), and both
+  Holm-adjusted over all rows of one model-vs-baseline comparison (``*_holm``);
+* ``pct_change_mean``, ``pct_change_std`` — **percent**: the paper's per-image change
+  ``(model − baseline) / baseline · 100``, mean and population std over the
+  ``pct_change_n`` images with a non-zero baseline (−21.7 means 21.7 % lower);
+* ``rel_change_of_means`` — **a fraction, not percent**: ``(mean_model − mean_baseline) /
+  mean_baseline`` (−0.217 means 21.7 % lower); differs from ``pct_change_mean / 100``
+  because a mean of ratios is not a ratio of means.
+
 When both runs kept their bins, :attr:`Comparison.micro` adds the micro (pooled-sums)
-metrics per class with an image-bootstrap interval of their difference.
+metrics per class with an image-bootstrap interval of their difference (same interval
+rules). :attr:`Comparison.notes` says what the tables cannot: conventions that could not be
+checked, very few paired images, intervals discarded.
 
 >>> import numpy as np
 >>> holm([0.01, 0.04, np.nan, 0.03]).round(2).tolist()
@@ -38,6 +52,7 @@ from .bootstrap import (
     metrics_from_sums,
     percentile_interval,
 )
+from .intervals import MIN_IMAGES, discard_note, honest_interval, images_per_class
 from .paired import holm, paired_tests, percent_change
 from .run_values import (
     CLASS_MEAN,
@@ -51,6 +66,9 @@ from .run_values import (
 )
 from .stats import TOP_LABEL
 
+#: Below this many paired images a comparison says its intervals and tests rest on few images.
+FEW_PAIRS = 5
+
 
 # --------------------------------------------------------------------------- compare
 @dataclass(frozen=True, eq=False)
@@ -62,6 +80,8 @@ class Comparison:
         side has no bins)
     unpaired : cases found in only one run of a comparison: ``model, case, only_in``
     runs : the baseline first, then every other model
+    notes : lines to show with the tables: conventions that could not be checked, very few
+        paired images, intervals discarded because they did not contain their estimate
     """
 
     table: pd.DataFrame
@@ -69,6 +89,7 @@ class Comparison:
     unpaired: pd.DataFrame
     runs: tuple[RunValues, ...]
     settings: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def baseline(self) -> RunValues:
@@ -110,6 +131,7 @@ class _Pair:
     model_index: np.ndarray
     class_order: np.ndarray  # model's column of each baseline class (+ mean last)
     metrics: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -141,8 +163,7 @@ def _pair(base: RunValues, model: RunValues) -> _Pair:
             f"different classes: {base.where()} has {list(base.class_names)}, "
             f"{model.where()} has {list(model.class_names)}{hint}"
         )
-    if base.stats is not None and model.stats is not None:
-        _check_conventions(base, model)
+    notes = _check_conventions(base, model)
     model_positions = {c: i for i, c in enumerate(model.case_ids)}
     common = [c for c in base.case_ids if c in model_positions]
     if not common:
@@ -159,27 +180,44 @@ def _pair(base: RunValues, model: RunValues) -> _Pair:
         base=base, model=model, cases=tuple(common),
         base_index=np.array([base_positions[c] for c in common], dtype=np.int64),
         model_index=np.array([model_positions[c] for c in common], dtype=np.int64),
-        class_order=np.array(order, dtype=np.int64), metrics=metrics,
+        class_order=np.array(order, dtype=np.int64), metrics=metrics, notes=notes,
     )
 
 
-def _check_conventions(base: RunValues, model: RunValues) -> None:
-    a, b = base.stats[0], model.stats[0]
+def _check_conventions(base: RunValues, model: RunValues) -> tuple[str, ...]:
+    """``ValueError`` when the two runs' recorded conventions (bins, closure, binning,
+    empty_weight of soft binning, absent policy) differ; the notes for a run whose
+    conventions are not recorded (they cannot be checked)."""
+    unknown = [r for r in (base, model) if not r.conventions]
+    if unknown:
+        return tuple(f"{r.where()}: "
+                     + ("a reference-layout folder" if r.kind == "reference"
+                        else "no stats.npz or run.json")
+                     + " records no bin conventions, so bins, closure, binning and absent "
+                     "policy were not checked against the other run" for r in unknown)
+    a, b = base.conventions, model.conventions
     problems = []
-    if a.n_bins != b.n_bins or not np.array_equal(a.edges, b.edges):
-        problems.append(f"bins {a.n_bins} vs {b.n_bins}" if a.n_bins != b.n_bins
-                        else "different bin edges (input precision)")
-    if a.closure != b.closure:
-        problems.append(f"closure {a.closure!r} vs {b.closure!r}")
-    if a.binning != b.binning:
-        problems.append(f"binning {a.binning!r} vs {b.binning!r}")
-    elif a.binning == "soft" and a.empty_weight != b.empty_weight:
-        problems.append(f"empty_weight {a.empty_weight} vs {b.empty_weight}")
-    if base.absent != model.absent:
-        problems.append(f"absent policy {base.absent!r} vs {model.absent!r}")
+
+    def differ(key: str) -> bool:
+        return key in a and key in b and a[key] != b[key]
+
+    if differ("n_bins"):
+        problems.append(f"bins {a['n_bins']} vs {b['n_bins']}")
+    elif base.stats is not None and model.stats is not None and \
+            not np.array_equal(base.stats[0].edges, model.stats[0].edges):
+        problems.append("different bin edges (input precision)")
+    if differ("closure"):
+        problems.append(f"closure {a['closure']!r} vs {b['closure']!r}")
+    if differ("binning"):
+        problems.append(f"binning {a['binning']!r} vs {b['binning']!r}")
+    elif a.get("binning") == "soft" and differ("empty_weight"):
+        problems.append(f"empty_weight {a['empty_weight']} vs {b['empty_weight']}")
+    if differ("absent"):
+        problems.append(f"absent policy {a['absent']!r} vs {b['absent']!r}")
     if problems:
         raise ValueError(f"different bin conventions between {base.where()} and "
                          f"{model.where()}: " + "; ".join(problems))
+    return ()
 
 
 def _row_statistics(base: np.ndarray, model: np.ndarray) -> dict:
@@ -201,7 +239,7 @@ def _row_statistics(base: np.ndarray, model: np.ndarray) -> dict:
 
 
 def _compare_pair(pair: _Pair, *, n_bootstrap: int, seed: int | None,
-                  confidence: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  confidence: float) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     columns = [*pair.classes, CLASS_MEAN]
     rows, differences = [], []
     for metric in pair.metrics:
@@ -218,15 +256,39 @@ def _compare_pair(pair: _Pair, *, n_bootstrap: int, seed: int | None,
     means, micro_boot = bootstrap_samples(
         n_bootstrap, seed, values=np.concatenate(differences, axis=1), stacks=stacks,
         names=micro_metrics)
-    low, high = percentile_interval(means, confidence)
-    no_pairs = table["n"].to_numpy() == 0
-    table["ci_low"] = np.where(no_pairs, np.nan, low)
-    table["ci_high"] = np.where(no_pairs, np.nan, high)
+    notes = list(pair.notes)
+    if len(pair.cases) < FEW_PAIRS:
+        notes.append(f"{pair.model.name} vs {pair.base.name}: only {len(pair.cases)} paired "
+                     "image(s): the intervals and tests rest on very few images"
+                     + (" (one image: no interval, no test)" if len(pair.cases) < 2 else ""))
+    table = _with_intervals(table, "mean_diff", percentile_interval(means, confidence),
+                            table["n"].to_numpy(), notes)
     table["ttest_p_holm"] = holm(table["ttest_p"])
     table["wilcoxon_p_holm"] = holm(table["wilcoxon_p"])
     table = table[list(COLUMNS)]
-    micro = _micro_table(pair, stacks, micro_metrics, micro_boot, confidence)
-    return table, micro
+    micro = _micro_table(pair, stacks, micro_metrics, micro_boot, confidence, notes)
+    return table, micro, notes
+
+
+def _with_intervals(table: pd.DataFrame, estimate: str, interval, n_images,
+                    notes: list[str]) -> pd.DataFrame:
+    """``table`` with ``ci_low``, ``ci_high`` and ``ci_note`` from the percentile
+    ``interval`` of its ``estimate`` column made honest
+    (:func:`~calibviz.intervals.honest_interval`); a discarded interval adds a note."""
+    value = table[estimate].to_numpy(np.float64)
+    low, high, discarded = honest_interval(value, *interval, n_images)
+    table["ci_low"], table["ci_high"] = low, high
+    why = np.where(np.asarray(n_images) < MIN_IMAGES, f"fewer than {MIN_IMAGES} images", "")
+    table["ci_note"] = np.broadcast_to(why, value.shape).astype(object)
+    for i in np.flatnonzero(discarded):
+        row = table.iloc[i]
+        notes.append(discard_note(
+            f"{row['model']} vs {row['baseline']}: {estimate} of {row['metric']}, "
+            f"{row['class']}", value[i], interval[0][i], interval[1][i]))
+        table.iloc[i, table.columns.get_loc("ci_note")] = (
+            f"discarded [{interval[0][i]:.4g}, {interval[1][i]:.4g}]: does not contain "
+            f"the {estimate}")
+    return table
 
 
 def _micro_inputs(pair: _Pair) -> tuple[list[SumArrays], list[str]]:
@@ -244,31 +306,41 @@ def _micro_inputs(pair: _Pair) -> tuple[list[SumArrays], list[str]]:
 
 
 def _micro_table(pair: _Pair, stacks: list[SumArrays], metrics: list[str],
-                 samples: list[dict[str, np.ndarray]], confidence: float) -> pd.DataFrame:
+                 samples: list[dict[str, np.ndarray]], confidence: float,
+                 notes: list[str]) -> pd.DataFrame:
     if not stacks:
         return pd.DataFrame(columns=list(MICRO_COLUMNS))
     observed = [metrics_from_sums(s.total(), metrics) for s in stacks]
-    rows = []
+    carried = images_per_class(*stacks)
+    rows, lows, highs, n_images = [], [], [], []
     for metric in metrics:
         low, high = percentile_interval(samples[1][metric] - samples[0][metric], confidence)
         for c, name in enumerate(pair.classes):
             a, b = float(observed[0][metric][c]), float(observed[1][metric][c])
             rows.append({"metric": metric, "class": name, "model": pair.model.name,
                          "baseline": pair.base.name, "micro_baseline": a, "micro_model": b,
-                         "micro_diff": b - a, "ci_low": float(low[c]),
-                         "ci_high": float(high[c])})
-    return pd.DataFrame(rows, columns=list(MICRO_COLUMNS))
+                         "micro_diff": b - a})
+            lows.append(low[c])
+            highs.append(high[c])
+            n_images.append(carried[c])
+    table = pd.DataFrame(rows)
+    table = _with_intervals(table, "micro_diff", (np.array(lows), np.array(highs)),
+                            np.array(n_images), notes)
+    return table[list(MICRO_COLUMNS)]
 
 
 def compare_runs(base, *others, names: Sequence[str] | None = None,
                  n_bootstrap: int = 10000, seed: int | None = 0, confidence: float = 0.95,
                  absent: str | None = None) -> Comparison:
-    """Compare every model in ``others`` with the baseline ``base`` (folders or
-    :class:`RunValues`). ``names``: one label per run, baseline first (default: folder
-    names). ``absent``: recompute calibviz runs with this absent-class policy (default: the
-    one each run used; runs that differ are an error). Bootstrap resamples are the same for
-    every model (same ``seed``). Raises ``ValueError`` (naming the folders) for fewer than
-    two runs, no common case, different classes or bin conventions."""
+    """Compare every model in ``others`` with the baseline ``base`` (folders,
+    :class:`calibviz.Results` or :class:`RunValues`). ``names``: one label per run, baseline
+    first (default: folder names, or a Results' ``name`` / prediction folder). ``absent``:
+    recompute calibviz runs with this absent-class policy (default: the one each run used;
+    runs that differ are an error; a per_image.csv run cannot be recomputed). Bootstrap
+    resamples are the same for every model (same ``seed``). Raises ``ValueError`` (naming
+    the folders) for fewer than two runs, no common case, different classes or bin
+    conventions (from stats.npz, or the run.json beside a per_image.csv); ``TypeError``
+    for a run of another type."""
     check_settings(n_bootstrap, confidence, seed)
     runs_in = (base, *others)
     if len(runs_in) < 2:
@@ -285,10 +357,11 @@ def compare_runs(base, *others, names: Sequence[str] | None = None,
         names = _default_names(runs_in)
     runs = tuple(_as_run(r, n, absent) for r, n in zip(runs_in, names, strict=True))
     pairs = [_pair(runs[0], other) for other in runs[1:]]  # every input error before work
-    tables, micros, unpaired = [], [], []
+    tables, micros, unpaired, notes = [], [], [], []
     for pair in pairs:
-        table, micro = _compare_pair(pair, n_bootstrap=n_bootstrap, seed=seed,
-                                     confidence=confidence)
+        table, micro, found = _compare_pair(pair, n_bootstrap=n_bootstrap, seed=seed,
+                                            confidence=confidence)
+        notes += [n for n in found if n not in notes]
         tables.append(table)
         if len(micro):
             micros.append(micro)
@@ -302,6 +375,7 @@ def compare_runs(base, *others, names: Sequence[str] | None = None,
         table=pd.concat(tables, ignore_index=True), micro=micro,
         unpaired=pd.DataFrame(unpaired, columns=list(UNPAIRED_COLUMNS)), runs=runs,
         settings={"n_bootstrap": n_bootstrap, "seed": seed, "confidence": confidence},
+        notes=tuple(notes),
     )
 
 

@@ -18,10 +18,11 @@ from .aggregate import macro_summary, micro_metrics, per_image_metrics, with_cla
 from .bootstrap import (
     SUM_METRICS,
     SumArrays,
-    macro_mean_interval,
+    macro_mean_percentiles,
     micro_samples,
     percentile_interval,
 )
+from .intervals import discard_note, honest_interval, images_per_class
 from .metrics import METRICS
 from .nnunet_summary import summary_json
 from .reference_layout import reference_tables as reference_layout_tables
@@ -68,19 +69,33 @@ def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int
     """Per metric and class (plus the per-image class mean): macro statistics, the micro
     (pooled-sums) value and, with ``n_bootstrap`` resamples of the images, 95 % bootstrap
     intervals of the macro mean (``ci_low``, ``ci_high``) and of the micro value
-    (``micro_ci_low``, ``micro_ci_high``); NaN when ``n_bootstrap`` is 0. Columns: metric,
-    class, mean, median, max, min, p90, std, notnans, micro, ci_low, ci_high, micro_ci_low,
-    micro_ci_high."""
+    (``micro_ci_low``, ``micro_ci_high``); NaN when ``n_bootstrap`` is 0, when fewer than two
+    images carry the value, or when the interval did not contain its value (see
+    :func:`summary_notes`; rules in :func:`calibviz.intervals.honest_interval`). Columns:
+    metric, class, mean, median, max, min, p90, std, notnans, micro, ci_low, ci_high,
+    micro_ci_low, micro_ci_high."""
+    return summary_notes(results, absent=absent, n_bootstrap=n_bootstrap, seed=seed)[0]
+
+
+def summary_notes(results: Results, *, absent: str = "include", n_bootstrap: int = 0,
+                  seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`summary_table` and one line per interval it discarded because the interval
+    did not contain its value (metric, class, value, the interval, the reason)."""
     per_image = per_image_metrics(results.stats, absent=absent)
     macro = macro_summary(results.stats, absent=absent)
     micro = micro_metrics(results.stats, absent=absent)
-    micro_ci = _micro_intervals(results, absent, n_bootstrap, seed)
+    micro_ci, micro_n = _micro_intervals(results, absent, n_bootstrap, seed)
     names = [*results.class_names, CLASS_MEAN]
-    rows = []
+    rows, notes = [], []
     for metric, stats in macro.items():
-        low, high = macro_mean_interval(with_class_mean(per_image[metric]), n_bootstrap, seed)
+        columns = with_class_mean(per_image[metric])
+        raw = macro_mean_percentiles(columns, n_bootstrap, seed)
+        low, high, dropped = honest_interval(stats["mean"], *raw,
+                                             np.isfinite(columns).sum(axis=0))
         micro_values = np.append(micro[metric], _nanmean(micro[metric]))
-        micro_low, micro_high = micro_ci.get(metric, (np.full(len(names), np.nan),) * 2)
+        micro_raw = micro_ci.get(metric, (np.full(len(names), np.nan),) * 2)
+        micro_low, micro_high, micro_dropped = honest_interval(micro_values, *micro_raw,
+                                                               micro_n)
         for c, name in enumerate(names):
             row = {"metric": metric, "class": name}
             row.update({s: float(stats[s][c]) for s in STATISTICS})
@@ -88,9 +103,16 @@ def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int
                        ci_high=float(high[c]), micro_ci_low=float(micro_low[c]),
                        micro_ci_high=float(micro_high[c]))
             rows.append(row)
+            for kind, gone, value, interval in (
+                    ("mean", dropped[c], stats["mean"][c], raw),
+                    ("micro", micro_dropped[c], micro_values[c], micro_raw)):
+                if gone:
+                    where = "the class mean" if name == CLASS_MEAN else name
+                    notes.append(discard_note(f"summary.csv {kind} {metric} of {where}",
+                                              value, interval[0][c], interval[1][c]))
     table = pd.DataFrame(rows)
     table["notnans"] = table["notnans"].astype(int)
-    return table
+    return table, notes
 
 
 def _nanmean(values: np.ndarray, axis=None):
@@ -99,18 +121,22 @@ def _nanmean(values: np.ndarray, axis=None):
         return np.nanmean(values, axis=axis)
 
 
-def _micro_intervals(results: Results, absent: str, n_bootstrap: int, seed: int) -> dict:
-    """``{metric: (low [C + 1], high [C + 1])}``: per class and for the class mean of the
-    micro values, images resampled and their sums added (no voxel read again)."""
+def _micro_intervals(results: Results, absent: str, n_bootstrap: int, seed: int
+                     ) -> tuple[dict, np.ndarray | int]:
+    """``({metric: (low [C + 1], high [C + 1])}, images [C + 1])``: per class and for the
+    class mean of the micro values, images resampled and their sums added (no voxel read
+    again), as percentile intervals; and the images each value rests on."""
     if not n_bootstrap:
-        return {}
+        return {}, 0
     stack = SumArrays.stack(list(results.stats), absent=absent)
     samples = micro_samples([stack], SUM_METRICS, n_bootstrap, seed)[0]
+    carried = images_per_class(stack)
     out = {}
     for metric, values in samples.items():
         with_mean = np.column_stack([values, _nanmean(values, axis=1)])
         out[metric] = percentile_interval(with_mean)
-    return out
+    any_class = int((stack.count.sum(axis=-1) > 0).any(axis=1).sum())
+    return out, np.append(carried, any_class)
 
 
 def problems_table(problems: Iterable) -> pd.DataFrame:
@@ -139,18 +165,25 @@ def reference_tables(results: Results, *, absent: str = "include") -> dict:
 
 # --------------------------------------------------------------------------- a run's files
 def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy",
-                  n_bootstrap: int = 0, seed: int = 0) -> list[Path]:
+                  n_bootstrap: int = 0, seed: int = 0,
+                  problems: list | None = None) -> list[Path]:
     """``stats.npz``, ``per_image.csv``, ``summary.csv`` (and the reference layout with
-    ``csv_style="reference"``) of a run; nothing when no case was evaluated."""
+    ``csv_style="reference"``) of a run; nothing when no case was evaluated. A summary
+    interval discarded for not containing its value is appended to ``problems`` as a
+    warning of summary.csv."""
     if not results.stats:
         return []
     absent = results.options.get("absent", "include")
+    summary, notes = summary_notes(results, absent=absent, n_bootstrap=n_bootstrap, seed=seed)
     files = [
         save_results(out_dir / STATS_FILE, results),
         write_csv(out_dir / "per_image.csv", per_image_table(results, absent=absent)),
-        write_csv(out_dir / "summary.csv", summary_table(results, absent=absent,
-                                                         n_bootstrap=n_bootstrap, seed=seed)),
+        write_csv(out_dir / "summary.csv", summary),
     ]
+    if problems is not None:
+        from .io import Problem
+
+        problems.extend(Problem("", str(files[-1]), note, "warning") for note in notes)
     files.append(write_json(out_dir / "summary.json", summary_json(results)))
     if csv_style == "reference":
         for name, (table, header) in reference_tables(results, absent=absent).items():

@@ -454,7 +454,8 @@ def _write_outputs(report: RunReport, *, csv_style, figures, figure_format, max_
         report.files.append(save_results(report.out_dir / FINE_STATS_FILE, report.fine))
     report.files.extend(write_reports(results, report.out_dir, csv_style=csv_style,
                                       n_bootstrap=results.options.get("bootstrap", 0),
-                                      seed=results.options.get("seed", 0)))
+                                      seed=results.options.get("seed", 0),
+                                      problems=problems))
     written = time.perf_counter()
     if finish_figures is not None:
         finish_figures()

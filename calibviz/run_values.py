@@ -18,14 +18,17 @@ from .metrics import METRICS
 from .stats import BinStats
 
 CLASS_MEAN = "mean"
+#: Columns of the comparison table (``comparison.csv``); see :mod:`calibviz.comparison` for
+#: each one's meaning and unit: ``pct_change_*`` are percent, ``rel_change_of_means`` is a
+#: fraction; ``ci_note`` says why an interval is blank.
 COLUMNS = (
     "metric", "class", "model", "baseline", "n", "mean_baseline", "mean_model", "mean_diff",
     "ci_low", "ci_high", "ttest_p", "wilcoxon_p", "ttest_p_holm", "wilcoxon_p_holm",
-    "pct_change_mean", "pct_change_std", "pct_change_n", "rel_change_of_means",
+    "pct_change_mean", "pct_change_std", "pct_change_n", "rel_change_of_means", "ci_note",
 )
 MICRO_COLUMNS = (
     "metric", "class", "model", "baseline", "micro_baseline", "micro_model", "micro_diff",
-    "ci_low", "ci_high",
+    "ci_low", "ci_high", "ci_note",
 )
 UNPAIRED_COLUMNS = ("model", "case", "only_in")
 #: Reference-layout file of each metric (first name found wins).
@@ -52,6 +55,9 @@ class RunValues:
     absent : the absent-class policy the values were computed with (calibviz runs)
     source : the folder it was read from, if any
     mean_from_file : the class-mean column was read (reference layout), not computed here
+    conventions : what the values were computed with, as far as known: ``{"n_bins",
+        "closure", "binning", "empty_weight", "absent"}`` (from the BinStats, or the
+        ``run.json`` beside a ``per_image.csv``); ``None`` when nothing records them
     """
 
     name: str
@@ -63,6 +69,7 @@ class RunValues:
     absent: str | None = None
     source: Path | None = None
     mean_from_file: bool = False
+    conventions: dict | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "case_ids", tuple(str(c) for c in self.case_ids))
@@ -80,6 +87,13 @@ class RunValues:
         if self.stats is not None and len(self.stats) != len(self.case_ids):
             raise ValueError(f"{self.where()}: {len(self.stats)} BinStats for "
                              f"{len(self.case_ids)} cases")
+        if self.conventions is None and self.stats:
+            first = self.stats[0]
+            found = {"n_bins": first.n_bins, "closure": first.closure,
+                     "binning": first.binning, "empty_weight": first.empty_weight}
+            if self.absent is not None:
+                found["absent"] = self.absent
+            object.__setattr__(self, "conventions", found)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -115,6 +129,15 @@ class RunValues:
                    class_names=stats[0].class_names, values=values, stats=stats,
                    absent=absent, source=source)
 
+    @classmethod
+    def from_results(cls, results, name: str, *, absent: str | None = None) -> RunValues:
+        """Values of a :class:`calibviz.Results` (what ``evaluate_folder`` returns), with its
+        run's absent policy unless ``absent`` is given."""
+        if not results.stats:
+            raise ValueError(f"run {name!r}: the Results hold no evaluated case")
+        policy = absent or results.options.get("absent", "include")
+        return cls.from_stats(name, results.cases, results.stats, absent=policy)
+
 
 def strip_case(name: str) -> str:
     """Case id of a file name: directory and known extensions removed.
@@ -147,7 +170,7 @@ def load_run(path: str | os.PathLike, *, name: str | None = None,
         return RunValues.from_stats(name, results.cases, results.stats, absent=policy,
                                     source=folder)
     if (folder / "per_image.csv").is_file():
-        return _load_per_image_csv(folder, name)
+        return _load_per_image_csv(folder, name, absent)
     found = {m: next((folder / f for f in files if (folder / f).is_file()), None)
              for m, files in REFERENCE_FILES.items()}
     if any(found.values()):
@@ -182,7 +205,7 @@ def _numeric(table: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
     return out
 
 
-def _load_per_image_csv(folder: Path, name: str) -> RunValues:
+def _load_per_image_csv(folder: Path, name: str, absent: str | None = None) -> RunValues:
     path = folder / "per_image.csv"
     table = _read_csv(path)
     missing = {"case", "class"} - set(table.columns)
@@ -202,9 +225,42 @@ def _load_per_image_csv(folder: Path, name: str) -> RunValues:
         wide = table.pivot(index="case", columns="class", values=metric)
         wide = wide.reindex(index=list(cases), columns=list(classes)).to_numpy(np.float64)
         values[metric] = np.column_stack([wide, class_mean(wide)])
-    # per_image.csv does not record the absent policy: absent stays None
+    # per_image.csv does not record the conventions; run.json beside it (if any) does
+    conventions = recorded_conventions(folder, classes)
+    recorded = (conventions or {}).get("absent")
+    if absent is not None and recorded is not None and absent != recorded:
+        raise ValueError(f"{path}: the values were computed with absent policy {recorded!r} "
+                         f"(run.json); recomputing them with {absent!r} needs the run's "
+                         "stats.npz")
     return RunValues(name=name, kind="calibviz", case_ids=cases, class_names=classes,
-                     values=values, stats=None, source=folder)
+                     values=values, stats=None, source=folder, absent=recorded,
+                     conventions=conventions)
+
+
+#: The run.json options that say how a run's values were computed.
+CONVENTION_OPTIONS = ("n_bins", "closure", "binning", "empty_weight", "absent")
+
+
+def recorded_conventions(folder: Path, classes: Sequence[str]) -> dict | None:
+    """The conventions (:data:`CONVENTION_OPTIONS`) that ``folder/run.json`` records, or
+    ``None`` without a readable run.json. ``ValueError`` when run.json names other classes
+    than ``classes`` (the per_image.csv beside it)."""
+    import json
+
+    path = folder / "run.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    options = data.get("options") if isinstance(data, dict) else None
+    if not isinstance(options, dict):
+        return None
+    listed = data.get("classes")
+    if isinstance(listed, list) and listed and set(map(str, listed)) != set(classes):
+        raise ValueError(f"{path} lists the classes {[str(c) for c in listed]} but "
+                         f"{folder / 'per_image.csv'} holds {list(classes)}")
+    found = {k: options[k] for k in CONVENTION_OPTIONS if options.get(k) is not None}
+    return found or None
 
 
 def _read_reference_file(path: Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -251,26 +307,42 @@ def _load_reference(folder: Path, name: str, files: dict[str, Path]) -> RunValue
 
 
 def _as_run(run, name: str | None, absent: str | None) -> RunValues:
+    from .results import Results
+
     if isinstance(run, RunValues):
         if name is not None and name != run.name:
             return replace(run, name=name)
         return run
+    if isinstance(run, Results):
+        return RunValues.from_results(run, name or "run", absent=absent)
     if isinstance(run, str | os.PathLike):
         return load_run(run, name=name, absent=absent)
-    raise TypeError(f"expected a results folder path or RunValues, got {type(run).__name__}")
+    raise TypeError(f"expected a results folder (path), a calibviz.Results or a RunValues; "
+                    f"got {type(run).__name__}")
+
+
+def _run_label(run, position: int) -> str:
+    """The default name of one run of a comparison."""
+    from .results import Results
+
+    if isinstance(run, RunValues):
+        return run.name
+    if isinstance(run, Results):
+        options = run.options
+        return str(options.get("name") or Path(str(options.get("pred_dir") or "")).name
+                   or f"run{position + 1}")
+    if isinstance(run, str | os.PathLike):
+        return Path(run).resolve().name or str(run)
+    raise TypeError(f"expected a results folder (path), a calibviz.Results or a RunValues; "
+                    f"got {type(run).__name__} as run {position + 1}")
 
 
 def _default_names(runs: Sequence) -> list[str | None]:
     """Folder names; a clash is resolved with the parent folder, then a number."""
-    names = []
-    for run in runs:
-        if isinstance(run, RunValues):
-            names.append(run.name)
-        else:
-            names.append(Path(run).resolve().name or str(run))
+    names = [_run_label(run, i) for i, run in enumerate(runs)]
     if len(set(names)) < len(names):
-        names = [run.name if isinstance(run, RunValues) else
-                 "/".join(Path(run).resolve().parts[-2:]) for run in runs]
+        names = ["/".join(Path(run).resolve().parts[-2:]) if isinstance(run, str | os.PathLike)
+                 else _run_label(run, i) for i, run in enumerate(runs)]
     if len(set(names)) < len(names):
         names = [f"{n}#{i}" for i, n in enumerate(names)]
     return names

@@ -86,3 +86,67 @@ def _reference_folder(root, cases, classes):
         table["mean"] = values.mean(axis=1)
         table.to_csv(folder / f"{stem}_raw.csv", index=False)
     return folder
+
+
+@pytest.mark.parametrize("n_bootstrap", ["1", "2", "3"])
+def test_few_resamples_draw_the_figure_and_keep_honest_intervals(runs, tmp_path, n_bootstrap):
+    over, calibrated = runs
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", str(over), str(calibrated), "--out", str(out),
+                                 "--bootstrap", n_bootstrap])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and (out / "comparison.png").exists()
+    table = pd.read_csv(out / "comparison.csv")
+    shown = table["ci_low"].notna()
+    assert ((table.loc[shown, "ci_low"] <= table.loc[shown, "mean_diff"])
+            & (table.loc[shown, "mean_diff"] <= table.loc[shown, "ci_high"])).all()
+    gone = table["ci_note"].fillna("").str.startswith("discarded")
+    assert table.loc[gone, "ci_low"].isna().all()
+    if gone.any():
+        notes = (out / "comparison_notes.txt").read_text()
+        assert notes.count("does not contain the estimate") >= gone.sum()
+        assert "note:" in result.output
+
+
+def test_one_paired_case_has_no_interval_and_says_so(runs, tmp_path):
+    import shutil
+
+    from calibviz import Results, load_results, save_results
+
+    over, calibrated = runs
+    results = load_results(calibrated)
+    one = tmp_path / "one"
+    one.mkdir()
+    save_results(one / "stats.npz", Results(results.cases[:1], results.stats[:1],
+                                            results.options))
+    shutil.copy(calibrated / "run.json", one / "run.json")
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", str(over), str(one), "--out", str(out),
+                                 "--bootstrap", "200", "--no-figures"],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["ci_low"].isna().all() and (table["ci_note"] == "fewer than 2 images").all()
+    assert "(no interval)" in result.output and "only 1 paired image" in result.output, \
+        result.output
+
+
+def test_per_image_csv_folder_of_other_bins_is_refused(runs, tmp_path):
+    import json
+    import shutil
+
+    over, calibrated = runs
+    csv_only = tmp_path / "csv_only"
+    csv_only.mkdir()
+    shutil.copy(calibrated / "per_image.csv", csv_only)
+    run_json = json.loads((calibrated / "run.json").read_text())
+    run_json["options"]["n_bins"] = 10
+    (csv_only / "run.json").write_text(json.dumps(run_json))
+    result = runner.invoke(app, ["compare", str(over), str(csv_only)])
+    assert result.exit_code == 2, result.output
+    assert "bins 20 vs 10" in result.output and "Traceback" not in result.output
+    (csv_only / "run.json").unlink()
+    result = runner.invoke(app, ["compare", str(over), str(csv_only), "--bootstrap", "10"],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "records no bin conventions" in result.output

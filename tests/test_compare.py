@@ -165,6 +165,21 @@ def hand_bootstrap_means(values, n_bootstrap, seed):
     return np.array(out)
 
 
+def hand_honest(estimate, low, high, n_images):
+    """The honesty rules written as a plain loop: NaN for fewer than two images or a NaN
+    estimate; NaN (and discarded) for an interval missing its estimate beyond rounding."""
+    out_low, out_high, gone = [], [], []
+    for e, lo, hi, n in zip(estimate, low, high, n_images, strict=True):
+        tol = 1e-9 * max(abs(e), abs(lo), abs(hi)) if math.isfinite(lo + hi) else 0.0
+        if n < 2 or not math.isfinite(e) or not math.isfinite(lo + hi):
+            out_low.append(math.nan), out_high.append(math.nan), gone.append(False)
+        elif lo > e + tol or hi < e - tol:
+            out_low.append(math.nan), out_high.append(math.nan), gone.append(True)
+        else:
+            out_low.append(min(lo, e)), out_high.append(max(hi, e)), gone.append(False)
+    return np.array(out_low), np.array(out_high), np.array(gone)
+
+
 def test_bootstrap_equals_hand_written_loop():
     rng = np.random.default_rng(5)
     values = rng.normal(size=(13, 4))
@@ -179,8 +194,12 @@ def test_bootstrap_equals_hand_written_loop():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         hand = np.nanpercentile(expected, [2.5, 97.5], axis=0)
-    np.testing.assert_allclose(low, hand[0], rtol=1e-12)
-    np.testing.assert_allclose(high, hand[1], rtol=1e-12)
+        means = np.nanmean(values, axis=0)
+    hand_low, hand_high, _ = hand_honest(means, hand[0], hand[1],
+                                         np.isfinite(values).sum(axis=0))
+    assert np.isnan(hand_low[3])  # one finite value: no interval (it was [1.5, 1.5])
+    np.testing.assert_allclose(low, hand_low, rtol=1e-12)
+    np.testing.assert_allclose(high, hand_high, rtol=1e-12)
 
 
 def test_resample_weights_are_multiplicities():
@@ -661,3 +680,214 @@ def test_non_numbers_in_result_tables_name_file_column_and_line(tmp_path, demo_m
     with pytest.raises(ValueError, match=rf"macro_ace_raw.csv: column '{CLASSES[0]}' holds .* "
                                          r"on line 3; expected a number"):
         load_run(ref)
+
+
+# --------------------------------------------------------------------------- honest intervals
+def lonely_bin_images(n_images=10, seed=22):
+    """Images whose bulk sits in bin 0 (gap 0.275) and whose 40 other voxels fill a bin no
+    other image fills, with gap 0: every resample that misses an image loses a zero-gap bin,
+    so the micro ACE of nearly every resample is above the observed one."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_images):
+        fg = np.full(400, 0.025)
+        labels = (rng.random(400) < 0.3).astype(np.uint8)
+        k = i + 1
+        fg[:40] = (2 * k + 1) / 40
+        labels[:40] = 0
+        labels[:2 * k + 1] = 1
+        out.append(bin_image(np.stack([1 - fg, fg]), labels, n_bins=20,
+                             class_names=["bg", "fg"]).select(["fg"]))
+    return out
+
+
+def hand_micro_interval(images, metric, n_bootstrap, seed):
+    """Percentile interval of the micro metric of resampled image lists (a plain loop)."""
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    samples = []
+    for _ in range(n_bootstrap):
+        drawn = (rng.random(n) * n).astype(np.int64)
+        samples.append(micro_metrics([images[i] for i in drawn])[metric])
+    return np.percentile(np.array(samples), [2.5, 97.5], axis=0)
+
+
+def test_micro_interval_that_misses_its_value_is_discarded():
+    images = lonely_bin_images()
+    value = micro_metrics(images)
+    got = micro_interval(images, ("ace", "ece"), 300, seed=1)
+    for metric in ("ace", "ece"):
+        raw = hand_micro_interval(images, metric, 300, seed=1)
+        low, high, gone = hand_honest(value[metric], raw[0], raw[1], [len(images)])
+        np.testing.assert_allclose(got[metric][0], low, rtol=1e-10)
+        np.testing.assert_allclose(got[metric][1], high, rtol=1e-10)
+        assert gone[0] == (metric == "ace")  # the construction's point: ACE is missed
+
+
+def test_summary_notes_name_each_discarded_interval():
+    from calibviz import Results
+    from calibviz.report import summary_notes
+
+    images = lonely_bin_images()
+    results = Results([f"c{i}" for i in range(10)], images, {})
+    table, notes = summary_notes(results, n_bootstrap=300, seed=1)
+    row = table[(table.metric == "ace") & (table["class"] == "fg")].iloc[0]
+    assert math.isnan(row["micro_ci_low"]) and math.isnan(row["micro_ci_high"])
+    raw = hand_micro_interval(images, "ace", 300, seed=1)
+    note = next(n for n in notes if "micro ace of fg" in n)
+    assert f"[{raw[0][0]:.4g}, {raw[1][0]:.4g}]" in note and f"{row['micro']:.4g}" in note
+    assert "does not resample this statistic well" in note
+    for column, value in (("ci", "mean"), ("micro_ci", "micro")):  # the rule, every row
+        low, high = table[f"{column}_low"], table[f"{column}_high"]
+        shown = low.notna()
+        assert ((low[shown] <= table.loc[shown, value])
+                & (table.loc[shown, value] <= high[shown])).all()
+
+
+def test_one_image_has_no_interval():
+    from calibviz import Results
+    from calibviz.report import summary_table
+
+    images = random_images(1, 3, seed=5)
+    table = summary_table(Results(["c0"], images, {}), n_bootstrap=200)
+    for column in ("ci_low", "ci_high", "micro_ci_low", "micro_ci_high"):
+        assert table[column].isna().all(), column
+    low, high = macro_mean_interval(np.array([[0.1, np.nan], [np.nan, np.nan]]), 100)
+    assert np.isnan(low).all() and np.isnan(high).all()
+    assert all(np.isnan(v).all() for pair in micro_interval(images, ("ece",), 100).values()
+               for v in pair)
+
+
+def test_compare_of_one_pair_blanks_intervals_and_says_so(demo_models):
+    cases, calibrated, overconfident = demo_models
+    result = compare_runs(RunValues.from_stats("a", cases, overconfident),
+                          RunValues.from_stats("b", cases[:1], calibrated[:1]),
+                          n_bootstrap=200)
+    for table in (result.table, result.micro):
+        assert table["ci_low"].isna().all() and table["ci_high"].isna().all()
+        assert (table["ci_note"] == "fewer than 2 images").all()
+    assert any("only 1 paired image" in n for n in result.notes)
+    two = compare_runs(RunValues.from_stats("a", cases, overconfident),
+                       RunValues.from_stats("b", cases[:2], calibrated[:2]), n_bootstrap=200)
+    assert any("only 2 paired image" in n for n in two.notes)
+    full = compare_runs(RunValues.from_stats("a", cases, overconfident),
+                        RunValues.from_stats("b", cases, calibrated), n_bootstrap=200)
+    assert not any("paired image" in n for n in full.notes)
+
+
+@pytest.mark.parametrize("n_bootstrap", [1, 2, 3])
+def test_compare_with_few_resamples_keeps_only_intervals_holding_the_estimate(
+        demo_models, n_bootstrap):
+    cases, calibrated, overconfident = demo_models
+    result = compare_runs(RunValues.from_stats("over", cases, overconfident),
+                          RunValues.from_stats("cal", cases, calibrated),
+                          n_bootstrap=n_bootstrap, seed=4)
+    table = result.table
+    n_metrics = table["metric"].nunique()
+    differences = np.concatenate([result.differences("cal", m).to_numpy()
+                                  for m in pd.unique(table["metric"])], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hand = np.percentile(hand_bootstrap_means(differences, n_bootstrap, 4), [2.5, 97.5],
+                             axis=0)
+    low, high, gone = hand_honest(table["mean_diff"].to_numpy(), hand[0], hand[1],
+                                  table["n"].to_numpy())
+    np.testing.assert_allclose(table["ci_low"], low, rtol=1e-10)
+    np.testing.assert_allclose(table["ci_high"], high, rtol=1e-10)
+    assert gone.any() and len(table) == n_metrics * (len(CLASSES) + 1)
+    assert table.loc[gone, "ci_note"].str.startswith("discarded").all()
+    assert sum("does not contain the estimate" in n for n in result.notes) >= gone.sum()
+    micro = result.micro
+    shown = micro["ci_low"].notna()
+    assert ((micro.loc[shown, "ci_low"] <= micro.loc[shown, "micro_diff"])
+            & (micro.loc[shown, "micro_diff"] <= micro.loc[shown, "ci_high"])).all()
+    from calibviz.viz.comparison import plot_comparison
+
+    plot_comparison(result)  # intervals not holding the mean were a matplotlib error
+
+
+def test_figure_draws_intervals_that_miss_the_mean_as_absent():
+    from calibviz.viz.comparison import PairedDifferencesDisplay
+
+    differences = pd.DataFrame({"a": [0.1, 0.3], "b": [0.2, 0.2], "mean": [0.1, 0.2]})
+    display = PairedDifferencesDisplay(differences, mean_diff=[0.2, 0.2, 0.15],
+                                       ci_low=[0.25, np.nan, 0.1], ci_high=[0.3, np.nan, 0.2],
+                                       metric="ece").plot()
+    drawn_x = display.means_.lines[0].get_xdata()
+    assert list(drawn_x) == [2.0]  # only the interval holding its mean
+    assert list(display.bare_means_.get_xdata()) == [0.0, 1.0]
+
+
+# --------------------------------------------------------------------------- conventions, A3
+def _csv_run(folder: Path, cases, stats, options=None, classes=None) -> Path:
+    """A results folder with per_image.csv and (with ``options``) run.json only."""
+    import json
+
+    write_per_image_csv(folder, cases, stats)
+    if options is not None:
+        names = list(classes or stats[0].class_names)
+        (folder / "run.json").write_text(json.dumps({"options": options, "classes": names}))
+    return folder
+
+
+def _coarse(cases, n_bins=5, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in cases:
+        q = reference_field((6, 6, 4), rng)
+        out.append(bin_image(q, sample_labels(q, rng), n_bins=n_bins, class_names=CLASSES))
+    return out
+
+
+def test_per_image_csv_runs_are_checked_with_their_run_json(tmp_path, demo_models):
+    cases, calibrated, overconfident = demo_models
+    recorded = {"n_bins": 10, "closure": "right", "binning": "hard", "empty_weight": 0.01,
+                "absent": "include"}
+    run = write_run(tmp_path / "run", cases, calibrated, options={"absent": "include"})
+    coarse = _csv_run(tmp_path / "coarse", cases, _coarse(cases), {**recorded, "n_bins": 5})
+    with pytest.raises(ValueError, match=r"bin conventions between .*run.*coarse.*bins 10 vs 5"):
+        compare(run, coarse)
+    exclude = _csv_run(tmp_path / "excl", cases, overconfident, {**recorded,
+                                                                 "absent": "exclude"})
+    with pytest.raises(ValueError, match=r"absent policy 'include' vs 'exclude'"):
+        compare(run, exclude)
+    left = _csv_run(tmp_path / "left", cases, overconfident, {**recorded, "closure": "left"})
+    with pytest.raises(ValueError, match=r"closure 'right' vs 'left'"):
+        compare(left.parent / "excl", left)  # two CSV-only folders
+    with pytest.raises(ValueError, match=r"absent policy 'exclude'.*needs the run's stats.npz"):
+        compare(run, exclude, absent="include")
+    wrong = _csv_run(tmp_path / "wrong", cases, overconfident, recorded,
+                     classes=["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match=r"run.json lists the classes .*'a'.*per_image.csv"):
+        compare(run, wrong)
+    same = _csv_run(tmp_path / "same", cases, overconfident, recorded)
+    result = compare_runs(run, same, n_bootstrap=20)
+    assert not any("records no bin conventions" in n for n in result.notes)
+    assert result.runs[1].absent == "include"
+
+
+def test_unrecorded_conventions_are_compared_with_a_note(tmp_path, demo_models):
+    cases, calibrated, overconfident = demo_models
+    run = write_run(tmp_path / "run", cases, calibrated)
+    bare = _csv_run(tmp_path / "bare", cases, _coarse(cases))  # no run.json
+    result = compare_runs(run, bare, n_bootstrap=20)
+    assert len(result.table) and len(result.notes) >= 1
+    assert any(n.startswith(f"{bare}: no stats.npz or run.json records no bin conventions")
+               for n in result.notes)
+
+
+# --------------------------------------------------------------------------- Results, D15
+def test_compare_accepts_results_objects(tmp_path, demo_models):
+    from calibviz import Results
+
+    cases, calibrated, overconfident = demo_models
+    over = Results(cases, overconfident, {"absent": "include", "pred_dir": "/x/over"})
+    cal = Results(cases, calibrated, {"absent": "include", "pred_dir": "/y/cal"})
+    a = write_run(tmp_path / "over", cases, overconfident, {"absent": "include"})
+    b = write_run(tmp_path / "cal", cases, calibrated, {"absent": "include"})
+    got = compare(over, cal, n_bootstrap=50)
+    pd.testing.assert_frame_equal(got, compare(a, b, n_bootstrap=50))
+    assert set(got["model"]) == {"cal"} and set(got["baseline"]) == {"over"}
+    with pytest.raises(TypeError, match=r"expected a results folder \(path\), a "
+                                        r"calibviz.Results or a RunValues; got list"):
+        compare(over, [cal])

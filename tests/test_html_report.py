@@ -219,6 +219,17 @@ def test_unreadable_statistics_is_one_line(tmp_path):
     assert "not a readable calibviz stats.npz" in result.output
 
 
+def test_compare_report_of_one_resample_blanks_the_intervals_missing_their_mean(runs,
+                                                                               tmp_path):
+    base, other = runs
+    out = tmp_path / "one.html"
+    result = invoke("report", base, "--compare", other, "--out", out, "--bootstrap", 1)
+    assert result.exit_code == 0, result.output  # was: error: 'yerr' must not contain …
+    text = out.read_text()
+    assert "does not contain the estimate" in text and "only 4 paired image" in text
+    assert ">discarded<" in text
+
+
 def test_bad_compare_folder_is_one_line(runs, tmp_path):
     result = invoke("report", runs[0], "--compare", tmp_path, "--out", tmp_path / "r.html")
     assert result.exit_code == 2 and result.output.startswith("error:")
@@ -473,3 +484,24 @@ def test_report_never_replaces_a_runs_files_and_refuses_huge_bins(runs, tmp_path
         result = invoke(*command)
         assert result.exit_code == 2 and "at most 500 bins" in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def test_headline_blanks_intervals_of_an_older_summary_that_miss_their_mean(tmp_path):
+    from calibviz import Results
+    from calibviz.html.context import headline
+    from calibviz.report import summary_table
+
+    from .conftest import random_images
+
+    results = Results([f"c{i}" for i in range(6)], random_images(), {})
+    table = summary_table(results, n_bootstrap=200)
+    wrong = (table.metric == "ece") & (table["class"] == results.class_names[0])
+    table.loc[wrong, "ci_low"] = table.loc[wrong, "mean"] + 0.1  # above the mean
+    table.loc[wrong, "ci_high"] = table.loc[wrong, "mean"] + 0.2
+    table.to_csv(tmp_path / "summary.csv", index=False)
+    page = headline(tmp_path, results, n_bootstrap=200, seed=0, confidence=0.95)
+    column = [m["key"] for m in page["metrics"]].index("ece")
+    first = page["rows"][0]["cells"][column]
+    assert first["low"] == "–" and first["high"] == "–"
+    kept = page["rows"][1]["cells"][column]
+    assert kept["low"] != "–" and float(kept["low"]) <= float(kept["mean"]) <= float(kept["high"])

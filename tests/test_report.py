@@ -85,3 +85,41 @@ def test_reference_tables_mean_column_is_the_class_mean():
     assert header and tables["metrics.csv"][1] is False
     values = raw.drop(columns=["filename", "mean"]).to_numpy()
     np.testing.assert_allclose(raw["mean"], np.nanmean(values, axis=1))
+
+
+def test_evaluate_records_discarded_summary_intervals_as_warnings(tmp_path):
+    """A run whose micro ACE interval misses the micro ACE (each image fills a bin alone):
+    summary.csv leaves it blank, problems.csv and run.json carry one warning naming it."""
+    import json
+
+    import pandas as pd
+
+    from calibviz.options import EvalOptions
+    from calibviz.run import run_evaluation
+    from calibviz.synthetic import write_label, write_nifti
+
+    rng = np.random.default_rng(22)
+    for i in range(10):
+        fg = np.full(8 * 8 * 8, 0.025, np.float32)
+        labels = (rng.random(fg.size) < 0.3).astype(np.uint8)
+        fg[:40] = (2 * i + 3) / 40  # bin i + 1 of 20, gap 0, in this image only
+        labels[:40] = 0
+        labels[:2 * i + 3] = 1
+        write_label(tmp_path / "lab" / f"c{i}.nii.gz", labels.reshape(8, 8, 8))
+        write_nifti(tmp_path / "pred" / f"c{i}.nii.gz",
+                    np.stack([1 - fg, fg], axis=-1).reshape(8, 8, 8, 2))
+    out = run_evaluation(tmp_path / "pred", tmp_path / "lab", tmp_path / "run", EvalOptions(),
+                         workers=1, figures=False, n_bootstrap=300).out_dir
+    summary = pd.read_csv(out / "summary.csv")
+    ace = summary[(summary.metric == "ace") & (summary["class"] == "label1")].iloc[0]
+    assert np.isnan(ace["micro_ci_low"]) and np.isnan(ace["micro_ci_high"])
+    shown = summary["micro_ci_low"].notna()
+    assert ((summary.loc[shown, "micro_ci_low"] <= summary.loc[shown, "micro"])
+            & (summary.loc[shown, "micro"] <= summary.loc[shown, "micro_ci_high"])).all()
+    problems = pd.read_csv(out / "problems.csv")
+    named = problems[problems.message.str.contains("micro ace of label1", regex=False)]
+    assert len(named) == 1 and named.iloc[0]["severity"] == "warning"
+    assert named.iloc[0]["file"].endswith("summary.csv")
+    assert f"estimate {ace['micro']:.4g}" in named.iloc[0]["message"]
+    warnings = json.loads((out / "run.json").read_text())["warnings"]
+    assert any("micro ace of label1" in w for w in warnings)

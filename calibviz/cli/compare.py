@@ -61,14 +61,19 @@ def compare(
 
 
 def _write(comparison, out: Path, fmt: str, figures: bool) -> list[Path]:
-    """``comparison.csv``, ``comparison_micro.csv``, ``unpaired.csv`` and the figures."""
+    """``comparison.csv``, ``comparison_micro.csv``, ``unpaired.csv``, the notes
+    (``comparison_notes.txt``, when there are any) and the figures."""
     from ..report import write_csv
+    from ..store import write_atomic
 
     try:
         files = [write_csv(out / "comparison.csv", comparison.table)]
         if len(comparison.micro):
             files.append(write_csv(out / "comparison_micro.csv", comparison.micro))
         files.append(write_csv(out / "unpaired.csv", comparison.unpaired))
+        if comparison.notes:
+            files.append(write_atomic(out / "comparison_notes.txt",
+                                      "".join(f"{note}\n" for note in comparison.notes)))
         if figures:
             files += _draw(comparison, out, fmt)
     except OSError as error:
@@ -90,6 +95,14 @@ def _draw(comparison, out: Path, fmt: str) -> list[Path]:
     return files
 
 
+def _interval(row) -> str:
+    """``[low, high]``, or why there is none (fewer than two images, discarded)."""
+    if row["ci_low"] == row["ci_low"] and row["ci_high"] == row["ci_high"]:  # not NaN
+        return f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    note = str(row.get("ci_note") or "")
+    return "(discarded)" if note.startswith("discarded") else "(no interval)"
+
+
 def _print(comparison, written: list[Path]) -> None:
     """The class-mean table per model and metric, a verdict per metric, unpaired cases."""
     from rich.console import Console, Group
@@ -105,7 +118,7 @@ def _print(comparison, written: list[Path]) -> None:
     rows = mean_rows[mean_rows["metric"].isin(HEADLINE)]
     cells = [[Text(printable(row["model"])), DISPLAY_NAMES.get(row["metric"], row["metric"]),
               f"{row['mean_baseline']:.4f} → {row['mean_model']:.4f}",
-              f"{row['mean_diff']:+.4f}\n[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
+              f"{row['mean_diff']:+.4f}\n{_interval(row)}",
               f"{row['wilcoxon_p_holm']:.2g}", str(int(row["n"]))]
              for _, row in rows.iterrows()]
     title = Text(printable(f"Per-image class mean against {comparison.baseline.name}: mean "
@@ -114,6 +127,8 @@ def _print(comparison, written: list[Path]) -> None:
     console.print(Group(*fitted_tables(title, headers, cells, width=console.width, keys=2)))
     for _, row in rows.iterrows():
         console.print(Text(printable(f"{row['model']}: {verdict(row)}")))
+    for note in comparison.notes:
+        console.print(Text("note: ", style="yellow") + Text(printable(note)))
     unpaired = comparison.unpaired
     if len(unpaired):
         shown = ", ".join(map(printable, unpaired["case"].head(8)))

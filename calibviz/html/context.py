@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..aggregate import class_mean, mean_over_classes, per_image_metrics
+from ..intervals import honest_interval
 from ..metrics import METRICS
 from ..report import CLASS_MEAN, per_image_table, summary_table
 from ..results import Results
@@ -142,6 +143,10 @@ def headline(folder: Path, results: Results, *, n_bootstrap: int, seed: int,
     for metric in metrics:
         part = table[table["metric"] == metric].set_index("class").reindex(names)
         values = part[["mean", "ci_low", "ci_high", "micro"]].to_numpy(dtype=float)
+        if "notnans" in part.columns:  # a summary.csv written before the interval rules
+            values[:, 1], values[:, 2], _ = honest_interval(
+                values[:, 0], values[:, 1], values[:, 2],
+                part["notnans"].to_numpy(dtype=float))
         scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
         scale = scale if scale > 0 else 1.0
         for row, (mean, low, high, micro) in zip(rows, values, strict=True):

@@ -8,6 +8,7 @@ script and every image are inside the one file.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,8 +71,7 @@ def comparison_section(folder: Path, others: Sequence[str | os.PathLike], *,
             "base": context.number(record["mean_baseline"]),
             "other": context.number(record["mean_model"]),
             "diff": context.number(record["mean_diff"], 3),
-            "ci": f"{context.number(record['ci_low'], 3)} to "
-                  f"{context.number(record['ci_high'], 3)}",
+            "ci": _interval_text(record),
             "p": context.number(record["wilcoxon_p_holm"], 2),
             "verdict": verdict(record, method=False), "better": better,
             "is_mean": record["class"] == context.CLASS_MEAN,
@@ -80,7 +80,17 @@ def comparison_section(folder: Path, others: Sequence[str | os.PathLike], *,
     return {"baseline": comparison.baseline.name, "models": list(comparison.models),
             "rows": rows, "figures": comparison_figures(comparison),
             "unpaired": unpaired[:context.MAX_LISTED], "n_unpaired": len(unpaired),
+            "notes": list(comparison.notes),
             "confidence": f"{confidence * 100:g}"}
+
+
+def _interval_text(record: dict) -> str:
+    """``low to high``; an en dash without an interval, ``discarded`` for one discarded for
+    not containing its mean difference."""
+    low, high = float(record["ci_low"]), float(record["ci_high"])
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{context.number(low, 3)} to {context.number(high, 3)}"
+    return "discarded" if str(record.get("ci_note") or "").startswith("discarded") else "–"
 
 
 def roi_sections(folder: Path, *, n_bootstrap: int, seed: int, confidence: float) -> list:

@@ -40,7 +40,8 @@ class PairedDifferencesDisplay:
     metric : metric name for the title; note : text under the title (e.g. the verdict)
 
     Attributes set by :meth:`plot`: ``ax_``, ``figure_``, ``points_`` (one collection per
-    column), ``means_`` (the mean markers with error bars), ``zero_line_``.
+    column), ``means_`` (the mean markers with error bars), ``bare_means_`` (the means without
+    an interval: NaN, or not containing the mean), ``zero_line_``.
     """
 
     def __init__(self, differences: pd.DataFrame, *, mean_diff=None, ci_low=None,
@@ -90,14 +91,17 @@ class PairedDifferencesDisplay:
             x = k + rng.uniform(-jitter, jitter, size=keep.sum())
             self.points_.append(ax.scatter(x, column[keep], s=size, color=color, alpha=alpha,
                                            linewidths=0, zorder=2, rasterized=n > 300))
-        ok = np.isfinite(self.mean_diff)
-        lower = np.where(np.isfinite(self.ci_low), self.mean_diff - self.ci_low, 0.0)
-        upper = np.where(np.isfinite(self.ci_high), self.ci_high - self.mean_diff, 0.0)
-        self.means_ = ax.errorbar(positions[ok], self.mean_diff[ok],
-                                  yerr=np.vstack([lower[ok], upper[ok]]), fmt="D",
+        ok, with_bar = self._interval_rows()
+        lower = np.where(with_bar, self.mean_diff - self.ci_low, 0.0)
+        upper = np.where(with_bar, self.ci_high - self.mean_diff, 0.0)
+        self.means_ = ax.errorbar(positions[with_bar], self.mean_diff[with_bar],
+                                  yerr=np.vstack([lower[with_bar], upper[with_bar]]), fmt="D",
                                   markersize=4, color=mean_color, ecolor=mean_color,
                                   elinewidth=1.2, capsize=3, zorder=4,
                                   label="mean and interval")
+        bare = ok & ~with_bar  # a mean without an interval: the marker alone
+        self.bare_means_ = ax.plot(positions[bare], self.mean_diff[bare], "D", markersize=4,
+                                   color=mean_color, zorder=4)[0]
         labels = [str(c) for c in self.differences.columns]
         ax.set_xticks(positions, labels=labels,
                       rotation=45 if len(labels) > 5 or max(map(len, labels)) > 8 else 0,
@@ -113,10 +117,19 @@ class PairedDifferencesDisplay:
         ax.grid(axis="y", color="0.92", linewidth=0.5, zorder=0)
         return self
 
+    def _interval_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """bool ``[K]`` columns with a mean, and those whose interval is drawn: finite and
+        containing the mean (any other interval is drawn as absent)."""
+        ok = np.isfinite(self.mean_diff)
+        with np.errstate(invalid="ignore"):
+            with_bar = ok & np.isfinite(self.ci_low) & np.isfinite(self.ci_high) & \
+                (self.ci_low <= self.mean_diff) & (self.mean_diff <= self.ci_high)
+        return ok, with_bar
+
     def _limits(self, ax, values):
         """y range over the points, the intervals and 0, with a margin."""
-        parts = [values[np.isfinite(values)], self.ci_low[np.isfinite(self.ci_low)],
-                 self.ci_high[np.isfinite(self.ci_high)],
+        drawn = self._interval_rows()[1]
+        parts = [values[np.isfinite(values)], self.ci_low[drawn], self.ci_high[drawn],
                  self.mean_diff[np.isfinite(self.mean_diff)], np.zeros(1)]
         every = np.concatenate(parts)
         low, high = float(every.min()), float(every.max())
