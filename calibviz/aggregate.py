@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .metrics import CALIBRATION_METRICS, METRICS, gap_metrics
+from .metrics import METRICS, gap_metrics
 from .options import ABSENT_POLICIES, check_choice, check_figure_bins
 from .stats import BinStats, ReliabilityHistogram
 
@@ -214,13 +214,9 @@ def per_image_metrics(
     absent = absent_policy(stats, absent)
     stats = _as_list(stats)
     out = {name: np.stack([fn(s) for s in stats]) for name, fn in METRICS.items()}
-    if absent == "exclude":
-        drop = np.stack([s.absent for s in stats])
-        for name in CALIBRATION_METRICS:
-            out[name] = np.where(drop, np.nan, out[name])
-    elif absent == "drop-case":
-        rows = dropped_cases(stats, absent)[:, None]
-        out = {name: np.where(rows, np.nan, values) for name, values in out.items()}
+    if absent != "include":  # left-out pairs are NaN for every metric, Dice included
+        keep = np.stack([included(s, absent) for s in stats])
+        out = {name: np.where(keep, values, np.nan) for name, values in out.items()}
     return PerImageMetrics(out, stats[0].class_names, cases)
 
 
@@ -228,7 +224,7 @@ def mean_over_classes(
     stats: Sequence[BinStats], metric: str = "ace", *, absent: str | None = None
 ) -> np.ndarray:
     """float64 ``[n_images]``: each image's ``metric`` averaged over its classes (NaN classes
-    skipped; absent classes skipped when ``absent="exclude"``); NaN when no class has a value.
+    skipped; classes the absent policy leaves out skipped); NaN when no class has a value.
     Used to pick the worst cases."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")

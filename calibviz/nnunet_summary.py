@@ -9,13 +9,16 @@ Keys are nnU-Net's: a label value as a string (``"1"``), a region as the string 
 ``n_pred``, ``n_ref`` (of the segmentation Dice uses, see ``dice_rule``), and calibviz's
 ``ECE``, ``ACE``, ``MCE``, ``Brier`` beside them. Dice and IoU are NaN when reference and
 prediction are both empty (nnU-Net's convention); JSON ``NaN`` is written as Python writes it.
+An image–class pair the run's absent policy leaves out (``exclude``: class absent from the
+truth; ``drop-case``: every pair of an image missing any class) is NaN for every entry, the
+counts too, as in ``per_image.csv``, so it drops out of ``mean``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .aggregate import per_image_metrics
+from .aggregate import absent_policy, included, per_image_metrics
 from .results import Results
 
 #: calibviz metric → nnU-Net style key.
@@ -32,7 +35,7 @@ def summary_json(results: Results) -> dict:
     """The ``summary.json`` dict of a run (structure in the module docstring; keys are label
     values, so a ``top-label`` row is left out)."""
     results = results.classes_only()
-    absent = results.options.get("absent", "include")
+    absent = absent_policy(results)
     metrics = per_image_metrics(results.stats, absent=absent)
     labels = results.options.get("class_labels") or {}
     keys = [label_key(labels.get(name, [c + 1])) for c, name in
@@ -42,10 +45,13 @@ def summary_json(results: Results) -> dict:
     per_case = []
     for i, (case, stats) in enumerate(zip(results.cases, results.stats)):
         entry = {}
+        kept = included(stats, absent)
         for c, key in enumerate(keys):
             entry[key] = _segmentation_metrics(stats, c)
             entry[key].update({label: float(metrics[name][i, c])
                                for name, label in CALIBRATION_KEYS.items()})
+            if not kept[c]:  # left out by the absent policy: NaN like per_image.csv
+                entry[key] = dict.fromkeys(entry[key], float("nan"))
         per_case.append({"metrics": entry, "prediction_file": prediction_files.get(case, case),
                          "reference_file": reference_files.get(case, "")})
     means = {key: _mean_over_cases(per_case, key) for key in keys}
