@@ -225,3 +225,22 @@ def test_report_states_dices_rule_under_the_policy(folder, policy):
     assert ("0 with false positives on empty truth" in facts["Dice rule"]) == (policy == "include")
     if policy != "include":
         assert f"--absent {policy}" in facts["Dice rule"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_compare_uses_the_same_rule(folder, policy):
+    from calibviz.comparison import compare_runs
+
+    per, micro, _ = naive_run(folder[1], policy)
+    out = evaluate(folder, policy)
+    comparison = compare_runs(out, out, names=["a", "b"], n_bootstrap=0)
+    for m in METRICS:
+        rows = comparison.micro[comparison.micro["metric"] == m].set_index("class")
+        for c, name in enumerate(CLASSES):
+            np.testing.assert_allclose(rows.loc[name, "micro_baseline"], micro[m][c],
+                                       rtol=1e-9, err_msg=m)
+        table = comparison.table[comparison.table["metric"] == m].set_index("class")
+        for c, name in enumerate(CLASSES):
+            np.testing.assert_allclose(table.loc[name, "mean_baseline"],
+                                       _nanmean(per[m][:, c]), rtol=1e-9, err_msg=m)
+            assert table.loc[name, "n"] == np.isfinite(per[m][:, c]).sum()
