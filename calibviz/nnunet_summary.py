@@ -1,8 +1,10 @@
 """``summary.json`` in the structure nnU-Net's ``evaluate_folder`` / ``compute_metrics_on_folder``
 writes, so tools that read nnU-Net summaries read calibviz's: ``metric_per_case`` (one entry
 per image: ``metrics`` per label or region key, ``prediction_file``, ``reference_file``),
-``mean`` (per key, NaN-skipping mean over images) and ``foreground_mean`` (mean over the keys
-other than 0).
+``mean`` (per key, NaN-skipping mean over images, nnU-Net's ``np.nanmean``) and
+``foreground_mean`` (the plain mean of those over the keys other than 0, nnU-Net's
+``np.mean``: NaN when any key's mean is NaN, e.g. a label empty in every truth and
+prediction, whose Dice is NaN in every case).
 
 Keys are nnU-Net's: a label value as a string (``"1"``), a region as the string of its tuple
 (``"(1, 2, 4)"``). Per key: nnU-Net's ``Dice``, ``IoU``, ``TP``, ``FP``, ``FN``, ``TN``,
@@ -57,7 +59,7 @@ def summary_json(results: Results) -> dict:
     means = {key: _mean_over_cases(per_case, key) for key in keys}
     names = list(next(iter(means.values())).keys()) if means else []
     foreground = [k for k in keys if k != "0"]
-    foreground_mean = {m: _nanmean([means[k][m] for k in foreground]) for m in names}
+    foreground_mean = {m: _plain_mean([means[k][m] for k in foreground]) for m in names}
     return {"metric_per_case": per_case, "mean": means, "foreground_mean": foreground_mean}
 
 
@@ -74,6 +76,12 @@ def _segmentation_metrics(stats, c: int) -> dict:
 def _mean_over_cases(per_case: list[dict], key: str) -> dict:
     names = list(per_case[0]["metrics"][key]) if per_case else []
     return {m: _nanmean([case["metrics"][key][m] for case in per_case]) for m in names}
+
+
+def _plain_mean(values) -> float:
+    """nnU-Net's ``np.mean`` over labels: NaN when a value is NaN or there is none."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _nanmean(values) -> float:
