@@ -1,5 +1,12 @@
 """Dataset level: pooling (micro), macro summaries over images, the absent-class policy and
-the dataset reliability histogram (spec §4, §5, §7)."""
+the dataset reliability histogram (spec §4, §5, §7).
+
+Every function here takes per-image :class:`BinStats` or a :class:`~calibviz.Results`, and
+``absent`` (the absent-class policy, spec §5): ``None`` (default) is the policy a Results' run
+recorded (``options["absent"]``) and ``"include"`` for plain lists; an explicit policy wins.
+Under ``"exclude"`` an image–class pair whose class is absent from the truth is NaN for every
+metric, Dice included, and left out of the pooled sums; under ``"drop-case"`` so is every pair
+of an image missing any class."""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .metrics import CALIBRATION_METRICS, METRICS, gap_metrics
+from .metrics import METRICS, gap_metrics
 from .options import ABSENT_POLICIES, check_choice, check_figure_bins
 from .stats import BinStats, ReliabilityHistogram
 
@@ -18,6 +25,21 @@ POOLINGS = ("sum", "reference")
 
 def _check_policy(absent: str) -> str:
     return check_choice("absent", absent, ABSENT_POLICIES)
+
+
+def _is_results(stats) -> bool:
+    return hasattr(stats, "cases") and hasattr(stats, "stats") and hasattr(stats, "options")
+
+
+def absent_policy(stats, absent: str | None = None) -> str:
+    """The absent policy an aggregate uses: ``absent`` when given; else, for a
+    :class:`~calibviz.Results`, the policy its run recorded (``options["absent"]``); else
+    ``"include"``.  An explicit ``absent`` that differs from the run's recomputes the run's
+    numbers under that policy."""
+    if absent is None:
+        options = stats.options if _is_results(stats) else None
+        absent = (options or {}).get("absent") or "include"
+    return _check_policy(absent)
 
 
 def _as_list(stats: Iterable[BinStats]) -> list[BinStats]:
@@ -41,14 +63,17 @@ def included(stats: BinStats, absent: str = "include") -> np.ndarray:
     return np.ones(stats.n_classes, dtype=bool)
 
 
-def dropped_cases(stats: Iterable[BinStats], absent: str = "include") -> np.ndarray:
-    """bool ``[n_images]``: images left out entirely (only under ``"drop-case"``)."""
-    _check_policy(absent)
+def dropped_cases(stats: Iterable[BinStats], absent: str | None = None) -> np.ndarray:
+    """bool ``[n_images]``: images left out entirely (only under ``"drop-case"``).
+    ``absent=None``: a Results' own policy, else ``"include"`` (:func:`absent_policy`)."""
+    absent = absent_policy(stats, absent)
+    if _is_results(stats):
+        stats = stats.stats
     return np.array([absent == "drop-case" and bool(s.absent.any()) for s in stats],
                     dtype=bool)
 
 
-def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
+def pool(stats: Iterable[BinStats], *, absent: str | None = None) -> BinStats:
     """Micro pooling: the per-bin sums of all images added (classes absent from an image
     are left out when ``absent="exclude"``, images missing any class when
     ``absent="drop-case"``).
@@ -60,8 +85,8 @@ def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
     >>> round(float(ece(pool([a, b]))[0]), 6)
     0.1
     """
+    absent = absent_policy(stats, absent)
     stats = _as_list(stats)
-    _check_policy(absent)
     total = BinStats.zeros(
         stats[0].n_classes, stats[0].edges, class_names=stats[0].class_names,
         closure=stats[0].closure, binning=stats[0].binning,
@@ -76,7 +101,7 @@ def pool(stats: Iterable[BinStats], *, absent: str = "include") -> BinStats:
 
 
 def reference_pooled_curve(
-    stats: Iterable[BinStats], *, absent: str = "include"
+    stats: Iterable[BinStats], *, absent: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reference implementation's micro pooling, for reproducing its numbers only.
 
@@ -92,8 +117,8 @@ def reference_pooled_curve(
     absent policy take no part. calibviz's own micro values use :func:`pool` instead, where
     confidence is count-weighted too.
     """
+    absent = absent_policy(stats, absent)
     stats = _as_list(stats)
-    _check_policy(absent)
     conf = np.stack([s.mean_confidence for s in stats])
     keep = np.stack([s.nonempty & included(s, absent)[:, None] for s in stats])
     conf = np.where(keep, conf, np.nan)
@@ -115,7 +140,7 @@ def _quiet_nanmean():
 
 
 def micro_metrics(
-    stats: Iterable[BinStats], *, absent: str = "include", pooling: str = "sum"
+    stats: Iterable[BinStats], *, absent: str | None = None, pooling: str = "sum"
 ) -> dict[str, np.ndarray]:
     """Metrics of the pooled bins, ``{name: float64 [C]}``.
 
@@ -125,6 +150,7 @@ def micro_metrics(
     (:func:`reference_pooled_curve`).
     """
     check_choice("pooling", pooling, POOLINGS)
+    absent = absent_policy(stats, absent)
     stats = _as_list(stats)
     if pooling == "sum":
         pooled = pool(stats, absent=absent)
@@ -171,36 +197,34 @@ class PerImageMetrics(Mapping):
 
 
 def per_image_metrics(
-    stats: Sequence[BinStats], *, absent: str = "include"
+    stats: Sequence[BinStats], *, absent: str | None = None
 ) -> PerImageMetrics:
     """``{name: float64 [n_images, C]}`` of every registered metric (a read-only mapping;
     ``.to_frame()`` is the tidy pandas table). ``stats``: per-image
     :class:`BinStats`, or a :class:`~calibviz.Results` (its case ids then name the rows).
 
-    With ``absent="exclude"`` the calibration metrics of classes absent from an image's
-    ground truth are NaN (Dice keeps its own rule: NaN only when truth and prediction
-    are both empty).  With ``absent="drop-case"`` every metric of an image missing any
-    class is NaN (the whole row), so the image drops out of every summary.
+    With ``absent="exclude"`` every metric (Dice included) of a class absent from an
+    image's ground truth is NaN, so the pair drops out of macro summaries as it drops out of
+    :func:`pool`.  With ``absent="drop-case"`` every metric of an image missing any class is
+    NaN (the whole row), so the image drops out of every summary.  Under ``"include"`` Dice
+    keeps nnU-Net's rule (NaN when truth and prediction are both empty, 0 when only the truth
+    is).  ``absent=None``: a Results' own policy, else ``"include"``.
     """
     cases = stats.cases if hasattr(stats, "cases") else None
+    absent = absent_policy(stats, absent)
     stats = _as_list(stats)
-    _check_policy(absent)
     out = {name: np.stack([fn(s) for s in stats]) for name, fn in METRICS.items()}
-    if absent == "exclude":
-        drop = np.stack([s.absent for s in stats])
-        for name in CALIBRATION_METRICS:
-            out[name] = np.where(drop, np.nan, out[name])
-    elif absent == "drop-case":
-        rows = dropped_cases(stats, absent)[:, None]
-        out = {name: np.where(rows, np.nan, values) for name, values in out.items()}
+    if absent != "include":  # left-out pairs are NaN for every metric, Dice included
+        keep = np.stack([included(s, absent) for s in stats])
+        out = {name: np.where(keep, values, np.nan) for name, values in out.items()}
     return PerImageMetrics(out, stats[0].class_names, cases)
 
 
 def mean_over_classes(
-    stats: Sequence[BinStats], metric: str = "ace", *, absent: str = "include"
+    stats: Sequence[BinStats], metric: str = "ace", *, absent: str | None = None
 ) -> np.ndarray:
     """float64 ``[n_images]``: each image's ``metric`` averaged over its classes (NaN classes
-    skipped; absent classes skipped when ``absent="exclude"``); NaN when no class has a value.
+    skipped; classes the absent policy leaves out skipped); NaN when no class has a value.
     Used to pick the worst cases."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
@@ -237,7 +261,7 @@ def with_class_mean(values: np.ndarray) -> np.ndarray:
 
 
 def macro_summary(
-    stats: Sequence[BinStats], *, absent: str = "include"
+    stats: Sequence[BinStats], *, absent: str | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """``{metric: {statistic: float64 [C + 1]}}`` where the last entry summarises the
     per-image class mean."""
@@ -292,7 +316,7 @@ def _frequency_rows(
 
 
 def reliability_histogram(
-    stats: Iterable[BinStats], *, absent: str = "include"
+    stats: Iterable[BinStats], *, absent: str | None = None
 ) -> ReliabilityHistogram:
     """The dataset reliability histogram (spec §7) of a list of per-image ``BinStats``.
 
@@ -300,8 +324,8 @@ def reliability_histogram(
     row of its observed frequency there. Adding images one by one and summing the
     histograms (``h1 + h2``) equals calling this on all of them.
     """
+    absent = absent_policy(stats, absent)
     stats = _as_list(stats)
-    _check_policy(absent)
     first = stats[0]
     check_figure_bins(first.n_bins, "a dataset reliability histogram")
     shape = (first.n_classes, first.n_bins, first.n_bins)

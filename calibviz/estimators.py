@@ -151,13 +151,15 @@ def classwise_ece(stats: BinStats, classes=None) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def dataset_classwise_ece(stats, *, absent: str = "include") -> float:
+def dataset_classwise_ece(stats, *, absent: str | None = None) -> float:
     """Class-wise ECE of a dataset: per image the mean over its classes (not a ``top-label``
-    row) of the marginal ECEs, then the mean over images (NaN skipped at both steps)."""
+    row) of the marginal ECEs, then the mean over images (NaN skipped at both steps).
+    ``absent=None``: a Results' own policy, else ``"include"``."""
     import warnings
 
-    from .aggregate import per_image_metrics
+    from .aggregate import absent_policy, per_image_metrics
 
+    absent = absent_policy(stats, absent)
     stats = list(getattr(stats, "stats", stats))
     if not stats:
         return float("nan")

@@ -187,5 +187,6 @@ METRICS: dict[str, MetricFunction] = {
     "dice": dice,
 }
 
-#: Metrics that are calibration errors computed from bins (these honour the absent policy).
+#: Metrics that are calibration errors computed from bins (Dice is the one that is not; every
+#: metric, Dice too, is NaN for an image–class pair the absent policy leaves out).
 CALIBRATION_METRICS = ("ece", "ace", "mce", "dce", "brier")

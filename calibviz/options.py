@@ -16,7 +16,8 @@ from fractions import Fraction
 CLOSURES = ("right", "left")
 BINNINGS = ("hard", "soft")
 #: ``include``: absent classes are scored (against an all-zero outcome), as the reference;
-#: ``exclude``: an image–class pair whose class is absent takes no part;
+#: ``exclude``: an image–class pair whose class is absent takes no part (NaN for every metric,
+#: Dice too, and left out of the pooled sums);
 #: ``drop-case``: an image missing any class takes no part at all (the paper's "cases with
 #: complete ground-truth classes" table).
 ABSENT_POLICIES = ("include", "exclude", "drop-case")

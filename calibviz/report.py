@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import macro_summary, micro_metrics, per_image_metrics, with_class_mean
+from .aggregate import (
+    absent_policy,
+    macro_summary,
+    micro_metrics,
+    per_image_metrics,
+    with_class_mean,
+)
 from .bootstrap import (
     SUM_METRICS,
     SumArrays,
@@ -43,8 +49,10 @@ def write_json(path: str | os.PathLike, data) -> Path:
 
 
 # --------------------------------------------------------------------------- tables
-def per_image_table(results: Results, *, absent: str = "include") -> pd.DataFrame:
-    """One row per image and class: case, class, n_voxels, n_truth, every metric, absent."""
+def per_image_table(results: Results, *, absent: str | None = None) -> pd.DataFrame:
+    """One row per image and class: case, class, n_voxels, n_truth, every metric, absent.
+    ``absent=None``: the run's own policy (``results.options["absent"]``), else include."""
+    absent = absent_policy(results, absent)
     if not results.stats:
         return pd.DataFrame(columns=["case", "class", "n_voxels", "n_truth", *METRICS, "absent"])
     metrics = per_image_metrics(results.stats, absent=absent)
@@ -64,7 +72,7 @@ def per_image_table(results: Results, *, absent: str = "include") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int = 0,
+def summary_table(results: Results, *, absent: str | None = None, n_bootstrap: int = 0,
                   seed: int = 0) -> pd.DataFrame:
     """Per metric and class (plus the per-image class mean): macro statistics, the micro
     (pooled-sums) value and, with ``n_bootstrap`` resamples of the images, 95 % bootstrap
@@ -73,14 +81,15 @@ def summary_table(results: Results, *, absent: str = "include", n_bootstrap: int
     images carry the value, or when the interval did not contain its value (see
     :func:`summary_notes`; rules in :func:`calibviz.intervals.honest_interval`). Columns:
     metric, class, mean, median, max, min, p90, std, notnans, micro, ci_low, ci_high,
-    micro_ci_low, micro_ci_high."""
+    micro_ci_low, micro_ci_high. ``absent=None``: the run's own policy, else include."""
     return summary_notes(results, absent=absent, n_bootstrap=n_bootstrap, seed=seed)[0]
 
 
-def summary_notes(results: Results, *, absent: str = "include", n_bootstrap: int = 0,
+def summary_notes(results: Results, *, absent: str | None = None, n_bootstrap: int = 0,
                   seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """:func:`summary_table` and one line per interval it discarded because the interval
     did not contain its value (metric, class, value, the interval, the reason)."""
+    absent = absent_policy(results, absent)
     per_image = per_image_metrics(results.stats, absent=absent)
     macro = macro_summary(results.stats, absent=absent)
     micro = micro_metrics(results.stats, absent=absent)
@@ -148,11 +157,13 @@ def problems_table(problems: Iterable) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------- reference layout
-def reference_tables(results: Results, *, absent: str = "include") -> dict:
+def reference_tables(results: Results, *, absent: str | None = None) -> dict:
     """The reference implementation's files (``macro_*_raw.csv`` … ``metrics.csv``, see
     :mod:`calibviz.reference_layout`) as ``{file name: (table, header)}``: what the authors'
     statistics scripts read. Images are named by their prediction file when the run knows
-    it, classes by their names (a ``top-label`` row is left out)."""
+    it, classes by their names (a ``top-label`` row is left out). ``absent=None``: the
+    run's own policy, else include."""
+    absent = absent_policy(results, absent)
     results = results.classes_only()
     files = results.options.get("prediction_files") or {}
     return reference_layout_tables(

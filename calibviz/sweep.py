@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aggregate import _as_list, included
+from .aggregate import _as_list, absent_policy, included
 from .metrics import debiased_ce, gap_metrics
 from .stats import BinStats
 
@@ -245,11 +245,13 @@ def _metrics_at(count, sum_p, sum_y, n_bins: int) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- the sweep
 def sweep_values(
     stats_list: Iterable[BinStats], bins: Sequence[int] = DEFAULT_SWEEP_BINS, *,
-    absent: str = "include", chunk: int = 128,
+    absent: str | None = None, chunk: int = 128,
 ) -> tuple[dict, dict, tuple[str, ...]]:
     """``(per_image, micro, class_names)``: ``per_image[(metric, B)]`` float64 ``[N, C]``
     (NaN where the absent policy leaves an image's class out) and ``micro[(metric, B)]``
-    float64 ``[C]`` on the pooled sums.  Images are processed ``chunk`` at a time."""
+    float64 ``[C]`` on the pooled sums.  Images are processed ``chunk`` at a time.
+    ``absent=None``: a Results' own policy, else ``"include"``."""
+    absent = absent_policy(stats_list, absent)
     stats = _as_list(stats_list)
     first = stats[0]
     bins = [check_divides(first.n_bins, b, first.binning) for b in bins]
@@ -285,7 +287,7 @@ def _nanmean(values: np.ndarray, axis: int):
 
 def sweep_table(
     stats_list: Iterable[BinStats], bins: Sequence[int] = DEFAULT_SWEEP_BINS, *,
-    absent: str = "include",
+    absent: str | None = None,
 ):
     """pandas DataFrame with columns ``metric, class, bins, macro, micro``: for every sweep
     metric (:data:`SWEEP_METRICS`), class (and ``mean``, the per-image class mean) and bin
@@ -311,14 +313,14 @@ def sweep_table(
 
 
 def equal_mass_table(stats_list: Iterable[BinStats], bins: Sequence[int] = DEFAULT_SWEEP_BINS,
-                     *, absent: str = "include"):
+                     *, absent: str | None = None):
     """pandas DataFrame ``class, bins, boundaries``: the equal-mass boundaries of the pooled
     (micro) statistics, space-separated confidence values."""
     import pandas as pd
 
     from .aggregate import pool
 
-    pooled = pool(_as_list(stats_list), absent=absent)
+    pooled = pool(_as_list(stats_list), absent=absent_policy(stats_list, absent))
     rows = []
     for b in dict.fromkeys(int(b) for b in bins):
         bounds = equal_mass(pooled, b).boundaries

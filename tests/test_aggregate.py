@@ -16,8 +16,10 @@ from calibviz import (
     reliability_histogram,
     summarize,
 )
-from calibviz.aggregate import mean_over_classes, reference_pooled_curve
+from calibviz.aggregate import dropped_cases, mean_over_classes, reference_pooled_curve
+from calibviz.estimators import dataset_classwise_ece
 from calibviz.stats import column_normalised, images_per_column
+from calibviz.sweep import sweep_table
 
 from . import naive
 from .conftest import load_reference
@@ -321,3 +323,50 @@ def test_drop_case_leaves_out_images_missing_any_class():
     assert hist.n_images == len(kept)
     summary = macro_summary(images, absent="drop-case")["ace"]
     assert summary["notnans"].tolist() == [len(kept)] * 4
+
+
+AGGREGATES = {
+    "pool": lambda s, **kw: pool(s, **kw).count,
+    "micro sum": lambda s, **kw: micro_metrics(s, **kw),
+    "micro reference": lambda s, **kw: micro_metrics(s, pooling="reference", **kw),
+    "reference curve": lambda s, **kw: reference_pooled_curve(s, **kw),
+    "per image": lambda s, **kw: dict(per_image_metrics(s, **kw)),
+    "macro": lambda s, **kw: {k: v["mean"] for k, v in macro_summary(s, **kw).items()},
+    "mean over classes": lambda s, **kw: mean_over_classes(s, "ace", **kw),
+    "histogram": lambda s, **kw: (reliability_histogram(s, **kw).counts,
+                                  reliability_histogram(s, **kw).n_images),
+    "dropped cases": lambda s, **kw: dropped_cases(s, **kw),
+    "sweep table": lambda s, **kw: sweep_table(s, [5, 10], **kw)[["macro", "micro"]].to_numpy(),
+    "classwise ece": lambda s, **kw: dataset_classwise_ece(s, **kw),
+}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+
+
+@pytest.mark.parametrize("policy", ["exclude", "drop-case", "include"])
+@pytest.mark.parametrize("name", list(AGGREGATES))
+def test_a_results_brings_its_absent_policy(name, policy):
+    """A1: on a Results, every aggregate function defaults to the policy the run recorded
+    (options["absent"]); an explicit ``absent=`` wins; plain lists default to include."""
+    from calibviz import Results
+
+    images = make_images()
+    results = Results(tuple(f"c{i}" for i in range(len(images))), images, {"absent": policy})
+    function = AGGREGATES[name]
+    expected = function(images, absent=policy)
+    assert _same(function(results), expected)
+    assert _same(function(results, absent=None), expected)
+    assert _same(function(images), function(images, absent="include"))
+    for other in ("include", "exclude", "drop-case"):  # explicit wins over the run's
+        assert _same(function(results, absent=other), function(images, absent=other))
+    if policy == "drop-case" or (policy == "exclude" and name != "dropped cases"):
+        # the test can fail: the policies differ on these images
+        assert not _same(expected, function(images, absent="include"))
+    bare = Results(results.cases, images, {})  # no recorded policy: include
+    assert _same(function(bare), function(images, absent="include"))

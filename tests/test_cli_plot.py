@@ -188,3 +188,27 @@ def test_cli_plot_in_its_own_process_draws_what_this_one_draws(tmp_path):
         other = tmp_path / "there" / path.relative_to(tmp_path / "here")
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(other)))
     assert len(done.stdout.splitlines()) == len(here["cases"]) + 2
+
+
+@pytest.mark.parametrize(("given", "drawn"), [([], "drop-case"), (["--absent", "include"],
+                                                                  "include")])
+def test_cli_plot_draws_with_the_runs_absent_policy(app, tmp_path, monkeypatch, given, drawn):
+    """A1: without --absent, plot draws what the run's summary counts (its own policy)."""
+    import calibviz.viz
+    from calibviz.aggregate import absent_policy
+
+    from .conftest import random_images
+
+    images = random_images(n_images=3)
+    run = tmp_path / "run"
+    save_results(run / "stats.npz", Results(("a", "b", "c"), images, {"absent": "drop-case"}))
+    seen = {}
+
+    def fake(loaded, out_dir, **options):
+        seen["absent"] = absent_policy(loaded, options["absent"])
+        return {"cases": [], "dataset": None, "n_drawn": 0, "n_skipped": 0, "n_cases": 3,
+                "selection": "", "classes": None, "class_selection": ""}
+
+    monkeypatch.setattr(calibviz.viz, "render_figures", fake)
+    result = CliRunner().invoke(app, ["plot", str(run), *given])
+    assert seen == {"absent": drawn}, result.output

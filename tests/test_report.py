@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from calibviz import Results, macro_summary, micro_metrics, per_image_metrics
 from calibviz.io import Problem
@@ -123,3 +124,20 @@ def test_evaluate_records_discarded_summary_intervals_as_warnings(tmp_path):
     assert f"estimate {ace['micro']:.4g}" in named.iloc[0]["message"]
     warnings = json.loads((out / "run.json").read_text())["warnings"]
     assert any("micro ace of label1" in w for w in warnings)
+
+
+def test_tables_of_a_results_default_to_its_absent_policy():
+    """A1: per_image_table, summary_table and reference_tables of a Results use the policy its
+    run recorded unless ``absent=`` is given."""
+    for policy in ("exclude", "drop-case"):
+        results = _results(policy)
+        for function in (per_image_table, summary_table):
+            own = function(results)
+            pd.testing.assert_frame_equal(own, function(results, absent=policy))
+            assert not own.equals(function(results, absent="include"))
+            pd.testing.assert_frame_equal(function(results, absent="include"),
+                                          function(_results("include")))
+        own = reference_tables(results)
+        explicit = reference_tables(results, absent=policy)
+        for name, (table, _) in own.items():
+            pd.testing.assert_frame_equal(table, explicit[name][0])

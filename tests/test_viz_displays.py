@@ -169,3 +169,34 @@ def test_all_classes_panel_sums_the_class_grids():
                                pooled.sum_p.sum(0) / pooled.count.sum(0))
 
 
+
+
+@pytest.mark.parametrize("policy", ["exclude", "drop-case"])
+def test_figures_of_a_results_use_its_absent_policy(policy):
+    """A1: drawing a loaded run shows the run's own absent policy unless told otherwise."""
+    import matplotlib.pyplot as plt
+
+    from calibviz import Results
+    from calibviz.viz import plot_dataset
+    from calibviz.viz.displays import DatasetReliabilityHistogramDisplay
+    from calibviz.viz.render import dataset_figure
+    from calibviz.viz.selection import figure_classes, select_cases
+
+    from .conftest import random_images
+
+    images = random_images(n_images=6)
+    results = Results(tuple(f"c{i}" for i in range(6)), images, {"absent": policy})
+    own = reliability_histogram(images, absent=policy)
+    assert not np.array_equal(own.counts, reliability_histogram(images).counts)
+    _, displays, _ = plot_dataset(results)
+    assert np.array_equal(displays[0].counts, own.counts[0])
+    _, displays, _ = plot_dataset(results, absent="include")
+    assert np.array_equal(displays[0].counts, reliability_histogram(images).counts[0])
+    display = DatasetReliabilityHistogramDisplay.from_stats(results, 2)
+    assert np.array_equal(display.counts, own.counts[2])
+    figure = dataset_figure(results, dpi=50)
+    assert figure is not None
+    plt.close("all")
+    explicit = select_cases(results, "worst 3", absent=policy)
+    assert select_cases(results, "worst 3") == explicit
+    assert figure_classes(results, limit=1) == figure_classes(results, limit=1, absent=policy)

@@ -59,8 +59,9 @@ HELP = {
     "region_preset": "Named label regions: " + ", ".join(REGION_PRESETS) + ".",
     "include_background": "Score the background channel (default: excluded when the model "
                           "has one).",
-    "absent": "Classes absent from an image's truth: include (scored), exclude (NaN) or "
-              "drop-case (the image left out).",
+    "absent": "Classes absent from an image's truth: include (scored), exclude (that "
+              "image-class pair NaN for every metric, Dice too) or drop-case (the image "
+              "left out).",
     "mask_dir": "Folder of 0/1 masks paired by case id; voxels with 0 are ignored.",
     "ignore_label": "Label value whose voxels are ignored.",
     "layout": "Axis order of .npy/.npz arrays, e.g. cijk or ckji.",

@@ -73,8 +73,9 @@ def plot(
     ] = None,
     width: Annotated[float | None, typer.Option(
         "--width", help="Figure width in inches (default: the preset's).")] = None,
-    absent: Annotated[str, typer.Option(
-        "--absent", help="Classes absent from an image: include or exclude.")] = "include",
+    absent: Annotated[str | None, typer.Option(
+        "--absent", help="Classes absent from an image: include, exclude or drop-case "
+        "(default: the run's policy).", show_default=False)] = None,
 ) -> None:
     """Redraw reliability diagrams and the dataset reliability histogram from a stats.npz."""
     import matplotlib

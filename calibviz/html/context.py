@@ -28,6 +28,12 @@ DICE_RULES = {
     "threshold": "each channel thresholded at p >= 0.5 (the paper's rule)",
 }
 DICE_EMPTY = "; NaN when truth and prediction are empty, 0 with false positives on empty truth"
+DICE_LEFT_OUT = {  # how Dice treats the pairs the absent policy leaves out
+    "exclude": "; NaN when truth and prediction are empty; NaN (left out of means and pooled "
+               "values) where the class is absent from the truth (--absent exclude)",
+    "drop-case": "; NaN when truth and prediction are empty; NaN (left out) for every class of "
+                 "an image missing any class (--absent drop-case)",
+}
 MAX_LISTED = 200  # problems and skipped cases listed in full up to this many
 
 
@@ -81,7 +87,8 @@ def provenance(folder: Path, results: Results, run: dict, problem_rows: list[dic
                  f" binning, {options.get('closure', 'right')}-closed"),
         ("Absent classes", options.get("absent", "include")),
         ("Dice rule", DICE_RULES.get(options.get("dice_rule"),
-                                     "each channel thresholded at p >= 0.5") + DICE_EMPTY),
+                                     "each channel thresholded at p >= 0.5")
+         + DICE_LEFT_OUT.get(options.get("absent"), DICE_EMPTY)),
     ]
     extra = {k: v for k, v in options.items() if k in _EXTRA_OPTIONS and v not in (None, "")}
     facts += [(_EXTRA_OPTIONS[k], _text(v)) for k, v in extra.items()]

@@ -301,8 +301,9 @@ class DatasetReliabilityHistogramDisplay:
 
     @classmethod
     def from_stats(cls, stats: Sequence[BinStats], class_: int | str = 0, *,
-                   absent: str = "include") -> DatasetReliabilityHistogramDisplay:
-        """From the per-image :class:`BinStats` of a dataset."""
+                   absent: str | None = None) -> DatasetReliabilityHistogramDisplay:
+        """From the per-image :class:`BinStats` of a dataset (or a Results: ``absent=None``
+        is then its run's absent policy)."""
         return cls.from_histogram(reliability_histogram(stats, absent=absent), class_)
 
     @property

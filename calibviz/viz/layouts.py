@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import matplotlib
 from matplotlib.colors import Normalize
 
-from ..aggregate import reliability_histogram
+from ..aggregate import absent_policy, reliability_histogram
 from ..stats import BinStats, ReliabilityHistogram
 from .annotate import LAYOUT_COUNTS, needs_log, style_count_axis
 from .displays import (
@@ -57,7 +57,7 @@ def _attach_bands(displays, keys, data, class_names, absent: str, n_bootstrap: i
 
 def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
                  classes: Sequence[int | str] | None = None, all_classes: bool | None = None,
-                 absent: str = "include", title: str | None = None, histogram: bool = True,
+                 absent: str | None = None, title: str | None = None, histogram: bool = True,
                  preset: str | Preset | None = None, cmap="YlOrRd",
                  norm: str | Normalize = "power", gamma: float = 0.35, band: int = 0,
                  **style):
@@ -67,7 +67,10 @@ def plot_dataset(data: ReliabilityHistogram | Sequence[BinStats], *,
     colour scale and one colour bar. ``data``: a :class:`ReliabilityHistogram` or the
     per-image :class:`BinStats` list. ``band``: that many image-bootstrap resamples draw a
     95 % band around each pooled curve (needs the per-image list). Returns ``(figure,
-    displays, colorbar)``."""
+    displays, colorbar)``. ``absent=None``: a Results' own absent policy, else "include"."""
+    if not isinstance(data, ReliabilityHistogram):
+        absent = absent_policy(data, absent)
+        data = data.stats if hasattr(data, "options") else data
     histogram_data = (data if isinstance(data, ReliabilityHistogram)
                       else reliability_histogram(data, absent=absent))
     preset = get_preset(preset)

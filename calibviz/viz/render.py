@@ -18,7 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..aggregate import included, reliability_histogram
+from ..aggregate import absent_policy, reliability_histogram
 from ..interrupts import leave_ctrl_c_to_parent, starting_children
 from ..options import check_figure_bins
 from ..results import Results
@@ -77,7 +77,7 @@ def render_case_figures(jobs, *, classes: Sequence[int | str] | None = None,
 
 
 def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
-                          classes: Sequence[int | str] | None = None, absent: str = "include",
+                          classes: Sequence[int | str] | None = None, absent: str | None = None,
                           preset: str | Preset | None = None, dpi: int | None = None,
                           title: str | None = None, layout: FrozenLayout | None = None,
                           **style) -> Path:
@@ -93,7 +93,7 @@ def render_dataset_figure(stats: Sequence[BinStats], path: str | Path, *,
 
 
 def dataset_figure(stats: Sequence[BinStats], *, classes: Sequence[int | str] | None = None,
-                   absent: str = "include", preset: str | Preset | None = None,
+                   absent: str | None = None, preset: str | Preset | None = None,
                    dpi: int | None = None, title: str | None = None,
                    layout: FrozenLayout | None = None, **style):
     """The figure of :func:`~calibviz.viz.layouts.plot_dataset` for the per-image ``stats``,
@@ -103,6 +103,8 @@ def dataset_figure(stats: Sequence[BinStats], *, classes: Sequence[int | str] | 
     from .figures import pin_empty_labels
     from .layouts import plot_dataset, widest_layout
 
+    absent = absent_policy(stats, absent)
+    stats = stats.stats if hasattr(stats, "options") else stats
     data = stats if style.get("band") else reliability_histogram(stats, absent=absent)
     preset = get_preset(preset)
     dpi = dpi or preset.dpi
@@ -118,7 +120,7 @@ def dataset_figure(stats: Sequence[BinStats], *, classes: Sequence[int | str] | 
 def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
                    classes: Sequence[int | str] | None = None, fmt: str = "png",
                    preset: str | Preset | None = None, max_cases: int = 12,
-                   absent: str = "include", dpi: int | None = None, workers: int = 1,
+                   absent: str | None = None, dpi: int | None = None, workers: int = 1,
                    worker=None, **style) -> dict:
     """Write the figures of a run.
 
@@ -130,6 +132,8 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
     :data:`MIN_FIGURES_PER_WORKER` each) while this one draws the dataset figure;
     ``worker`` (a started :class:`~calibviz.viz.worker.FigureWorker`) draws the figures
     instead (what it does not draw is drawn here).
+
+    ``absent=None`` draws with the run's own absent policy (``results.options["absent"]``).
 
     Without ``classes``, a run of more than
     :data:`~calibviz.viz.selection.MAX_FIGURE_CLASSES` classes shows that many, the worst
@@ -147,7 +151,7 @@ def render_figures(results: Results, out_dir: str | Path, *, kind: str = "both",
 def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", cases=None,
                   classes: Sequence[int | str] | None = None, fmt: str = "png",
                   preset: str | Preset | None = None, max_cases: int = 12,
-                  absent: str = "include", dpi: int | None = None, workers: int = 1,
+                  absent: str | None = None, dpi: int | None = None, workers: int = 1,
                   worker=None, **style) -> Callable[[], dict]:
     """:func:`render_figures` in two steps: check the options and start the figures that
     worker processes draw now; the function returned draws the rest, waits for the others
@@ -159,7 +163,7 @@ def start_figures(results: Results, out_dir: str | Path, *, kind: str = "both", 
         raise ValueError("these results hold no cases; nothing to draw")
     check_figure_bins(results.stats[0].n_bins)
     preset = get_preset(preset)
-    included(results.stats[0], absent)  # checks the policy name
+    absent = absent_policy(results, absent)  # the run's own unless given; checks the name
     check_norm(style.get("norm", "power"), style.get("gamma", 0.35))
     classes, class_selection = figure_classes(results, classes, absent=absent)
     if style.get("band") and kind in ("both", "dataset"):  # every resample is kept

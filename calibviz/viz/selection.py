@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..aggregate import mean_over_classes, per_image_metrics
+from ..aggregate import absent_policy, mean_over_classes, per_image_metrics
 from ..results import Results
 from ..stats import BinStats
 
@@ -59,7 +59,7 @@ def resolve_classes(stats: BinStats, classes: Sequence[int | str] | None, *,
 
 
 def figure_classes(results: Results, classes: Sequence[int | str] | None = None, *,
-                   absent: str = "include",
+                   absent: str | None = None,
                    limit: int = MAX_FIGURE_CLASSES) -> tuple[list[int] | None, str]:
     """The class indices a run's figures show and a phrase saying how they were chosen.
 
@@ -72,7 +72,7 @@ def figure_classes(results: Results, classes: Sequence[int | str] | None = None,
         return resolve_classes(first, classes), ""
     if first.n_classes <= limit:
         return None, ""
-    ace = per_image_metrics(results.stats, absent=absent)["ace"]
+    ace = per_image_metrics(results.stats, absent=absent_policy(results, absent))["ace"]
     finite = np.isfinite(ace)
     counts = finite.sum(axis=0)
     means = np.where(counts > 0, np.where(finite, ace, 0.0).sum(axis=0) / np.maximum(counts, 1),
@@ -132,14 +132,16 @@ def unique_file_names(case_ids: Sequence[str]) -> list[str]:
 
 
 def select_cases(results: Results, cases=None, *, max_cases: int = 12,
-                 absent: str = "include") -> tuple[list[int], str]:
+                 absent: str | None = None) -> tuple[list[int], str]:
     """Indices of the cases to draw and a phrase saying how they were chosen.
 
     ``cases``: ``None`` (all, or the worst ``max_cases`` by mean ACE when there are more),
     ``"worst N"`` (also ``"worst N by ACE"``), or a list of case ids (a comma-separated
-    string works too). Unknown ids raise ``ValueError`` naming them.
+    string works too). Unknown ids raise ``ValueError`` naming them.  ``absent=None``: the
+    run's own absent policy (``results.options["absent"]``), else ``"include"``.
     """
     n = len(results)
+    absent = absent_policy(results, absent)
     if isinstance(cases, str):
         match = _WORST.match(cases)
         if match:
