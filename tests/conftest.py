@@ -57,3 +57,20 @@ def demo(tmp_path_factory):
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "d", n_cases=5,
                               shape=(16, 14, 10))
+
+
+def count_host_transfers(monkeypatch) -> list[str]:
+    """A list that records every device-to-host transfer of a torch tensor from now on
+    (``tolist``, ``item`` and the conversions to bool, float, int)."""
+    import torch
+
+    calls: list[str] = []
+    for name in ("tolist", "item", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return calls

@@ -18,7 +18,7 @@ from calibviz.losses import (  # noqa: E402
     torch_bin_edges,
 )
 
-from .conftest import softmax_batch  # noqa: E402
+from .conftest import count_host_transfers, softmax_batch  # noqa: E402
 
 LOSSES = {"hard": HardL1ACELoss, "soft": SoftL1ACELoss}
 
@@ -657,15 +657,7 @@ def test_empty_batch_and_no_channels_are_clear_errors(loss_class):
 def test_validation_synchronises_once(monkeypatch):
     """One device-to-host transfer per call (counted on the CPU through Tensor.tolist/item)."""
     probs, labels = softmax_case(30)
-    calls = []
-    for name in ("tolist", "item", "__bool__", "__float__", "__int__"):
-        original = getattr(torch.Tensor, name)
-
-        def counting(self, *args, _original=original, _name=name, **kwargs):
-            calls.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counting)
+    calls = count_host_transfers(monkeypatch)
     for loss in (HardL1ACELoss(), SoftL1ACELoss(softmax=True), HardL1ACEAndDiceCELoss()):
         calls.clear()
         loss(torch.from_numpy(probs), torch.from_numpy(labels).float())

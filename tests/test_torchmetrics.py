@@ -17,7 +17,7 @@ import calibviz  # noqa: E402
 from calibviz.synthetic import make_case  # noqa: E402
 from calibviz.torchmetrics import MarginalCalibrationError  # noqa: E402
 
-from .conftest import softmax_batch  # noqa: E402
+from .conftest import count_host_transfers, softmax_batch  # noqa: E402
 
 NAMES = ("ece", "ace", "mce")
 STATES = ("count", "sum_p", "sum_y", "macro_sum", "macro_count")
@@ -324,15 +324,7 @@ def test_empty_batch_is_a_clear_error_and_adds_nothing():
 
 
 def test_validation_is_one_synchronisation(monkeypatch):
-    calls = []
-    for name in ("tolist", "item", "__bool__", "__float__", "__int__"):
-        original = getattr(torch.Tensor, name)
-
-        def counting(self, *args, _original=original, _name=name, **kwargs):
-            calls.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counting)
+    calls = count_host_transfers(monkeypatch)
     probs, labels = softmax_batch(3)
     for target in (torch.from_numpy(labels).float(), torch.from_numpy(one_hot_of(labels, 3))):
         calls.clear()
