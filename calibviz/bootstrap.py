@@ -69,10 +69,9 @@ def check_memory(n_bootstrap: int, width: int, what: str, budget: int = SAMPLES_
 
 
 def check_summary_memory(n_bootstrap: int, n_classes: int) -> None:
-    """Raise ``ValueError`` (naming the option ``--bootstrap``) when a run's summary, whose
-    micro intervals keep every resample of :data:`SUM_METRICS` for each of ``n_classes``
-    classes, would not fit in :data:`SAMPLES_BYTES`: checked as soon as a run knows its
-    classes, before its cases are evaluated."""
+    """``ValueError`` naming ``--bootstrap`` when a run's summary (every resample of
+    :data:`SUM_METRICS` for ``n_classes`` classes kept) would exceed :data:`SAMPLES_BYTES`:
+    checked once a run knows its classes, before its cases are evaluated."""
     width = len(SUM_METRICS) * int(n_classes)
     needed = 8 * int(n_bootstrap) * width
     if needed > SAMPLES_BYTES:

@@ -85,15 +85,15 @@ def test_a_case_with_other_channels_is_that_cases_error(tmp_path):
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3), (1, 0, 2, 3), (1, 3, 2, 0)])
 def test_the_case_that_cannot_pool_is_the_same_whatever_order_cases_finish(tmp_path, order):
+    from calibviz.collector import Collector
     from calibviz.io import discover_cases, evaluate_case
     from calibviz.options import EvalOptions
-    from calibviz.run import _Collector
 
     pred, labels = write_float_folder(tmp_path)
     label, probs = make_case(SHAPE, 4, seed=9)
     write_nifti(pred / "case1.nii.gz", np.moveaxis(probs, 0, -1))
     cases, found = discover_cases(pred, labels, EvalOptions())
-    collector = _Collector(cases, found, {})
+    collector = Collector(cases, found, {})
     for i in order:  # as cases finish in threads, processes or on a cluster
         collector(evaluate_case(cases[i], EvalOptions()))
     results = collector.results()
