@@ -595,6 +595,7 @@ def bin_image(
     scale: float | None = None,
     declared_labels: Sequence[int] | None = None,
     where: str = "",
+    outcomes: bool | None = None,
 ) -> BinStats:
     """Bin one image in one pass and return its :class:`BinStats`.
 
@@ -602,13 +603,15 @@ def bin_image(
     ----------
     probs : ``(C, *spatial)`` probabilities (float16/32/64, or integers: uint8 means ``/255``,
         other integers need ``scale``); a ``(*spatial)`` array is one foreground class.
-    labels : ``(*spatial)`` integer label map, or bool ``(C, *spatial)`` outcomes (one-hot
-        or regions); for one class with a boolean outcome pass ``probs[None], outcome[None]``.
-        Non-bool labels of the probabilities' shape mean one class over ``(*spatial)``
-        (label value 1, or ``classes=[v]``); labels that look like a ``(C, *spatial)``
-        one-hot of integers or floats (0/1 with exactly one 1 along the first axis
-        everywhere) are refused unless ``classes`` or ``regions`` says one class (a one-hot:
-        pass ``labels.astype(bool)``).
+    labels : ``(*spatial)`` integer label map, or ``(C, *spatial)`` per-channel outcomes
+        (bool or 0/1: one-hot, regions, multi-label). Labels of the probabilities' own shape
+        (2-D or more) are read by ``outcomes``: True, ``(C, *spatial)`` outcomes; False, one
+        class over ``(*spatial)`` (a mask, or a label map whose class value is ``classes=[v]``,
+        default 1); None (default) decides only where the data leave no doubt: a label map
+        with values other than 0 and 1 is one class, and 0/1 labels with exactly one 1 along
+        the first axis at every position are a one-hot; any other 0/1 labels (a binary mask,
+        or regions, or a one-hot with unlabelled voxels) are refused until ``outcomes`` (or
+        ``classes``/``regions`` for one class) says which.
     classes : label value of each channel (default ``0..C-1``; ``[1]`` for one channel);
         not together with ``regions``.
     regions : instead of ``classes``, the label values of each channel's region
@@ -621,6 +624,9 @@ def bin_image(
     declared_labels : label values allowed in ``labels`` (default: background 0, every
         class or region value and the ignore label); others raise ``ValueError``.
     where : prefix for error messages, e.g. ``"case 0042: "``.
+    outcomes : how to read labels of the probabilities' own shape (see ``labels``): True,
+        ``(C, *spatial)`` per-channel outcomes; False, one class over ``(*spatial)``; None,
+        decided from the data where they leave no doubt, else refused.
 
     >>> import numpy as np
     >>> p = np.array([[0.8, 0.1], [0.3, 0.6]])
@@ -633,12 +639,8 @@ def bin_image(
     labels = np.asarray(labels)
     if classes is not None and regions is not None:
         raise ValueError(f"{where}give classes or regions, not both")
-    if probs.ndim == labels.ndim and labels.dtype != bool:
-        classes = _one_class(probs, labels, classes, regions, where)
-        probs = probs[None]
-    elif probs.ndim == 1 and labels.shape == probs.shape:
-        # a flat list of voxels with a boolean outcome: one class
-        probs, labels = probs[None], labels[None]
+    if probs.ndim == labels.ndim:
+        probs, labels, classes = _same_axes(probs, labels, classes, regions, outcomes, where)
     if probs.ndim < 2:
         raise ValueError(f"{where}probabilities must be at least 1-D per class, got {probs.shape}")
     n_classes = probs.shape[0]
@@ -664,46 +666,72 @@ def bin_image(
 
 
 # --------------------------------------------------------------------------- helpers
-def _one_class(probs, labels, classes, regions, where: str):
-    """``classes`` for non-bool ``labels`` with as many axes as ``probs``: one class over
-    ``(*spatial)`` (default label value 1); ``ValueError`` when the shapes differ (e.g.
-    labels with a channel axis) or when the labels look like a ``(C, *spatial)`` one-hot
-    (:func:`_looks_one_hot`) and neither ``classes`` nor ``regions`` says one class."""
-    if labels.shape != probs.shape:
-        spatial = probs.shape[1:]
-        if probs.ndim >= 2 and labels.shape[0] == 1 and labels.shape[1:] == spatial:
-            raise ValueError(f"{where}labels {labels.shape} have a channel axis; pass a label "
-                             f"map of shape {spatial} (labels[0]) with probabilities "
-                             f"{probs.shape}")
-        expected = (f"a label map of shape {spatial} for {probs.shape[0]} channels, or "
-                    f"{probs.shape} for one class" if probs.ndim >= 2 else f"{probs.shape}")
-        raise ValueError(f"{where}probabilities {probs.shape} and labels {labels.shape}: "
-                         f"the shapes do not fit; expected labels of shape {expected}")
+def _same_axes(probs, labels, classes, regions, outcomes, where: str):
+    """``(probs, labels, classes)`` for labels with as many axes as ``probs``: per-channel
+    outcomes (bool labels, probs as given) or one class over ``(*spatial)`` (``probs[None]``,
+    the label map, its class value); see :func:`bin_image` for the rule. ``ValueError``
+    when the shapes differ (e.g. labels with a channel axis) or the reading is in doubt."""
+    _check_same_shape(probs, labels, where)
+    one_class = classes is not None or regions is not None
+    if outcomes is None and not one_class:
+        outcomes = _reading(probs, labels, where)
+    if outcomes:
+        if one_class:
+            raise ValueError(f"{where}outcomes=True takes (C, *spatial) outcomes, which need "
+                             "no classes or regions")
+        if labels.dtype != bool and not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"{where}outcomes must hold 0 and 1 only (found "
+                             f"{_some_values(labels)})")
+        return probs, labels.astype(bool, copy=False), classes
+    if labels.dtype == bool:  # a mask: its class value is 1
+        labels = labels.astype(np.uint8)
     given = regions if regions is not None else classes
-    if given is None:
-        if probs.ndim >= 2 and _looks_one_hot(labels):
-            raise ValueError(
-                f"{where}labels have the shape of the probabilities {probs.shape} but are "
-                f"{labels.dtype}, not bool: for (C, *spatial) one-hot outcomes pass "
-                "labels.astype(bool); for one class over (*spatial) give its label value, "
-                "e.g. classes=[1]")
-        return [1]
-    if len(given) != 1:
+    if given is not None and len(given) != 1:
         raise ValueError(
             f"{where}labels have the shape of the probabilities {probs.shape}, which makes "
             f"them one class over (*spatial), but {len(given)} classes or regions are given; "
             f"for (C, *spatial) probabilities pass a label map of shape {probs.shape[1:]} or "
-            "bool one-hot outcomes")
-    return classes
+            "outcomes=True")
+    return probs[None], labels, classes if given is not None else [1]
 
 
-def _looks_one_hot(labels: np.ndarray) -> bool:
-    """Whether labels of the probabilities' shape hold 0 and 1 only, with exactly one 1 along
-    the first axis at every position: a ``(C, *spatial)`` one-hot, not a label map of one
-    class (whose foreground is almost never one voxel per line along an axis)."""
-    if labels.shape[0] < 2 or not np.isin(labels, (0, 1)).all():
+def _check_same_shape(probs, labels, where: str) -> None:
+    if labels.shape == probs.shape:
+        return
+    spatial = probs.shape[1:]
+    if probs.ndim >= 2 and labels.shape[0] == 1 and labels.shape[1:] == spatial:
+        raise ValueError(f"{where}labels {labels.shape} have a channel axis; pass a label "
+                         f"map of shape {spatial} (labels[0]) with probabilities {probs.shape}")
+    expected = (f"a label map of shape {spatial} for {probs.shape[0]} channels, or "
+                f"{probs.shape} for one class" if probs.ndim >= 2 else f"{probs.shape}")
+    raise ValueError(f"{where}probabilities {probs.shape} and labels {labels.shape}: the "
+                     f"shapes do not fit; expected labels of shape {expected}")
+
+
+def _reading(probs, labels, where: str) -> bool:
+    """``outcomes`` for labels of the probabilities' shape where the data leave no doubt
+    (1-D: one class; values other than 0/1: a label map of one class; 0/1 with one channel,
+    or with exactly one 1 along the first axis everywhere: outcomes, a one-hot);
+    ``ValueError`` otherwise."""
+    if probs.ndim == 1:
         return False
-    return bool((labels.sum(axis=0) == 1).all())
+    binary = labels.dtype == bool or bool(np.isin(labels, (0, 1)).all())
+    if not binary:
+        return False
+    if labels.shape[0] == 1:  # (1, *spatial): both readings give the same numbers
+        return True
+    if bool((labels.sum(axis=0, dtype=np.int64) == 1).all()):
+        return True
+    raise ValueError(
+        f"{where}0/1 labels of the probabilities' shape {probs.shape} could be a mask of one "
+        "class over (*spatial) or (C, *spatial) outcomes (regions, multi-label, a one-hot "
+        "with unlabelled voxels): say which, outcomes=False (or classes=[1]) for one class, "
+        "outcomes=True for per-channel outcomes")
+
+
+def _some_values(labels: np.ndarray) -> str:
+    found = np.unique(labels[~np.isin(labels, (0, 1))])[:3]
+    return ", ".join(f"{v:g}" for v in found.tolist())
 
 
 def _unique_names(class_names: Sequence[str], where: str) -> tuple[str, ...]:

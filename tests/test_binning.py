@@ -107,7 +107,7 @@ def test_regions_and_boolean_outcomes():
     stats = bin_image(probs, labels, regions=regions)
     assert_matches_naive(stats, naive.naive_bin(probs, labels, regions=regions))
     outcomes = np.stack([np.isin(labels, r) for r in regions])
-    from_bool = bin_image(probs, outcomes)
+    from_bool = bin_image(probs, outcomes, outcomes=True)  # regions overlap: say so
     assert_matches_naive(from_bool, naive.naive_bin(probs, labels, regions=regions))
 
 
@@ -452,33 +452,79 @@ def test_accumulator_refuses_ignore_label_of_its_class(kwargs, ignore):
 
 
 # ----------------------------------------------------- round 3: labels with a channel axis
-@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float32])
-def test_non_bool_labels_shaped_like_the_probabilities_are_refused(dtype):
-    """(C, *spatial) non-bool labels cannot be told from a one-class (*spatial) map."""
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int64, np.float32])
+def test_a_one_hot_of_any_dtype_is_read_as_outcomes(dtype):
+    """0/1 labels of the probabilities' shape with exactly one 1 along the first axis at
+    every position are a (C, *spatial) one-hot whatever their dtype."""
     rng = np.random.default_rng(19)
     probs = rng.dirichlet([1, 1, 1], (6, 5, 4)).transpose(3, 0, 1, 2).astype(np.float32)
     labels = rng.integers(0, 3, (6, 5, 4))
-    onehot = np.stack([labels == c for c in range(3)])
-    with pytest.raises(ValueError, match=r"labels have the shape of the probabilities "
-                                         r"\(3, 6, 5, 4\).*astype\(bool\).*classes=\[1\]"):
-        bin_image(probs, onehot.astype(dtype))
-    # the two documented ways around it
-    right = bin_image(probs, onehot)
-    assert_matches_naive(right, naive.naive_bin(probs, labels))
-    one = bin_image(probs, onehot.astype(dtype), classes=[1])
+    onehot = np.stack([labels == c for c in range(3)]).astype(dtype)
+    stats = bin_image(probs, onehot)
+    assert_matches_naive(stats, naive.naive_bin(probs, labels))
+    assert stats.equals(bin_image(probs, onehot, outcomes=True))
+
+
+def _ambiguous_labels(rng, shape):
+    """0/1 arrays of ``shape`` that are not a one-hot along the first axis: a binary mask,
+    a one-hot with unlabelled (all-zero) positions, multi-label regions."""
+    labels = rng.integers(0, shape[0], shape[1:])
+    onehot = np.stack([labels == c for c in range(shape[0])])
+    unlabelled = onehot.copy()
+    unlabelled[:, :2] = False
+    regions = np.stack([labels >= c for c in range(shape[0])])  # nested, like WT/TC/ET
+    mask = rng.random(shape) < 0.4
+    return {"mask": mask, "unlabelled one-hot": unlabelled, "regions": regions}
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.float32])
+@pytest.mark.parametrize("kind", ["mask", "unlabelled one-hot", "regions"])
+def test_zero_one_labels_that_could_be_either_are_refused_until_said(dtype, kind):
+    """A binary mask of one (*spatial) class and (C, *spatial) outcomes cannot be told apart
+    by shape or values (round 4: bin_image(p, gt == 1) became 16 per-slice classes; a uint8
+    BraTS region mask became one pooled class): refused until ``outcomes`` says which, and
+    each reading equals its naive computation."""
+    rng = np.random.default_rng(31)
+    probs = rng.random((3, 6, 5, 4))
+    labels = _ambiguous_labels(rng, probs.shape)[kind].astype(dtype)
+    with pytest.raises(ValueError, match=r"could be a mask of one class .* outcomes=False .*"
+                                         r"outcomes=True"):
+        bin_image(probs, labels)
+    as_outcomes = bin_image(probs, labels, outcomes=True)
+    assert_matches_naive(as_outcomes, naive.naive_bin(probs, labels.astype(bool)))
+    one = bin_image(probs, labels, outcomes=False)
     assert one.n_classes == 1
+    assert one.equals(bin_image(probs, labels.astype(np.uint8), classes=[1]))
+    assert_matches_naive(one, naive.naive_bin(probs[None], labels.astype(np.uint8),
+                                              classes=[1]))
 
 
-def test_binary_segmentation_map_needs_no_classes():
-    """The commonest one-class call, a foreground probability map and its 0/1 mask of the
-    same (*spatial) shape, is one class (label value 1): only labels that look like a
-    one-hot along the first axis are refused."""
+def test_a_label_map_of_one_class_and_its_value():
+    rng = np.random.default_rng(37)
+    p = rng.random((7, 6, 5))
+    labels = 2 * rng.integers(0, 2, (7, 6, 5))
+    stats = bin_image(p, labels, n_bins=10, classes=[2])
+    assert_matches_naive(stats, naive.naive_bin(p[None], labels, classes=[2], n_bins=10))
+    with pytest.raises(ValueError, match="no class declares"):  # value 1 by default
+        bin_image(p, labels, n_bins=10)
+    with pytest.raises(ValueError, match="outcomes must hold 0 and 1"):
+        bin_image(p, labels, outcomes=True)
+    with pytest.raises(ValueError, match="need no classes or regions"):
+        bin_image(p, labels > 0, outcomes=True, classes=[1])
+
+
+def test_binary_segmentation_map_with_its_mask():
+    """A foreground probability map and its 0/1 (or bool) mask of the same shape: one class
+    once the call says so (outcomes=False, classes=[1], or probs[None] with the mask)."""
     rng = np.random.default_rng(23)
     p = rng.random((7, 6, 5))
-    mask = (rng.random((7, 6, 5)) < p).astype(np.uint8)
-    plain = bin_image(p, mask, n_bins=10)
-    assert plain.equals(bin_image(p, mask, n_bins=10, classes=[1]))
-    assert_matches_naive(plain, naive.naive_bin(p[None], mask, classes=[1], n_bins=10))
+    mask = rng.random((7, 6, 5)) < p
+    expected = naive.naive_bin(p[None], mask.astype(np.uint8), classes=[1], n_bins=10)
+    for labels in (mask, mask.astype(np.uint8)):
+        stats = bin_image(p, labels, n_bins=10, outcomes=False)
+        assert_matches_naive(stats, expected)
+        assert stats.equals(bin_image(p, labels, n_bins=10, classes=[1]))
+        assert_matches_naive(bin_image(p[None], mask[None], n_bins=10), expected)
 
 
 def test_one_class_map_still_works_in_1d_and_with_classes():

@@ -30,7 +30,8 @@ def softmax_case(seed, batch=2, n_classes=3, spatial=(6, 7, 5), dtype=np.float32
 def expected_ace(probs, labels, binning, **options):
     """float64 ``[B, C]`` from calibviz's own binning kernel and metric."""
     return np.stack([
-        calibviz.ace(calibviz.bin_image(p, y, binning=binning, **options))
+        calibviz.ace(calibviz.bin_image(p, y, binning=binning, **options,
+                                        **({"outcomes": True} if y.shape == p.shape else {})))
         for p, y in zip(probs, labels, strict=True)
     ])
 

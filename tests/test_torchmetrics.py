@@ -57,7 +57,8 @@ def engine_stats(probs, labels, n_bins, include_background=True, closure="right"
     stats = []
     for p, y in zip(probs, labels, strict=True):
         if y.shape == p.shape:  # one-hot / multi-label outcomes
-            s = calibviz.bin_image(p, y.astype(bool), n_bins=n_bins, closure=closure)
+            s = calibviz.bin_image(p, y.astype(bool), n_bins=n_bins, closure=closure,
+                                   outcomes=True)
         else:
             s = calibviz.bin_image(p, y, n_bins=n_bins, closure=closure)
         stats.append(s if include_background else s.select(list(range(1, p.shape[0]))))
