@@ -18,7 +18,7 @@ import numpy as np
 
 from .metrics import METRICS, gap_metrics
 from .options import ABSENT_POLICIES, check_choice, check_figure_bins
-from .stats import BinStats, ReliabilityHistogram
+from .stats import TOP_LABEL, BinStats, ReliabilityHistogram
 
 POOLINGS = ("sum", "reference")
 
@@ -228,7 +228,8 @@ def mean_over_classes(
     Used to pick the worst cases."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    return class_mean(per_image_metrics(stats, absent=absent)[metric])
+    per_image = per_image_metrics(stats, absent=absent)
+    return class_mean(per_image[metric], per_image.class_names)
 
 
 def summarize(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -248,16 +249,28 @@ def summarize(values: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def class_mean(values: np.ndarray) -> np.ndarray:
-    """float64 ``[n_images]``: per-image mean over classes, ignoring NaN classes."""
+def in_class_mean(class_names: Sequence[str] | None, n_classes: int) -> np.ndarray:
+    """bool ``[C]``: the columns a class mean averages: every class but a ``top-label`` row
+    (another question: the confidence of the predicted class, not one class's calibration;
+    the paper's tests average the classes)."""
+    if class_names is None:
+        return np.ones(n_classes, dtype=bool)
+    return np.array([name != TOP_LABEL for name in class_names], dtype=bool)
+
+
+def class_mean(values: np.ndarray, class_names: Sequence[str] | None = None) -> np.ndarray:
+    """float64 ``[n_images]``: per-image mean over classes (``class_names``: a ``top-label``
+    column is left out), ignoring NaN classes."""
     values = np.asarray(values, dtype=np.float64)
+    keep = in_class_mean(class_names, values.shape[-1])
     with _quiet_nanmean():
-        return np.nanmean(values, axis=1)
+        return np.nanmean(values[..., keep], axis=-1)
 
 
-def with_class_mean(values: np.ndarray) -> np.ndarray:
+def with_class_mean(values: np.ndarray,
+                    class_names: Sequence[str] | None = None) -> np.ndarray:
     """float64 ``[n_images, C + 1]``: per-image values with their class mean appended."""
-    return np.column_stack([values, class_mean(values)])
+    return np.column_stack([values, class_mean(values, class_names)])
 
 
 def macro_summary(
@@ -266,7 +279,8 @@ def macro_summary(
     """``{metric: {statistic: float64 [C + 1]}}`` where the last entry summarises the
     per-image class mean."""
     per_image = per_image_metrics(stats, absent=absent)
-    return {name: summarize(with_class_mean(values)) for name, values in per_image.items()}
+    return {name: summarize(with_class_mean(values, per_image.class_names))
+            for name, values in per_image.items()}
 
 
 _INT64_SAFE = 2**62

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .aggregate import (
     absent_policy,
+    class_mean,
     macro_summary,
     micro_metrics,
     per_image_metrics,
@@ -97,11 +98,12 @@ def summary_notes(results: Results, *, absent: str | None = None, n_bootstrap: i
     names = [*results.class_names, CLASS_MEAN]
     rows, notes = [], []
     for metric, stats in macro.items():
-        columns = with_class_mean(per_image[metric])
+        columns = with_class_mean(per_image[metric], results.class_names)
         raw = macro_mean_percentiles(columns, n_bootstrap, seed)
         low, high, dropped = honest_interval(stats["mean"], *raw,
                                              np.isfinite(columns).sum(axis=0))
-        micro_values = np.append(micro[metric], _nanmean(micro[metric]))
+        micro_values = np.append(micro[metric], class_mean(micro[metric],
+                                                           results.class_names))
         micro_raw = micro_ci.get(metric, (np.full(len(names), np.nan),) * 2)
         micro_low, micro_high, micro_dropped = honest_interval(micro_values, *micro_raw,
                                                                micro_n)
@@ -142,7 +144,7 @@ def _micro_intervals(results: Results, absent: str, n_bootstrap: int, seed: int
     carried = images_per_class(stack)
     out = {}
     for metric, values in samples.items():
-        with_mean = np.column_stack([values, _nanmean(values, axis=1)])
+        with_mean = with_class_mean(values, results.class_names)
         out[metric] = percentile_interval(with_mean)
     any_class = int((stack.count.sum(axis=-1) > 0).any(axis=1).sum())
     return out, np.append(carried, any_class)

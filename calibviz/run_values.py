@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import class_mean, per_image_metrics
+from .aggregate import per_image_metrics, with_class_mean
 from .metrics import METRICS
 from .stats import BinStats
 
@@ -124,7 +124,8 @@ class RunValues:
         if not stats:
             raise ValueError(f"{source or name}: the run holds no image")
         per_image = per_image_metrics(stats, absent=absent)
-        values = {m: np.column_stack([v, class_mean(v)]) for m, v in per_image.items()}
+        names = stats[0].class_names
+        values = {m: with_class_mean(v, names) for m, v in per_image.items()}
         return cls(name=name, kind="calibviz", case_ids=tuple(strip_case(c) for c in case_ids),
                    class_names=stats[0].class_names, values=values, stats=stats,
                    absent=absent, source=source)
@@ -224,7 +225,7 @@ def _load_per_image_csv(folder: Path, name: str, absent: str | None = None) -> R
     for metric in metrics:
         wide = table.pivot(index="case", columns="class", values=metric)
         wide = wide.reindex(index=list(cases), columns=list(classes)).to_numpy(np.float64)
-        values[metric] = np.column_stack([wide, class_mean(wide)])
+        values[metric] = with_class_mean(wide, classes)
     # per_image.csv does not record the conventions; run.json beside it (if any) does
     conventions = recorded_conventions(folder, classes)
     recorded = (conventions or {}).get("absent")

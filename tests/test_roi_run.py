@@ -119,6 +119,19 @@ def test_top_label_row_equals_hand_argmax(tmp_path):
     # outputs keyed by label values leave it out
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"}
+    # the class means average the classes only (round 4 D-f): summary.csv's mean row and
+    # the per-image class mean compare tests are those of a run without the row
+    plain = tmp_path / "plain"
+    assert evaluate(pred, labels, "--out", plain, "--workers", 1, "--bootstrap", 0,
+                    "--no-figures").exit_code == 0
+    with_row = pd.read_csv(out / "summary.csv").set_index(["metric", "class"])
+    without = pd.read_csv(plain / "summary.csv").set_index(["metric", "class"])
+    pd.testing.assert_frame_equal(with_row.drop(index="top-label", level="class"), without)
+    from calibviz.run_values import load_run
+
+    for metric in ("ece", "ace"):
+        np.testing.assert_array_equal(load_run(out).values[metric][:, -1],
+                                      load_run(plain).values[metric][:, -1])
 
 
 def test_top_label_needs_a_softmax_map(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..aggregate import class_mean, mean_over_classes, per_image_metrics
+from ..aggregate import mean_over_classes, per_image_metrics, with_class_mean
 from ..intervals import honest_interval
 from ..metrics import METRICS
 from ..report import CLASS_MEAN, per_image_table, summary_table
@@ -200,7 +200,7 @@ def _with_intervals(table: pd.DataFrame, results: Results, n_bootstrap: int, see
     table["ci_high"] = np.nan
     names = [*results.class_names, CLASS_MEAN]
     for metric, values in per_image.items():
-        columns = np.column_stack([values, class_mean(values)])
+        columns = with_class_mean(values, results.class_names)
         low, high = macro_mean_interval(columns, n_bootstrap, seed, confidence)
         for c, name in enumerate(names):
             where = (table["metric"] == metric) & (table["class"] == name)
