@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import ece
+from .metrics import ece, one_stats
 from .stats import TOP_LABEL, BinStats
 
 _SMOOTH_EPS = 1e-4  # added to the smoothed density (relplot's BaseKernelMixin.smooth)
@@ -92,6 +92,7 @@ def smooth_ece(stats: BinStats, class_=0, *, sigma: float | None = None,
     >>> round(smooth_ece(s), 3)  # relplot.smECE on these voxels: 0.2088
     0.209
     """
+    stats = one_stats(stats, "smooth_ece")
     if stats.binning != "hard":
         raise ValueError("smooth ECE needs hard-binned statistics (voxel counts per bin)")
     index = stats.class_index(class_)
@@ -136,6 +137,7 @@ def top_label_stats(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 20,
 def top_label_ece(stats: BinStats, row=TOP_LABEL) -> float:
     """ECE of the top-label row (by name, or the only row): the marginal formula on a row
     whose confidence is the max probability and whose outcome is ``argmax == label``."""
+    stats = one_stats(stats, "top_label_ece")
     if row == TOP_LABEL and TOP_LABEL not in stats.class_names and stats.n_classes == 1:
         row = 0
     return float(ece(stats)[stats.class_index(row)])
@@ -144,6 +146,7 @@ def top_label_ece(stats: BinStats, row=TOP_LABEL) -> float:
 def classwise_ece(stats: BinStats, classes=None) -> float:
     """Class-wise ECE: the mean over ``classes`` (default all, a ``top-label`` row left out)
     of the marginal one-vs-rest ECEs, NaN classes skipped; NaN when none has a value."""
+    stats = one_stats(stats, "classwise_ece")
     if classes is None:
         classes = [n for n in stats.class_names if n != TOP_LABEL]
     values = ece(stats)[[stats.class_index(c) for c in classes]]

@@ -21,7 +21,7 @@ import numpy as np
 from .stats import TOP_LABEL, BinStats
 
 
-def _one(stats, name: str) -> BinStats:
+def one_stats(stats, name: str) -> BinStats:
     """``stats`` if it is a :class:`BinStats`, else ``TypeError`` naming what to pass."""
     if isinstance(stats, BinStats):
         return stats
@@ -30,14 +30,15 @@ def _one(stats, name: str) -> BinStats:
         raise TypeError(f"{name}() expects one BinStats, got a {found}; pool several with "
                         f"{name}(calibviz.pool(stats)) (micro), or call {name}() on each")
     if found == "Results":
-        raise TypeError(f"{name}() expects one BinStats, got a Results; use "
-                        "calibviz.micro_metrics(results) or calibviz.macro_summary(results)")
+        raise TypeError(f"{name}() expects one BinStats, got a Results; use results.stats[i] "
+                        "for one image, calibviz.pool(results) for the pooled bins, or "
+                        "calibviz.micro_metrics(results) / calibviz.macro_summary(results)")
     raise TypeError(f"{name}() expects one BinStats, got {found}")
 
 
 def calibration_gaps(stats: BinStats) -> np.ndarray:
     """float64 ``[C, B]`` ``|mean confidence − frequency|`` per bin; NaN for empty bins."""
-    stats = _one(stats, "calibration_gaps")
+    stats = one_stats(stats, "calibration_gaps")
     return np.abs(stats.mean_confidence - stats.frequency)
 
 
@@ -72,7 +73,7 @@ def gap_metrics(mean_confidence, frequency, count, nonempty
 
 
 def _gap_metrics(stats: BinStats, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    stats = _one(stats, name)
+    stats = one_stats(stats, name)
     return gap_metrics(stats.mean_confidence, stats.frequency, stats.count, stats.nonempty)
 
 
@@ -93,7 +94,7 @@ def mce(stats: BinStats) -> np.ndarray:
 
 def brier(stats: BinStats) -> np.ndarray:
     """Brier score ``(Σp² − 2Σp·y + Σy) / Σn`` per class (y is 0/1 so ``Σy² = Σy``)."""
-    stats = _one(stats, "brier")
+    stats = one_stats(stats, "brier")
     total = stats.count.sum(axis=1).astype(np.float64)
     numerator = (stats.sum_p2 - 2 * stats.sum_py + stats.sum_y).sum(axis=1)
     out = np.full(stats.n_classes, np.nan)
@@ -109,7 +110,7 @@ def brier_decomposition(stats: BinStats) -> dict[str, np.ndarray]:
     are the part binning hides, and they come straight from ``Σp²`` and ``Σp·y``.
     Empty bins (``W = 0``, or ``W < empty_weight`` when soft) are left out of every term.
     """
-    stats = _one(stats, "brier_decomposition")
+    stats = one_stats(stats, "brier_decomposition")
     n = _bin_weights(stats)
     total = n.sum(axis=1)
     keep = stats.nonempty
@@ -159,14 +160,14 @@ def debiased_ce(count, sum_p, sum_y, nonempty) -> np.ndarray:
 
 def dce(stats: BinStats) -> np.ndarray:
     """Debiased calibration error per class (see :func:`debiased_ce`); NaN without voxels."""
-    stats = _one(stats, "dce")
+    stats = one_stats(stats, "dce")
     return debiased_ce(stats.count, stats.sum_p, stats.sum_y, stats.nonempty)
 
 
 def dice(stats: BinStats) -> np.ndarray:
     """Dice of each channel thresholded at ``p >= 0.5``; NaN when truth and prediction are
     empty (and for a ``top-label`` row, which is no segmentation)."""
-    stats = _one(stats, "dice")
+    stats = one_stats(stats, "dice")
     tp = stats.tp.astype(np.float64)
     denominator = 2 * tp + stats.fp + stats.fn
     out = np.full(stats.n_classes, np.nan)

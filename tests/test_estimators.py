@@ -127,3 +127,22 @@ def test_classwise_ece_is_the_mean_of_marginal_eces():
     assert classwise_ece(stats) == pytest.approx(ece(stats).mean(), rel=1e-14)
     assert classwise_ece(stats, ["class1", "class2"]) == pytest.approx(ece(stats)[1:].mean())
     assert np.isnan(classwise_ece(stats.mask_classes(np.zeros(3, bool))))
+
+
+def test_one_image_functions_name_what_to_pass_for_a_results():
+    """smooth_ece, top_label_ece, classwise_ece and the reliability diagram take one
+    BinStats; a Results (or a list) is one TypeError saying what to pass instead."""
+    from calibviz import Results
+    from calibviz.estimators import classwise_ece, smooth_ece, top_label_ece
+    from calibviz.viz import ReliabilityDiagramDisplay
+
+    rng = np.random.default_rng(4)
+    stats = bin_image(rng.dirichlet([1, 1], 200).T, rng.integers(0, 2, 200), n_bins=10)
+    results = Results(("a", "b"), (stats, stats), {"n_bins": 10})
+    for function in (smooth_ece, top_label_ece, classwise_ece,
+                     ReliabilityDiagramDisplay.from_stats):
+        for given, found in ((results, "got a Results; use results.stats"),
+                             ([stats, stats], "got a list; pool several")):
+            with pytest.raises(TypeError, match=f"expects one BinStats, {found}"):
+                function(given)
+    assert np.isfinite(smooth_ece(stats, 1)) and np.isfinite(classwise_ece(stats))

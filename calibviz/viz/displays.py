@@ -35,7 +35,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.transforms import blended_transform_factory, offset_copy
 
 from ..aggregate import reliability_histogram
-from ..metrics import ace, ece, gap_metrics, mce
+from ..metrics import ace, ece, gap_metrics, mce, one_stats
 from ..stats import BinStats, ReliabilityHistogram, column_normalised, images_per_column
 from .annotate import (  # noqa: F401  (format_value, style_colorbar: public here)
     XLABEL,
@@ -97,6 +97,7 @@ class ReliabilityDiagramDisplay:
     @classmethod
     def from_stats(cls, stats: BinStats, class_: int | str = 0) -> ReliabilityDiagramDisplay:
         """The diagram of one class (index or name) of a :class:`BinStats`."""
+        stats = one_stats(stats, "ReliabilityDiagramDisplay.from_stats")
         c = stats.class_index(class_)
         return cls(
             stats.mean_confidence[c], stats.frequency[c], stats.count[c], stats.edges,
