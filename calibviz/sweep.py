@@ -29,6 +29,7 @@ the two nearest *fine* bin centres, which are not coarse centres.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,8 +68,21 @@ def check_divides(n_fine: int, n_bins: int, binning: str = "hard") -> int:
     if n_fine % n_bins:
         raise ValueError(
             f"{n_bins} bins do not divide the run's {n_fine} fine bins (possible: "
-            f"{', '.join(map(str, divisors(n_fine)))}); re-run evaluate with --fine-bins 600")
+            f"{', '.join(map(str, divisors(n_fine)))}); {fine_bins_hint(n_fine, [n_bins])}")
     return n_bins
+
+
+def fine_bins_hint(n_fine: int, wanted) -> str:
+    """What to re-run evaluate with so that ``wanted`` bin counts divide the fine bins: the
+    least common multiple of the run's bins and them, when it is within
+    :data:`~calibviz.options.MAX_BINS`."""
+    from .options import MAX_BINS
+
+    needed = math.lcm(n_fine, *map(int, wanted))
+    if needed > MAX_BINS:
+        return (f"no --fine-bins up to {MAX_BINS:,} is a multiple of {n_fine} and of "
+                f"{', '.join(map(str, wanted))}")
+    return f"re-run evaluate with --fine-bins {needed}"
 
 
 def coarsen(stats: BinStats, n_bins: int) -> BinStats:

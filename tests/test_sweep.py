@@ -303,7 +303,7 @@ def test_cli_sweep_default_bins_adapt_to_the_run(tmp_path):
     result = sweep_cli(folder)
     assert result.exit_code == 0, result.output
     assert ("note: left out 15, 30, 50, 100 bins: they do not divide the run's 20 bins "
-            "(evaluate --fine-bins 600 allows them)") in result.output
+            "(re-run evaluate with --fine-bins 300)") in result.output
     import pandas as pd
 
     assert sorted(pd.read_csv(folder / "sweep" / "sweep.csv")["bins"].unique()) == [5, 10, 20]
@@ -318,3 +318,17 @@ def test_cli_sweep_default_bins_adapt_to_the_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(pd.read_csv(tmp_path / "odd" / "sweep" / "sweep.csv")["bins"].unique()) == \
         [3, 7, 21]
+
+
+@pytest.mark.parametrize(("bins", "hint"), [
+    (7, "re-run evaluate with --fine-bins 140"),
+    (99991, "no --fine-bins up to 100,000 is a multiple of 20 and of 99991"),
+])
+def test_cli_sweep_suggests_fine_bins_that_work(tmp_path, bins, hint):
+    """The suggestion is a fine resolution that the run's bins and the asked ones both
+    divide (it said --fine-bins 600, which 7 does not divide)."""
+    folder = tmp_path / "run"
+    fine_stats, _ = dataset(n_images=2, seed=2, fine=20)
+    save_results(folder / "stats.npz", Results(["a", "b"], fine_stats, {"n_bins": 20}))
+    result = sweep_cli(folder, "--bins", str(bins))
+    assert result.exit_code == 2 and hint in " ".join(result.output.split())

@@ -55,7 +55,14 @@ def sweep(
     """Metrics against the number of bins (and on equal-mass bins) from one run's sums."""
     from ..report import write_csv
     from ..store import load_finest_results
-    from ..sweep import check_divides, default_bins, equal_mass_table, sweep_figure, sweep_table
+    from ..sweep import (
+        check_divides,
+        default_bins,
+        equal_mass_table,
+        fine_bins_hint,
+        sweep_figure,
+        sweep_table,
+    )
     from ..viz.figures import save_figure
 
     try:
@@ -69,8 +76,8 @@ def sweep(
             wanted, left_out = default_bins(first.n_bins)
             if left_out:
                 typer.echo(f"note: left out {', '.join(map(str, left_out))} bins: they do not "
-                           f"divide the run's {first.n_bins} bins (evaluate --fine-bins 600 "
-                           "allows them)", err=True)
+                           f"divide the run's {first.n_bins} bins "
+                           f"({fine_bins_hint(first.n_bins, left_out)})", err=True)
         for b in wanted:
             check_divides(first.n_bins, b, first.binning)
         policy = absent.value if absent is not None else results.options.get("absent", "include")
