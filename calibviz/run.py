@@ -29,9 +29,13 @@ from .loop import (
     warm_up,
 )
 from .options import (
+    ABSENT_POLICIES,
     MAX_FIGURE_BINS,  # noqa: F401 (public here, as before)
     EvalOptions,
+    check_choice,
     check_n_bins,
+    check_resamples,
+    check_seed,
 )
 from .results import Results
 from .runchecks import UsageError, check_run, claim_out  # noqa: F401 (UsageError: public)
@@ -73,6 +77,7 @@ def _binning_options(options: EvalOptions, pred_dir: Path, label_dir: Path) -> d
 
 
 def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, client=None,
+                    absent: str = "include", bootstrap: int = 0, seed: int = 0,
                     **options) -> Results:
     """Discover, pair and evaluate every case of a prediction folder against a label folder.
 
@@ -80,18 +85,28 @@ def evaluate_folder(pred_dir, label_dir, *, workers: int | None = 1, client=None
     ``n_bins=15``, ``regions="WT=1,2,4;TC=1,4;ET=4"``), validated before any case runs.
     Returns a :class:`Results` with the ids and per-image :class:`BinStats` of the cases
     that passed every check and every problem found (cases that failed are reported in
-    ``problems`` and ``skipped``; the others go on). Raises :class:`ValueError` for a bad
-    option or a missing or empty folder. ``client``: a ``distributed.Client``; the cases are
-    evaluated on its cluster (same results as a local run).
+    ``problems`` and ``skipped``; the others go on). ``absent``, ``bootstrap`` and ``seed``
+    are recorded as the command line's ``--absent``, ``--bootstrap`` and ``--seed``: the
+    Results' ``summary`` and aggregates use them (no intervals by default here). Raises
+    :class:`ValueError` for a bad option or a missing or empty folder. ``client``: a
+    ``distributed.Client``; the cases are evaluated on its cluster (same results as a local
+    run).
     """
-    opts = EvalOptions.from_kwargs(**options)
+    try:
+        opts = EvalOptions.from_kwargs(**options)
+    except TypeError as error:  # name the run-level options too
+        raise TypeError(f"{error}; and workers, client, absent, bootstrap, seed") from None
+    check_choice("absent", absent, ABSENT_POLICIES)
+    run_level = {"absent": absent, "bootstrap": check_resamples(bootstrap, "bootstrap"),
+                 "seed": check_seed(seed)}
     if workers is not None:
         check_processes(workers, f"workers={workers}")
     if client is not None:
         check_client(client)
     pred_dir, label_dir = Path(pred_dir), Path(label_dir)
     cases, problems = discover_cases(pred_dir, label_dir, opts)
-    collector = Collector(cases, problems, _binning_options(opts, pred_dir, label_dir))
+    collector = Collector(cases, problems,
+                          {**_binning_options(opts, pred_dir, label_dir), **run_level})
     evaluate_cases(cases, opts, workers=workers, on_result=collector, client=client)
     return collector.results()
 

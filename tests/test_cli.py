@@ -610,3 +610,28 @@ def test_evaluate_figures_of_many_classes_show_sixteen_and_say_so(tmp_path, work
     assert f"calibviz plot {out} --classes" in text
     shown, _ = figure_classes(load_results(out))
     assert len(shown) == 16 and (out / "figures" / "cases" / "c0.png").exists()
+
+
+def test_evaluate_folder_takes_the_run_level_options(tmp_path):
+    """absent, bootstrap and seed (the command line's --absent, --bootstrap, --seed) are
+    recorded in the Results, so that its summary is the one evaluate would write."""
+    from calibviz.report import summary_table
+    from calibviz.synthetic import make_case, write_label, write_monai
+
+    for i in range(3):
+        labels, probs = make_case((10, 9, 6), 3, seed=i)
+        labels[labels == 2] = 0 if i == 0 else 2  # class 2 absent from case 0
+        write_label(tmp_path / "labels" / f"case{i}.nii.gz", labels)
+        write_monai(tmp_path / "pred", f"case{i}", probs)
+    results = evaluate_folder(tmp_path / "pred", tmp_path / "labels", absent="exclude",
+                              bootstrap=50, seed=3)
+    assert {k: results.options[k] for k in ("absent", "bootstrap", "seed")} == {
+        "absent": "exclude", "bootstrap": 50, "seed": 3}
+    expected = summary_table(results, absent="exclude", n_bootstrap=50, seed=3)
+    pd.testing.assert_frame_equal(results.summary, expected)
+    assert not results.summary.equals(summary_table(results, absent="include", n_bootstrap=50,
+                                                    seed=3))
+    with pytest.raises(ValueError, match="absent"):
+        evaluate_folder(tmp_path / "pred", tmp_path / "labels", absent="drop")
+    with pytest.raises(TypeError, match="unknown option.*absnt.*absent, bootstrap, seed"):
+        evaluate_folder(tmp_path / "pred", tmp_path / "labels", absnt="exclude")
