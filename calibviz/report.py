@@ -197,11 +197,27 @@ def write_reports(results: Results, out_dir: Path, *, csv_style: str = "tidy",
         from .io import Problem
 
         problems.extend(Problem("", str(files[-1]), note, "warning") for note in notes)
+        problems.extend(Problem("", str(files[1]), note, "warning")
+                        for note in formula_notes(results))
     files.append(write_json(out_dir / "summary.json", summary_json(results)))
     if csv_style == "reference":
         for name, (table, header) in reference_tables(results, absent=absent).items():
             files.append(write_csv(out_dir / name, table, header=header))
     return files
+
+
+#: What a spreadsheet takes a cell beginning with for a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_notes(results: Results) -> list[str]:
+    """One line per case id or class name that a spreadsheet would read as a formula when
+    it opens the CSVs (written as they are: the ids must match the files they name)."""
+    names = [("case id", c) for c in results.cases]
+    names += [("class name", c) for c in results.class_names]
+    return [f"{kind} {name!r} begins with {name[0]!r}: Excel and LibreOffice read such a CSV "
+            "cell as a formula; import the CSVs as text" for kind, name in names
+            if name.startswith(FORMULA_STARTS)]
 
 
 def write_problems(problems: Iterable, out_dir: Path) -> Path:

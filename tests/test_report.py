@@ -13,6 +13,7 @@ from calibviz.report import (
     problems_table,
     reference_tables,
     summary_table,
+    write_reports,
 )
 
 from .conftest import random_images
@@ -141,3 +142,18 @@ def test_tables_of_a_results_default_to_its_absent_policy():
         explicit = reference_tables(results, absent=policy)
         for name, (table, _) in own.items():
             pd.testing.assert_frame_equal(table, explicit[name][0])
+
+
+def test_names_a_spreadsheet_would_run_are_warned_about(tmp_path):
+    """Case ids and class names are written to the CSVs as they are (they must match the
+    files they name); one beginning with = + - @ is a formula to Excel: a warning each."""
+    stats = random_images(n_images=2)
+    named = [s.replace(class_names=("bg", "=HYPERLINK(\"x\")", "liver")) for s in stats]
+    results = Results(("=cmd|' calc'!A0", "case_2"), named, {"n_bins": 10})
+    problems: list[Problem] = []
+    write_reports(results, tmp_path, problems=problems)
+    warned = [p.message for p in problems if "formula" in p.message]
+    assert len(warned) == 2 and all(p.severity == "warning" for p in problems)
+    assert "case id \"=cmd|' calc'!A0\" begins with '='" in warned[0]
+    assert "class name '=HYPERLINK(\"x\")'" in warned[1]
+    assert (tmp_path / "per_image.csv").read_text().count("=cmd|' calc'!A0") == 3
