@@ -74,12 +74,13 @@ class _InputOptions(nn.Module):
         if self.softmax and n_classes == 1:
             raise ValueError("softmax=True needs at least two channels; use sigmoid=True")
         parsed = parse(target, input.shape, target_name="target",
-                       ignore_index=self.ignore_index)
+                       ignore_index=self.ignore_index, categorical=not self.sigmoid)
         if self.validate:
             check_values(
                 input, parsed, logits=self.softmax or self.sigmoid, names=("input", "target"),
                 hint="softmax=True or sigmoid=True", one_positive=one_positive,
                 label_hint=LABEL_HINT if self.ignore_index is None else "",
+                no_empty=self.softmax,
             )
         outcome, labels, kept = outcomes(parsed, n_classes)
         probs = self._probabilities(input).reshape(batch, n_classes, -1)
