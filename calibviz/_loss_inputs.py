@@ -80,7 +80,7 @@ class _InputOptions(nn.Module):
                 input, parsed, logits=self.softmax or self.sigmoid, names=("input", "target"),
                 hint="softmax=True or sigmoid=True", one_positive=one_positive,
                 label_hint=LABEL_HINT if self.ignore_index is None else "",
-                no_empty=self.softmax,
+                no_empty=self.softmax, empty_hint=EMPTY_HINT,
             )
         outcome, labels, kept = outcomes(parsed, n_classes)
         probs = self._probabilities(input).reshape(batch, n_classes, -1)
@@ -96,6 +96,9 @@ class _InputOptions(nn.Module):
         return prepared
 
 
+#: Ends the message for one-hot voxels with no positive channel.
+EMPTY_HINT = ("pass ignore_index=<value> to leave them out, or a label map (sigmoid=True for "
+              "multi-label targets)")
 #: Added to the out-of-range label message of the losses.
 LABEL_HINT = "; pass ignore_index=<value> to leave such voxels out of the loss"
 

@@ -124,19 +124,21 @@ def check_values(
     one_positive: bool = False,
     label_hint: str = "",
     no_empty: bool = False,
+    empty_hint: str = "",
 ) -> None:
     """Raise ``ValueError`` for bad values; exactly one device synchronisation.
 
     ``values`` ``(B, C, *spatial)`` are probabilities (finite, within ``CLIP_TOLERANCE`` of
     [0, 1]) or, with ``logits``, anything finite.  ``target`` as :func:`parse`; voxels with
     ``ignore_index`` are exempt.  ``one_positive``: a one-hot target must have exactly one
-    channel > 0.5 per kept voxel; ``no_empty``: at least one.  ``hint`` names the activation
-    options (``"softmax=True"``).
+    channel > 0.5 per kept voxel; ``no_empty``: at least one (``empty_hint`` ends the
+    message).  ``hint`` names the activation options (``"softmax=True"``).
     """
     with torch.no_grad():
         found = _counts(values, target, logits=logits, one_positive=one_positive,
                         no_empty=no_empty)
-    _raise_for(found, values, target, names, hint, label_hint, logits, one_positive)
+    _raise_for(found, values, target, names, hint, label_hint, logits,
+               (one_positive, empty_hint or EMPTY_HINT))
 
 
 def _counts(values, target, *, logits, one_positive, no_empty) -> list[float]:
@@ -185,8 +187,13 @@ def _masked(bad: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
     return bad if kept is None else bad & kept
 
 
-def _raise_for(found, values, target, names, hint, label_hint, logits, one_positive) -> None:
-    """The first problem of ``found`` as a ValueError (extra syncs only on this path)."""
+#: How to mend one-hot voxels with no positive channel (the metrics' wording).
+EMPTY_HINT = "give each voxel its class, or pass a label map"
+
+
+def _raise_for(found, values, target, names, hint, label_hint, logits, empty) -> None:
+    """The first problem of ``found`` as a ValueError (extra syncs only on this path);
+    ``empty``: (one positive channel required, hint for voxels with none)."""
     ignored = target.ignored()
     kept = None if ignored is None else ~ignored
     n_nonfinite, low, high, n_outside, n_fractional, n_not_binary, n_not_one, n_none = found
@@ -209,11 +216,11 @@ def _raise_for(found, values, target, names, hint, label_hint, logits, one_posit
             f"a one-hot {target_name} must hold only 0 and 1; found values such as {bad}"
         )
     if n_none:
+        one_positive, empty_hint = empty
         rule = "exactly one positive channel per voxel" if one_positive else "a class per voxel"
         raise ValueError(
             f"a one-hot {target_name} must have {rule}; {int(n_none)} voxels have no positive "
-            "channel: such voxels have no class; pass ignore_index=<value> to leave them out, "
-            "or a label map (sigmoid=True for multi-label targets)"
+            f"channel: such voxels have no class; {empty_hint}"
         )
     if n_not_one:
         raise ValueError(
