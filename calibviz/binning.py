@@ -734,13 +734,13 @@ def _class_index(index, n_classes: int, where: str) -> int:
     return int(index)
 
 
-def _label_value(value, name: str, where: str) -> int:
-    """One label value of class ``name`` as an int: an integer or an integral float (labels
-    are integers); bools, strings and fractions are refused."""
+def _label_value(value, what: str, where: str) -> int:
+    """One label value (of ``what``) as an int: an integer or an integral float (labels are
+    integers); bools, strings and fractions are refused."""
     if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
             and float(value).is_integer()):
         return int(value)
-    raise ValueError(f"{where}class {name!r}: label values must be integers, got {value!r}")
+    raise ValueError(f"{where}{what} must be integers, got {value!r}")
 
 
 def _not_a_string(value, what: str, where: str) -> None:
@@ -760,12 +760,13 @@ def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, w
                names: Sequence[str]):
     """uint8 ``[C, L]`` outcome table over label values ``offset .. offset + L - 1``; the
     ignore label must not be a member of any class (``names``: the classes' names)."""
-    members = [[_label_value(v, name, where) for v in m]
+    members = [[_label_value(v, f"class {name!r}: label values", where) for v in m]
                for name, m in zip(names, members, strict=True)]
     all_members = sorted({int(v) for m in members for v in m})
     declared = set(all_members) | {0}
     if declared_labels is not None:
-        declared |= {int(v) for v in declared_labels}
+        _not_a_string(declared_labels, "declared_labels", where)
+        declared |= {_label_value(v, "declared_labels", where) for v in declared_labels}
     if ignore_label is not None:
         if not float(ignore_label).is_integer():
             raise ValueError(f"{where}ignore_label must be an integer, got {ignore_label!r}")

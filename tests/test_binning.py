@@ -526,6 +526,9 @@ def test_accumulator_label_values_must_be_integers(value):
         bin_image(probs, labels, classes=[0, 1, value], class_names=["a", "b", "c"])
     with pytest.raises(ValueError, match="class 'region2': label values must be integers"):
         bin_image(probs, labels, regions=[[0], [1], [2, value]])
+    declared = rf"declared_labels must be integers, got {value!r}"
+    with pytest.raises(ValueError, match=declared):
+        bin_image(probs, labels, declared_labels=[0, 1, 2, value])
     # integral floats and numpy integers are label values like any other
     exact = bin_image(probs, labels)
     for values in ([0.0, 1.0, 2.0], list(np.arange(3))):
