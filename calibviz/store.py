@@ -259,21 +259,26 @@ def holds_run(out_dir: str | os.PathLike) -> bool:
 def check_finished(folder: str | os.PathLike) -> None:
     """``ValueError`` (one line) when ``folder`` holds an interrupted run: the partial store
     of ``calibviz evaluate`` and no ``run.json`` (which a run writes last, before removing
-    the store). Its reports may be there but are not a finished run's (problems are lost)."""
+    the store). Its reports may be there but are not a finished run's (problems are lost).
+    A region-of-interest set ``roi-*/`` without its ``run.json`` belongs to the run above."""
     folder = Path(folder)
-    if not (folder / PARTIAL_DIR).is_dir() or (folder / "run.json").is_file():
+    run = folder
+    if folder.name.startswith(ROI_PREFIX) and (folder.parent / PARTIAL_DIR).is_dir():
+        run = folder.parent
+    if not (run / PARTIAL_DIR).is_dir() or (folder / "run.json").is_file():
         return
-    n_cases = sum(1 for f in (folder / PARTIAL_DIR).glob("*.npz")
+    n_cases = sum(1 for f in (run / PARTIAL_DIR).glob("*.npz")
                   if not f.name.endswith(".roi.npz"))
     try:
-        stored = json_object((folder / PARTIAL_DIR / RUN_OPTIONS).read_text(encoding="utf-8"))
+        stored = json_object((run / PARTIAL_DIR / RUN_OPTIONS).read_text(encoding="utf-8"))
         inputs = " ".join(shlex.quote(str(stored[key])) for key in ("pred_dir", "label_dir"))
     except (OSError, ValueError, KeyError):
         inputs = "PRED LABELS"
+    missing = "run.json" if run == folder else f"{folder.name}/run.json"
     raise ValueError(
-        f"{folder} holds an interrupted run ({n_cases} cases evaluated, {PARTIAL_DIR}/ kept, "
-        f"no run.json): finish it with calibviz evaluate {inputs} --out "
-        f"{shlex.quote(str(folder))} --resume (and the options it was started with)"
+        f"{run} holds an interrupted run ({n_cases} cases evaluated, {PARTIAL_DIR}/ kept, "
+        f"no {missing}): finish it with calibviz evaluate {inputs} --out "
+        f"{shlex.quote(str(run))} --resume (and the options it was started with)"
     )
 
 
