@@ -80,7 +80,8 @@ class _InputOptions(nn.Module):
                 input, parsed, logits=self.softmax or self.sigmoid, names=("input", "target"),
                 hint="softmax=True or sigmoid=True", one_positive=one_positive,
                 label_hint=LABEL_HINT if self.ignore_index is None else "",
-                no_empty=self.softmax, empty_hint=EMPTY_HINT,
+                no_empty=True if self.softmax else (False if self.sigmoid else None),
+                empty_hint=EMPTY_HINT,
             )
         outcome, labels, kept = outcomes(parsed, n_classes)
         probs = self._probabilities(input).reshape(batch, n_classes, -1)

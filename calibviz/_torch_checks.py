@@ -123,7 +123,7 @@ def check_values(
     hint: str,
     one_positive: bool = False,
     label_hint: str = "",
-    no_empty: bool = False,
+    no_empty: bool | None = False,
     empty_hint: str = "",
 ) -> None:
     """Raise ``ValueError`` for bad values; exactly one device synchronisation.
@@ -132,19 +132,22 @@ def check_values(
     [0, 1]) or, with ``logits``, anything finite.  ``target`` as :func:`parse`; voxels with
     ``ignore_index`` are exempt.  ``one_positive``: a one-hot target must have exactly one
     channel > 0.5 per kept voxel; ``no_empty``: at least one (``empty_hint`` ends the
-    message).  ``hint`` names the activation options (``"softmax=True"``).
+    message); ``None``: at least one when the probabilities sum to 1 in every voxel (softmax
+    outputs: one class per voxel; multi-label probabilities do not), so an all-zero voxel
+    stays a multi-label "no region" outcome otherwise.  ``hint`` names the activation
+    options (``"softmax=True"``).
     """
     with torch.no_grad():
         found = _counts(values, target, logits=logits, one_positive=one_positive,
                         no_empty=no_empty)
     _raise_for(found, values, target, names, hint, label_hint, logits,
-               (one_positive, empty_hint or EMPTY_HINT))
+               (one_positive, one_positive or no_empty is True, empty_hint or EMPTY_HINT))
 
 
 def _counts(values, target, *, logits, one_positive, no_empty) -> list[float]:
     """``[non-finite, min, max, labels outside, fractional labels, one-hot not 0/1, voxels
-    not one-positive, voxels with no positive]`` computed on the device, moved to the host
-    in one transfer."""
+    not one-positive, voxels with no positive, voxels whose probabilities do not sum to 1]``
+    computed on the device, moved to the host in one transfer."""
     n_classes = values.shape[1]
     zero = values.new_zeros((), dtype=torch.float64)
     stats = [(~torch.isfinite(values)).sum()]
@@ -166,7 +169,7 @@ def _counts(values, target, *, logits, one_positive, no_empty) -> list[float]:
             outside = outside & kept
             not_integral = None if not_integral is None else not_integral & kept
         stats += [outside.sum(), zero if not_integral is None else not_integral.sum()]
-        stats += [zero, zero, zero]
+        stats += [zero, zero, zero, zero]
     else:
         onehot = target.onehot
         stats += [zero, zero]
@@ -175,11 +178,16 @@ def _counts(values, target, *, logits, one_positive, no_empty) -> list[float]:
             else _masked((onehot != 0) & (onehot != 1), kept).sum()
         )
         positives = (
-            positive(onehot).sum(dim=1, keepdim=True) if one_positive or no_empty else None
+            positive(onehot).sum(dim=1, keepdim=True)
+            if one_positive or no_empty is not False else None
         )
         not_one = _masked(positives != 1, kept).sum() if one_positive else zero
         none = zero if positives is None else _masked(positives == 0, kept).sum()
-        stats += [not_binary, not_one, none]
+        off_simplex = zero + 1  # the probabilities say nothing (one channel, logits)
+        if no_empty is None and not logits and n_classes > 1:
+            sums = values.sum(dim=1, keepdim=True, dtype=torch.float64)
+            off_simplex = (~((sums - 1).abs() <= CLIP_TOLERANCE)).sum()
+        stats += [not_binary, not_one, none, off_simplex]
     return torch.stack([s.to(torch.float64) for s in stats]).tolist()  # the one sync
 
 
@@ -193,10 +201,13 @@ EMPTY_HINT = "give each voxel its class, or pass a label map"
 
 def _raise_for(found, values, target, names, hint, label_hint, logits, empty) -> None:
     """The first problem of ``found`` as a ValueError (extra syncs only on this path);
-    ``empty``: (one positive channel required, hint for voxels with none)."""
+    ``empty``: (one positive channel required, voxels with none refused whatever the
+    probabilities, hint for voxels with none)."""
     ignored = target.ignored()
     kept = None if ignored is None else ~ignored
-    n_nonfinite, low, high, n_outside, n_fractional, n_not_binary, n_not_one, n_none = found
+    (n_nonfinite, low, high, n_outside, n_fractional, n_not_binary, n_not_one, n_none,
+     n_off_simplex) = found
+    one_positive, always, empty_hint = empty
     name, target_name = names
     n_classes = values.shape[1]
     if n_outside:
@@ -215,12 +226,14 @@ def _raise_for(found, values, target, names, hint, label_hint, logits, empty) ->
         raise ValueError(
             f"a one-hot {target_name} must hold only 0 and 1; found values such as {bad}"
         )
-    if n_none:
-        one_positive, empty_hint = empty
+    if n_none and (always or not n_off_simplex):
+        why = (f"; {int(n_none)} voxels have no positive" if always else
+               f" (the {name} probabilities sum to 1 in every voxel, as a softmax's do); "
+               f"{int(n_none)} voxels have no positive")
         rule = "exactly one positive channel per voxel" if one_positive else "a class per voxel"
         raise ValueError(
-            f"a one-hot {target_name} must have {rule}; {int(n_none)} voxels have no positive "
-            f"channel: such voxels have no class; {empty_hint}"
+            f"a one-hot {target_name} must have {rule}{why} channel: such voxels have no "
+            f"class; {empty_hint}"
         )
     if n_not_one:
         raise ValueError(

@@ -180,8 +180,10 @@ class HardL1ACELoss(_L1ACELoss):
         float64; drifts ~1e-4 relative over 10⁶ voxels).
     validate : check the batch (default True), as the torchmetrics/MONAI adapters do:
         probabilities finite and within 1e-3 of [0, 1] (logits: finite), label values in
-        ``0..C-1`` (or ``ignore_index``), one-hot values 0/1; with ``softmax=True`` every
-        one-hot voxel has a positive channel (a voxel without one has no class).  Costs ONE
+        ``0..C-1`` (or ``ignore_index``), one-hot values 0/1; with ``softmax=True``, or
+        probabilities that sum to 1 in every voxel, every one-hot voxel has a positive
+        channel (a voxel without one has no class; multi-label probabilities and
+        ``sigmoid=True`` keep all-zero voxels as "no region" outcomes).  Costs ONE
         device-to-host synchronisation per call (a few reductions, then one transfer);
         ``False`` skips it (bad values are then scored silently, or fail inside torch).
     ignore_index : a label value (e.g. 255) whose voxels are left out of every term, as

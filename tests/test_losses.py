@@ -721,6 +721,13 @@ def test_one_hot_voxels_without_class_are_refused_under_softmax(loss_class):
         loss_class(softmax=True)(torch.from_numpy(np.log(probs)), torch.from_numpy(onehot))
     loss_class(softmax=True, validate=False)(  # not checked: scored as negatives, as before
         torch.from_numpy(np.log(probs)), torch.from_numpy(onehot))
+    # probabilities that sum to 1 in every voxel are softmax outputs: one class per voxel
+    with pytest.raises(ValueError, match=r"no positive channel: such voxels have no class"):
+        loss_class()(torch.from_numpy(probs), torch.from_numpy(onehot))
+    # multi-label probabilities (not summing to 1): an all-zero voxel is a "no region" outcome
+    multi = np.clip(probs * 1.5, 0, 1).astype(np.float32)
+    if loss_class not in (HardL1ACEAndDiceCELoss, SoftL1ACEAndDiceCELoss):  # CE: one class
+        loss_class()(torch.from_numpy(multi), torch.from_numpy(onehot))
 
 
 @pytest.mark.parametrize("loss_class", [HardL1ACELoss, SoftL1ACELoss])
