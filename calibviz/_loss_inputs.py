@@ -74,12 +74,14 @@ class _InputOptions(nn.Module):
         if self.softmax and n_classes == 1:
             raise ValueError("softmax=True needs at least two channels; use sigmoid=True")
         parsed = parse(target, input.shape, target_name="target",
-                       ignore_index=self.ignore_index)
+                       ignore_index=self.ignore_index, categorical=not self.sigmoid)
         if self.validate:
             check_values(
                 input, parsed, logits=self.softmax or self.sigmoid, names=("input", "target"),
                 hint="softmax=True or sigmoid=True", one_positive=one_positive,
                 label_hint=LABEL_HINT if self.ignore_index is None else "",
+                no_empty=True if self.softmax else (False if self.sigmoid else None),
+                empty_hint=EMPTY_HINT,
             )
         outcome, labels, kept = outcomes(parsed, n_classes)
         probs = self._probabilities(input).reshape(batch, n_classes, -1)
@@ -95,6 +97,9 @@ class _InputOptions(nn.Module):
         return prepared
 
 
+#: Ends the message for one-hot voxels with no positive channel.
+EMPTY_HINT = ("pass ignore_index=<value> to leave them out, or a label map (sigmoid=True for "
+              "multi-label targets)")
 #: Added to the out-of-range label message of the losses.
 LABEL_HINT = "; pass ignore_index=<value> to leave such voxels out of the loss"
 

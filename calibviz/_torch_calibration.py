@@ -37,7 +37,10 @@ def prepare(
     With ``validate`` (exactly one device synchronisation, :func:`calibviz._torch_checks.
     check_values`): probabilities must be finite and within ``CLIP_TOLERANCE`` (1e-3) of
     [0, 1] (logits: finite); label values must lie in ``0..C-1``; one-hot values must be 0
-    or 1.  Values within the tolerance are clipped, as ``calibviz.bin_image`` does.  An empty
+    or 1, and with ``softmax`` (or probabilities summing to 1 in every voxel) every voxel
+    needs a positive channel (one class per voxel; otherwise an all-zero voxel is a
+    multi-label "no region" outcome).  Values within the
+    tolerance are clipped, as ``calibviz.bin_image`` does.  An empty
     batch, no channel or no voxel is an error.
     """
     pred_name, target_name = names
@@ -55,7 +58,8 @@ def prepare(
     if softmax and n_classes < 2:
         raise ValueError("softmax=True needs at least two channels")
     if validate:
-        check_values(preds, parsed, logits=softmax, names=names, hint="softmax=True")
+        check_values(preds, parsed, logits=softmax, names=names, hint="softmax=True",
+                     no_empty=True if softmax else None)
     outcome, _, _ = outcomes(parsed, n_classes)
     if softmax:
         x = preds.float() if preds.dtype in (torch.float16, torch.bfloat16) else preds

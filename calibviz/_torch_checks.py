@@ -25,19 +25,30 @@ from .binning import CLIP_TOLERANCE
 @dataclass
 class Target:
     """A parsed target: exactly one of ``onehot`` ``(B, C, *spatial)`` and ``labels``
-    ``(B, 1, *spatial)`` (bool labels as uint8) is set; ``ignore_index`` or None."""
+    ``(B, 1, *spatial)`` (bool labels as uint8) is set; ``ignore_index`` or None;
+    ``empty_ignored``: one-hot voxels with no positive channel are left out as well."""
 
     onehot: torch.Tensor | None
     labels: torch.Tensor | None
     ignore_index: int | None = None
+    empty_ignored: bool = False
 
     def ignored(self) -> torch.Tensor | None:
-        """bool ``(B, 1, *spatial)``: voxels left out (any channel == ignore_index)."""
+        """bool ``(B, 1, *spatial)``: voxels left out (any channel == ignore_index, and with
+        ``empty_ignored`` one-hot voxels with no positive channel)."""
         if self.ignore_index is None:
             return None
         if self.labels is not None:
             return self.labels == self.ignore_index
-        return (self.onehot == self.ignore_index).any(dim=1, keepdim=True)
+        marked = (self.onehot == self.ignore_index).any(dim=1, keepdim=True)
+        if self.empty_ignored:
+            marked = marked | ~positive(self.onehot).any(dim=1, keepdim=True)
+        return marked
+
+
+def positive(onehot: torch.Tensor) -> torch.Tensor:
+    """bool, same shape: the positive entries of a one-hot (``> 0.5``; bool as is)."""
+    return onehot if onehot.dtype == torch.bool else onehot > 0.5
 
 
 def check_ignore_index(value) -> int | None:
@@ -71,8 +82,14 @@ def check_shape(values: torch.Tensor, name: str) -> tuple[int, int, list[int]]:
     return batch, n_classes, spatial
 
 
-def parse(target: torch.Tensor, shape, *, target_name: str, ignore_index=None) -> Target:
-    """Split ``target`` by shape: one-hot ``shape`` or label map ``(B[, 1], *spatial)``."""
+def parse(
+    target: torch.Tensor, shape, *, target_name: str, ignore_index=None,
+    categorical: bool = False,
+) -> Target:
+    """Split ``target`` by shape: one-hot ``shape`` or label map ``(B[, 1], *spatial)``.
+
+    ``categorical`` (C > 1 classes, one per voxel): with ``ignore_index``, one-hot voxels with
+    no positive channel have no class and are left out, as the label value would be."""
     batch, n_classes, *spatial = shape
     if tuple(target.shape) == tuple(shape):
         onehot, labels = target, None
@@ -93,7 +110,8 @@ def parse(target: torch.Tensor, shape, *, target_name: str, ignore_index=None) -
                 f"ignore_index={ignore_index} is a class value ({kind}); choose a value "
                 "no class uses, e.g. 255 or -1"
             )
-    return Target(onehot, labels, ignore_index)
+    empty_ignored = categorical and onehot is not None and n_classes > 1
+    return Target(onehot, labels, ignore_index, empty_ignored and ignore_index is not None)
 
 
 def check_values(
@@ -105,22 +123,31 @@ def check_values(
     hint: str,
     one_positive: bool = False,
     label_hint: str = "",
+    no_empty: bool | None = False,
+    empty_hint: str = "",
 ) -> None:
     """Raise ``ValueError`` for bad values; exactly one device synchronisation.
 
     ``values`` ``(B, C, *spatial)`` are probabilities (finite, within ``CLIP_TOLERANCE`` of
     [0, 1]) or, with ``logits``, anything finite.  ``target`` as :func:`parse`; voxels with
     ``ignore_index`` are exempt.  ``one_positive``: a one-hot target must have exactly one
-    channel > 0.5 per kept voxel.  ``hint`` names the activation options (``"softmax=True"``).
+    channel > 0.5 per kept voxel; ``no_empty``: at least one (``empty_hint`` ends the
+    message); ``None``: at least one when the probabilities sum to 1 in every voxel (softmax
+    outputs: one class per voxel; multi-label probabilities do not), so an all-zero voxel
+    stays a multi-label "no region" outcome otherwise.  ``hint`` names the activation
+    options (``"softmax=True"``).
     """
     with torch.no_grad():
-        found = _counts(values, target, logits=logits, one_positive=one_positive)
-    _raise_for(found, values, target, names, hint, label_hint, logits)
+        found = _counts(values, target, logits=logits, one_positive=one_positive,
+                        no_empty=no_empty)
+    _raise_for(found, values, target, names, hint, label_hint, logits,
+               (one_positive, one_positive or no_empty is True, empty_hint or EMPTY_HINT))
 
 
-def _counts(values, target, *, logits, one_positive) -> list[float]:
+def _counts(values, target, *, logits, one_positive, no_empty) -> list[float]:
     """``[non-finite, min, max, labels outside, fractional labels, one-hot not 0/1, voxels
-    not one-positive]`` computed on the device, moved to the host in one transfer."""
+    not one-positive, voxels with no positive, voxels whose probabilities do not sum to 1]``
+    computed on the device, moved to the host in one transfer."""
     n_classes = values.shape[1]
     zero = values.new_zeros((), dtype=torch.float64)
     stats = [(~torch.isfinite(values)).sum()]
@@ -142,7 +169,7 @@ def _counts(values, target, *, logits, one_positive) -> list[float]:
             outside = outside & kept
             not_integral = None if not_integral is None else not_integral & kept
         stats += [outside.sum(), zero if not_integral is None else not_integral.sum()]
-        stats += [zero, zero]
+        stats += [zero, zero, zero, zero]
     else:
         onehot = target.onehot
         stats += [zero, zero]
@@ -150,9 +177,17 @@ def _counts(values, target, *, logits, one_positive) -> list[float]:
             zero if onehot.dtype == torch.bool
             else _masked((onehot != 0) & (onehot != 1), kept).sum()
         )
-        positives = (onehot > 0.5).sum(dim=1, keepdim=True) if one_positive else None
-        not_one = zero if positives is None else _masked(positives != 1, kept).sum()
-        stats += [not_binary, not_one]
+        positives = (
+            positive(onehot).sum(dim=1, keepdim=True)
+            if one_positive or no_empty is not False else None
+        )
+        not_one = _masked(positives != 1, kept).sum() if one_positive else zero
+        none = zero if positives is None else _masked(positives == 0, kept).sum()
+        off_simplex = zero + 1  # the probabilities say nothing (one channel, logits)
+        if no_empty is None and not logits and n_classes > 1:
+            sums = values.sum(dim=1, keepdim=True, dtype=torch.float64)
+            off_simplex = (~((sums - 1).abs() <= CLIP_TOLERANCE)).sum()
+        stats += [not_binary, not_one, none, off_simplex]
     return torch.stack([s.to(torch.float64) for s in stats]).tolist()  # the one sync
 
 
@@ -160,11 +195,19 @@ def _masked(bad: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
     return bad if kept is None else bad & kept
 
 
-def _raise_for(found, values, target, names, hint, label_hint, logits) -> None:
-    """The first problem of ``found`` as a ValueError (extra syncs only on this path)."""
+#: How to mend one-hot voxels with no positive channel (the metrics' wording).
+EMPTY_HINT = "give each voxel its class, or pass a label map"
+
+
+def _raise_for(found, values, target, names, hint, label_hint, logits, empty) -> None:
+    """The first problem of ``found`` as a ValueError (extra syncs only on this path);
+    ``empty``: (one positive channel required, voxels with none refused whatever the
+    probabilities, hint for voxels with none)."""
     ignored = target.ignored()
     kept = None if ignored is None else ~ignored
-    n_nonfinite, low, high, n_outside, n_fractional, n_not_binary, n_not_one = found
+    (n_nonfinite, low, high, n_outside, n_fractional, n_not_binary, n_not_one, n_none,
+     n_off_simplex) = found
+    one_positive, always, empty_hint = empty
     name, target_name = names
     n_classes = values.shape[1]
     if n_outside:
@@ -182,6 +225,15 @@ def _raise_for(found, values, target, names, hint, label_hint, logits) -> None:
         bad = torch.unique(onehot[_masked((onehot != 0) & (onehot != 1), kept)])[:3].tolist()
         raise ValueError(
             f"a one-hot {target_name} must hold only 0 and 1; found values such as {bad}"
+        )
+    if n_none and (always or not n_off_simplex):
+        why = (f"; {int(n_none)} voxels have no positive" if always else
+               f" (the {name} probabilities sum to 1 in every voxel, as a softmax's do); "
+               f"{int(n_none)} voxels have no positive")
+        rule = "exactly one positive channel per voxel" if one_positive else "a class per voxel"
+        raise ValueError(
+            f"a one-hot {target_name} must have {rule}{why} channel: such voxels have no "
+            f"class; {empty_hint}"
         )
     if n_not_one:
         raise ValueError(

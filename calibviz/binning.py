@@ -8,6 +8,7 @@ reduced in a fixed order, so results do not depend on the number of threads at a
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from collections.abc import Sequence
 
@@ -423,13 +424,13 @@ class BinAccumulator:
         input_dtype: the dtype of the input ``probs`` derive from, when that is not
         ``probs.dtype`` (e.g. a float32 sum of float16 channels): the edges follow it.
         """
-        if not 0 <= index < len(self.class_names):
-            raise ValueError(f"{self.where}class index {index} out of range")
+        index = _class_index(index, len(self.class_names), self.where)
         name = self.class_names[index]
         self._check_not_added([index])
         if label_value is not None and region is not None:
             raise ValueError(f"{self.where}class {name!r}: give label_value or region, "
                              "not both")
+        _not_a_string(region, "region", self.where)
         probs = np.asarray(probs)
         labels = np.asarray(labels)
         self._fix_edges(probs.dtype if input_dtype is None else np.dtype(input_dtype), name)
@@ -481,6 +482,8 @@ class BinAccumulator:
         self._check_not_added(range(n_classes))
         if classes is not None and regions is not None:
             raise ValueError(f"{self.where}give classes or regions, not both")
+        _not_a_string(classes, "classes", self.where)
+        _not_a_string(regions, "regions", self.where)
         if probs.ndim < 1 or probs.shape[0] != n_classes:
             raise ValueError(
                 f"{self.where}probabilities of shape {probs.shape} have "
@@ -736,6 +739,10 @@ def _some_values(labels: np.ndarray) -> str:
 
 def _unique_names(class_names: Sequence[str], where: str) -> tuple[str, ...]:
     """The class names as strings: at least one, each once (a name selects one class)."""
+    if isinstance(class_names, (str, bytes)):
+        raise ValueError(f"{where}class_names must be a list of names, got the string "
+                         f"{class_names!r}; pass a list of names ([{class_names!r}] for one "
+                         "class)")
     names = tuple(str(n) for n in class_names)
     if not names:
         raise ValueError(f"{where}no class names given; expected at least one class")
@@ -744,6 +751,31 @@ def _unique_names(class_names: Sequence[str], where: str) -> tuple[str, ...]:
         raise ValueError(f"{where}class names must be unique; {', '.join(map(repr, repeated))} "
                          f"repeated in {list(names)}")
     return names
+
+
+def _class_index(index, n_classes: int, where: str) -> int:
+    """``index`` as an int in ``0..n_classes - 1`` (not a bool, a float or a string)."""
+    integral = isinstance(index, numbers.Integral) and not isinstance(index, (bool, np.bool_))
+    if not integral or not 0 <= index < n_classes:
+        raise ValueError(f"{where}class index must be an integer 0..{n_classes - 1}, "
+                         f"got {index!r}")
+    return int(index)
+
+
+def _label_value(value, what: str, where: str) -> int:
+    """One label value (of ``what``) as an int: an integer or an integral float (labels are
+    integers); bools, strings and fractions are refused."""
+    if (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+            and float(value).is_integer()):
+        return int(value)
+    raise ValueError(f"{where}{what} must be integers, got {value!r}")
+
+
+def _not_a_string(value, what: str, where: str) -> None:
+    """A bare string where a list is expected would be split into characters: refuse it."""
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{where}{what} must be a list, got the string {value!r}; pass a "
+                         f"list of names or label values")
 
 
 def _edge_precision(dtype: np.dtype) -> np.dtype:
@@ -756,10 +788,13 @@ def _label_lut(members, ignore_label, declared_labels, *, strict: bool = True, w
                names: Sequence[str]):
     """uint8 ``[C, L]`` outcome table over label values ``offset .. offset + L - 1``; the
     ignore label must not be a member of any class (``names``: the classes' names)."""
+    members = [[_label_value(v, f"class {name!r}: label values", where) for v in m]
+               for name, m in zip(names, members, strict=True)]
     all_members = sorted({int(v) for m in members for v in m})
     declared = set(all_members) | {0}
     if declared_labels is not None:
-        declared |= {int(v) for v in declared_labels}
+        _not_a_string(declared_labels, "declared_labels", where)
+        declared |= {_label_value(v, "declared_labels", where) for v in declared_labels}
     if ignore_label is not None:
         if not float(ignore_label).is_integer():
             raise ValueError(f"{where}ignore_label must be an integer, got {ignore_label!r}")

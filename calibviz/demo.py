@@ -27,6 +27,29 @@ from .synthetic import (
 
 DEMO_CLASSES = {"background": 0, "liver": 1, "tumour": 2, "vessel": 3}
 OVERCONFIDENT_TEMPERATURE = 0.5
+#: Voxel grid of a demo case.
+DEMO_SHAPE = (32, 32, 20)
+#: Most cases ``calibviz demo`` writes (a typo such as 100000 would fill a disk).
+MAX_DEMO_CASES = 1000
+
+
+def demo_bytes(n_cases: int, shape=DEMO_SHAPE) -> int:
+    """Upper bound of the bytes the demo data of ``n_cases`` cases take: two models' float32
+    probability maps of every class (stored compressed, so usually less) per case."""
+    return int(n_cases) * 2 * len(DEMO_CLASSES) * int(np.prod(shape)) * 4
+
+
+def check_demo_cases(n_cases: int, shape=DEMO_SHAPE) -> int:
+    """``n_cases`` when it is 1..:data:`MAX_DEMO_CASES`; else ``ValueError`` naming the cap
+    and the size the request would write."""
+    if not 1 <= n_cases <= MAX_DEMO_CASES:
+        raise ValueError(
+            f"--cases {n_cases}: the demo writes at least 1 and at most {MAX_DEMO_CASES} "
+            f"cases (up to {demo_bytes(MAX_DEMO_CASES, shape) / 1e9:.1f} GB); {n_cases} "
+            f"would write up to {demo_bytes(max(n_cases, 0), shape) / 1e9:.1f} GB of "
+            "probability maps"
+        )
+    return n_cases
 
 
 @dataclass(frozen=True)
@@ -59,9 +82,11 @@ def _claim_folder(root: Path) -> None:
 
 
 def write_demo_dataset(
-    root: str | Path, *, n_cases: int = 10, shape=(32, 32, 20), seed: int = 2025
+    root: str | Path, *, n_cases: int = 10, shape=DEMO_SHAPE, seed: int = 2025
 ) -> DemoData:
-    """Write labels, the nnU-Net v2 folder and the MONAI folder under ``root``."""
+    """Write labels, the nnU-Net v2 folder and the MONAI folder under ``root``
+    (``n_cases`` at most :data:`MAX_DEMO_CASES`)."""
+    check_demo_cases(n_cases, shape)
     root = Path(root)
     _claim_folder(root)
     rng = np.random.default_rng(seed)

@@ -180,12 +180,17 @@ class HardL1ACELoss(_L1ACELoss):
         float64; drifts ~1e-4 relative over 10⁶ voxels).
     validate : check the batch (default True), as the torchmetrics/MONAI adapters do:
         probabilities finite and within 1e-3 of [0, 1] (logits: finite), label values in
-        ``0..C-1`` (or ``ignore_index``), one-hot values 0/1.  Costs ONE device-to-host
-        synchronisation per call (a few reductions, then one transfer); ``False`` skips it
-        (bad values are then scored silently, or fail inside torch).
+        ``0..C-1`` (or ``ignore_index``), one-hot values 0/1; with ``softmax=True``, or
+        probabilities that sum to 1 in every voxel, every one-hot voxel has a positive
+        channel (a voxel without one has no class; multi-label probabilities and
+        ``sigmoid=True`` keep all-zero voxels as "no region" outcomes).  Costs ONE
+        device-to-host synchronisation per call (a few reductions, then one transfer);
+        ``False`` skips it (bad values are then scored silently, or fail inside torch).
     ignore_index : a label value (e.g. 255) whose voxels are left out of every term, as
-        ``bin_image(..., ignore_label=...)``; also a one-hot voxel holding it in any channel.
-        Must not be a class value.  Default None: nothing is ignored.
+        ``bin_image(..., ignore_label=...)``; also a one-hot voxel holding it in any channel,
+        and (C > 1, not ``sigmoid=True``) a one-hot voxel with no positive channel — the
+        one-hot spelling of an ignored voxel.  With ``sigmoid=True`` an all-zero voxel stays
+        a multi-label "no region" outcome.  Must not be a class value.  Default None.
 
     Probabilities within 1e-3 outside [0, 1] are clipped (as ``bin_image``; clipped values
     get no gradient).  Edges are rounded to the dtype of the probabilities that are binned:

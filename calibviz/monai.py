@@ -120,7 +120,9 @@ class CalibrationErrorMetric(CumulativeIterationMetric):
         MONAI's ``right`` argument is not accepted: its documented meaning is the opposite of
         what it does (see below), so a config passing it should be looked at, not translated.
     validate_args : check that probabilities are finite and within 1e-3 of [0, 1] (those
-        within are clipped) and that one-hot targets hold 0/1 (one synchronisation per call).
+        within are clipped) and that one-hot targets hold 0/1, with a positive channel in
+        every voxel when the probabilities sum to 1 there (or ``softmax``): a voxel with no
+        class is refused, not scored as negative of every class (one synchronisation).
 
     ``y_pred`` ``(B, C, *spatial)`` probabilities; ``y`` one-hot ``(B, C, *spatial)`` as for
     MONAI's metrics (a label map ``(B, 1, *spatial)`` with values ``0..C-1`` also works when

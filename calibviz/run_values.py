@@ -158,13 +158,14 @@ def load_run(path: str | os.PathLike, *, name: str | None = None,
     """Read a results folder: a calibviz run (``stats.npz``, else ``per_image.csv``) or the
     reference layout. ``absent`` recomputes a calibviz run's values with that policy (default:
     the policy the run used). Raises ``ValueError`` naming the folder otherwise."""
-    from .store import load_results
+    from .store import check_finished, load_results
 
     folder = Path(path)
     name = name or folder.name or str(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder (expected a results folder from "
                          "`calibviz evaluate` or one in the reference layout)")
+    check_finished(folder)
     if (folder / "stats.npz").is_file():
         results = load_results(folder / "stats.npz")
         policy = absent or results.options.get("absent", "include")

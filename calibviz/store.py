@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import zipfile
@@ -173,6 +174,7 @@ def load_results(path: str | os.PathLike) -> Results:
     """Read a ``stats.npz`` written by :func:`save_results` (or ``calibviz evaluate``); a
     folder means its ``stats.npz``."""
     path = Path(path)
+    check_finished(path if path.is_dir() else path.parent)
     if path.is_dir():
         path = path / STATS_FILE
     if not path.exists():
@@ -252,6 +254,32 @@ def holds_run(out_dir: str | os.PathLike) -> bool:
     """True when ``out_dir`` holds the results (or the partial store) of a run."""
     out_dir = Path(out_dir)
     return any((out_dir / name).exists() for name in (*RUN_MARKERS, ".partial"))
+
+
+def check_finished(folder: str | os.PathLike) -> None:
+    """``ValueError`` (one line) when ``folder`` holds an interrupted run: the partial store
+    of ``calibviz evaluate`` and no ``run.json`` (which a run writes last, before removing
+    the store). Its reports may be there but are not a finished run's (problems are lost).
+    A region-of-interest set ``roi-*/`` without its ``run.json`` belongs to the run above."""
+    folder = Path(folder)
+    run = folder
+    if folder.name.startswith(ROI_PREFIX) and (folder.parent / PARTIAL_DIR).is_dir():
+        run = folder.parent
+    if not (run / PARTIAL_DIR).is_dir() or (folder / "run.json").is_file():
+        return
+    n_cases = sum(1 for f in (run / PARTIAL_DIR).glob("*.npz")
+                  if not f.name.endswith(".roi.npz"))
+    try:
+        stored = json_object((run / PARTIAL_DIR / RUN_OPTIONS).read_text(encoding="utf-8"))
+        inputs = " ".join(shlex.quote(str(stored[key])) for key in ("pred_dir", "label_dir"))
+    except (OSError, ValueError, KeyError):
+        inputs = "PRED LABELS"
+    missing = "run.json" if run == folder else f"{folder.name}/run.json"
+    raise ValueError(
+        f"{run} holds an interrupted run ({n_cases} cases evaluated, {PARTIAL_DIR}/ kept, "
+        f"no {missing}): finish it with calibviz evaluate {inputs} --out "
+        f"{shlex.quote(str(run))} --resume (and the options it was started with)"
+    )
 
 
 def clear_outputs(out_dir: str | os.PathLike, *, keep_partial: bool = False) -> int:

@@ -46,7 +46,9 @@ class MarginalCalibrationError(Metric):
         or ``"left"`` (``e_k <= p < e_{k+1}``, ``p = 1`` in the last bin), as ``bin_image``.
     validate_args : check inputs (one device synchronisation per update): finite
         probabilities within 1e-3 of [0, 1] (those within are clipped, as calibviz does),
-        label values ``0..C-1``, one-hot values 0/1.  ``False`` skips the checks.
+        label values ``0..C-1``, one-hot values 0/1 (with ``softmax``, or probabilities
+        summing to 1 in every voxel: a positive channel in every voxel).  ``False`` skips
+        the checks.
     kwargs : passed to ``torchmetrics.Metric`` (``dist_sync_on_step``, ``sync_on_compute``, ...).
 
     ``update(preds, target)``: ``preds`` ``(B, C, *spatial)`` probabilities (logits with

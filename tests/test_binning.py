@@ -549,3 +549,56 @@ def test_label_map_with_a_channel_axis_names_the_shapes_passed():
     with pytest.raises(ValueError, match=r"probabilities \(3, 8, 8, 4\).*labels "
                                          r"\(2, 8, 8, 4\).*\(8, 8, 4\)"):
         bin_image(probs, np.stack([labels, labels]))
+
+
+def _three_classes(seed=70):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(3), size=(6, 5)).transpose(2, 0, 1).astype(np.float32)
+    return probs, rng.integers(0, 3, size=(6, 5))
+
+
+@pytest.mark.parametrize("value", [1.5, "1", True, np.bool_(True), None])
+def test_accumulator_label_values_must_be_integers(value):
+    probs, labels = _three_classes()
+    accumulator = BinAccumulator(["a", "b", "c"])
+    if value is None:  # a region given as a bare string is split into characters: refused
+        with pytest.raises(ValueError, match=r"region must be a list, got the string '12'"):
+            accumulator.add_class(0, probs[0], labels, region="12")
+        return
+    message = rf"class 'a': label values must be integers, got {value!r}"
+    with pytest.raises(ValueError, match=message):
+        accumulator.add_class(0, probs[0], labels, label_value=value)
+    with pytest.raises(ValueError, match="class 'c': label values must be integers"):
+        bin_image(probs, labels, classes=[0, 1, value], class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="class 'region2': label values must be integers"):
+        bin_image(probs, labels, regions=[[0], [1], [2, value]])
+    declared = rf"declared_labels must be integers, got {value!r}"
+    with pytest.raises(ValueError, match=declared):
+        bin_image(probs, labels, declared_labels=[0, 1, 2, value])
+    # integral floats and numpy integers are label values like any other
+    exact = bin_image(probs, labels)
+    for values in ([0.0, 1.0, 2.0], list(np.arange(3))):
+        got = bin_image(probs, labels, classes=values)
+        for field in ("count", "sum_p", "sum_y", "tp", "fp", "fn", "tn"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(exact, field))
+
+
+@pytest.mark.parametrize("index", [True, np.bool_(False), 1.0, "0", None])
+def test_accumulator_class_index_must_be_an_int(index):
+    probs, labels = _three_classes()
+    accumulator = BinAccumulator(["a", "b", "c"], where="case 9: ")
+    message = rf"case 9: class index must be an integer 0..2, got {index!r}"
+    with pytest.raises(ValueError, match=message):
+        accumulator.add_class(index, probs[0], labels, label_value=0)
+    accumulator.add_class(np.int64(2), probs[2], labels, label_value=2)  # numpy ints are fine
+
+
+def test_class_names_as_a_bare_string_are_refused():
+    message = r"class_names must be a list of names, got the string 'abc'"
+    with pytest.raises(ValueError, match=message):
+        BinAccumulator("abc")
+    probs, labels = _three_classes()
+    with pytest.raises(ValueError, match="pass a list of names"):
+        bin_image(probs, labels, class_names="abc")
+    with pytest.raises(ValueError, match="pass a list of names"):
+        bin_image(probs, labels, classes="012")

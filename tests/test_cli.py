@@ -635,3 +635,26 @@ def test_evaluate_folder_takes_the_run_level_options(tmp_path):
         evaluate_folder(tmp_path / "pred", tmp_path / "labels", absent="drop")
     with pytest.raises(TypeError, match="unknown option.*absnt.*absent, bootstrap, seed"):
         evaluate_folder(tmp_path / "pred", tmp_path / "labels", absnt="exclude")
+
+
+def test_demo_cases_are_capped_before_anything_is_written(tmp_path):
+    """A typo such as --cases 100000 would write tens of GB: refused with the cap and the
+    size it would write, before the folder is touched; the cap itself is accepted."""
+    from calibviz.demo import MAX_DEMO_CASES, demo_bytes, write_demo_dataset
+
+    folder = tmp_path / "demo"
+    for cases in (MAX_DEMO_CASES + 1, 100000):
+        result = runner.invoke(app, ["demo", str(folder), "--cases", str(cases), "--quiet"])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        line = result.output.strip()
+        assert len(line.splitlines()) == 1, line
+        assert f"--cases {cases}" in line and f"at most {MAX_DEMO_CASES}" in line, line
+        assert f"{demo_bytes(cases) / 1e9:.1f} GB" in line, line
+        assert not folder.exists()
+    with pytest.raises(ValueError, match=f"at most {MAX_DEMO_CASES}"):
+        write_demo_dataset(folder, n_cases=MAX_DEMO_CASES + 1)
+    assert not folder.exists()
+    # the estimate is an upper bound of what is written (float32 maps, before compression)
+    written = write_demo_dataset(folder, n_cases=2, shape=(8, 8, 4)).root
+    size = sum(p.stat().st_size for p in written.rglob("*") if p.is_file())
+    assert size <= demo_bytes(2, shape=(8, 8, 4)) + 64 * 1024

@@ -484,3 +484,42 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, flag):
     finally:
         os.close(held)
     assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
+
+
+def test_interrupted_run_is_refused_by_readers_until_resumed(tmp_path):
+    """A run killed after its CSVs and stats.npz but before run.json (``.partial/`` still
+    there, no run.json) is no finished run: report, plot, compare, sweep and load_results
+    say so in one line and point at --resume; resuming makes it readable."""
+    from calibviz import save_results
+    from calibviz.store import PARTIAL_DIR
+
+    pred, labels = write_float_folder(tmp_path)
+    out, other = tmp_path / "out", tmp_path / "other"
+    assert_clean(evaluate(pred, labels, "--out", other, "--workers", 1, "--no-figures"), 0)
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures"), 0)
+    (out / "saved-partial").rename(out / PARTIAL_DIR)  # killed before run.json was written
+    for name in ("run.json", "problems.csv"):
+        (out / name).unlink(missing_ok=True)
+    assert (out / "stats.npz").is_file() and (out / "per_image.csv").is_file()
+    said = f"{out} holds an interrupted run"
+    for command in (["report", out], ["plot", out], ["compare", other, out],
+                    ["compare", out, other], ["sweep", out, "--bins", "5"],
+                    ["report", other, "--compare", out]):
+        result = runner.invoke(app, list(map(str, command)))
+        assert_clean(result, 2)
+        line = result.output.strip()
+        assert said in line and "--resume" in line and len(line.splitlines()) == 1, line
+    for path in (out, out / "stats.npz"):
+        with pytest.raises(ValueError, match="holds an interrupted run.*--resume"):
+            load_results(path)
+    (out / "stats.npz").unlink()  # killed even earlier: per_image.csv only
+    for command in (["report", out], ["compare", other, out]):
+        assert said in runner.invoke(app, list(map(str, command))).output
+    # finished: readable again; a stats.npz saved by the library alone is unaffected
+    assert_clean(evaluate(pred, labels, "--out", out, "--workers", 1, "--no-figures",
+                          "--resume"), 0)
+    assert_clean(runner.invoke(app, ["report", str(out)]), 0)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    save_results(alone / "stats.npz", load_results(out))
+    assert load_results(alone).cases == load_results(out).cases

@@ -681,3 +681,74 @@ def test_soft_loss_with_empty_weight_zero_is_finite():
     torch.testing.assert_close(got.detach(), tiny, rtol=0, atol=0)
     got.sum().backward()
     assert torch.isfinite(p.grad).all()
+
+
+def _zero_voxel_targets(seed, ignore=255):
+    """Softmax probabilities, a one-hot target with all-zero voxels and the label map with
+    ``ignore`` at those voxels."""
+    probs, labels = softmax_case(seed)
+    onehot = np.stack([labels == c for c in range(3)], axis=1).astype(np.float32)
+    onehot[:, :, :2] = 0
+    onehot[1, :, 3:, :2] = 0
+    marked = labels.copy()
+    marked[(onehot == 0).all(axis=1)] = ignore
+    return probs, onehot, marked
+
+
+@pytest.mark.parametrize("loss_class", ALL_LOSSES)
+@pytest.mark.parametrize("softmax", [False, True])
+@pytest.mark.parametrize("ignore", [255, -1, 7])
+def test_one_hot_voxels_without_class_are_left_out_with_ignore_index(loss_class, softmax, ignore):
+    probs, onehot, marked = _zero_voxel_targets(31, ignore)
+    p = torch.from_numpy(np.log(probs) if softmax else probs)
+    loss = loss_class(softmax=softmax, ignore_index=ignore)
+    from_onehot = loss(p, torch.from_numpy(onehot))
+    from_labels = loss(p, torch.from_numpy(marked))
+    assert torch.equal(from_onehot, from_labels)
+    for target in (onehot.astype(bool), onehot.astype(np.uint8)):
+        assert torch.equal(loss(p, torch.from_numpy(target)), from_labels)
+    if loss_class in (HardL1ACELoss, SoftL1ACELoss):
+        binning = "hard" if loss_class is HardL1ACELoss else "soft"
+        got = loss_class(reduction="none", ignore_index=ignore)(
+            torch.from_numpy(probs), torch.from_numpy(onehot))
+        want = expected_ace(probs, marked, binning, ignore_label=ignore)
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_class", ALL_LOSSES)
+def test_one_hot_voxels_without_class_are_refused_under_softmax(loss_class):
+    probs, onehot, _ = _zero_voxel_targets(32)
+    with pytest.raises(ValueError, match=r"no positive channel.*have no class.*ignore_index="):
+        loss_class(softmax=True)(torch.from_numpy(np.log(probs)), torch.from_numpy(onehot))
+    loss_class(softmax=True, validate=False)(  # not checked: scored as negatives, as before
+        torch.from_numpy(np.log(probs)), torch.from_numpy(onehot))
+    # probabilities that sum to 1 in every voxel are softmax outputs: one class per voxel
+    with pytest.raises(ValueError, match=r"no positive channel: such voxels have no class"):
+        loss_class()(torch.from_numpy(probs), torch.from_numpy(onehot))
+    # multi-label probabilities (not summing to 1): an all-zero voxel is a "no region" outcome
+    multi = np.clip(probs * 1.5, 0, 1).astype(np.float32)
+    if loss_class not in (HardL1ACEAndDiceCELoss, SoftL1ACEAndDiceCELoss):  # CE: one class
+        loss_class()(torch.from_numpy(multi), torch.from_numpy(onehot))
+
+
+@pytest.mark.parametrize("loss_class", [HardL1ACELoss, SoftL1ACELoss])
+def test_multi_label_all_zero_voxels_stay_outcomes_under_sigmoid(loss_class):
+    """sigmoid=True: an all-zero voxel is a legitimate "no region" outcome, ignore_index or
+    not (ignored voxels are those marked with the value)."""
+    rng = np.random.default_rng(33)
+    logits = rng.normal(size=(2, 3, 40)) * 2
+    multi = (rng.random((2, 3, 40)) < 0.3).astype(np.float32)
+    multi[:, :, :5] = 0
+    plain = loss_class(sigmoid=True, reduction="none")(
+        torch.from_numpy(logits), torch.from_numpy(multi))
+    marked = multi.copy()
+    marked[:, :, 5:8] = 255
+    with_ignore = loss_class(sigmoid=True, reduction="none", ignore_index=255)(
+        torch.from_numpy(logits), torch.from_numpy(marked))
+    binning = "hard" if loss_class is HardL1ACELoss else "soft"
+    sig = 1 / (1 + np.exp(-logits))
+    keep = np.ones(40, bool)
+    keep[5:8] = False
+    np.testing.assert_allclose(plain.numpy(), expected_ace(sig, multi > 0.5, binning), atol=1e-6)
+    np.testing.assert_allclose(with_ignore.numpy(), expected_ace(
+        sig[:, :, keep], multi[:, :, keep] > 0.5, binning), atol=1e-6)

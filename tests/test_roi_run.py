@@ -294,3 +294,28 @@ def test_report_holds_the_region_sets_numbers_and_survives_a_broken_one(tmp_path
     assert page.h2[-1].startswith("7. Region of interest: ") and len(page.h2) == 7
     words = " ".join("".join(page.text).split())
     assert "could not be read" in words and region.name in words
+
+
+def test_region_set_of_an_interrupted_run_is_refused(tmp_path):
+    """Killed while writing the region-of-interest set (the run's partial store still there,
+    the set's run.json not yet written): reading the set says the run is interrupted."""
+    from calibviz import load_results
+    from calibviz.store import PARTIAL_DIR
+
+    pred, labels, _ = write_folder(tmp_path, n_cases=2)
+    out = tmp_path / "out"
+    common = ("--workers", 1, "--bootstrap", 0, "--no-figures")
+    assert evaluate(pred, labels, "--out", out, "--roi", "box:1", *common).exit_code == 0
+    roi = out / "roi-box-1mm"
+    load_results(roi)  # finished: readable
+    (out / PARTIAL_DIR).mkdir()
+    load_results(roi)  # the set's own run.json is there: finished
+    (roi / "run.json").unlink()
+    with pytest.raises(ValueError, match=rf"{out} holds an interrupted run.*--resume"):
+        load_results(roi)
+    from typer.testing import CliRunner
+
+    from calibviz.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(roi)])
+    assert result.exit_code == 2 and "interrupted run" in result.output

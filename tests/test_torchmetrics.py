@@ -373,3 +373,22 @@ def test_cuda_equals_engine(dtype):
     on_cpu = MarginalCalibrationError(3)
     on_cpu.update(torch.from_numpy(probs).cuda(), torch.from_numpy(labels).cuda())
     assert_matches(on_cpu.compute(), engine_stats(probs, labels, 20))
+
+
+def test_softmax_one_hot_voxels_without_class_are_refused():
+    """softmax=True: every voxel has one class, so a one-hot voxel with no positive channel
+    (a padded or masked one-hot) is refused instead of scored as negative for every class;
+    without softmax, probabilities summing to 1 in every voxel say the same; others are
+    multi-label, where an all-zero voxel is a "no region" outcome."""
+    probs, labels = softmax_batch(40, dtype=np.float32)
+    onehot = np.stack([labels == c for c in range(3)], axis=1).astype(np.float32)
+    onehot[:, :, :2] = 0
+    logits = np.log(probs)
+    with pytest.raises(ValueError, match="no positive channel.*have no class"):
+        run(MarginalCalibrationError(3, softmax=True), logits, onehot)
+    run(MarginalCalibrationError(3, softmax=True, validate_args=False), logits, onehot)
+    with pytest.raises(ValueError, match="sum to 1 in every voxel.*have no class"):
+        run(MarginalCalibrationError(3), probs, onehot)  # softmax probabilities
+    multi = np.clip(probs * 1.5, 0, 1).astype(np.float32)  # multi-label probabilities
+    result = run(MarginalCalibrationError(3), multi, onehot)
+    assert_matches(result, engine_stats(multi, onehot.astype(bool), 20))

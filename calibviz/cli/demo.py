@@ -13,7 +13,8 @@ from .common import describe, fail
 def demo(
     folder: Annotated[Path, typer.Argument(help="Where to write the demo data and results.")]
     = Path("calibviz-demo"),
-    cases: Annotated[int, typer.Option(min=2, help="Number of synthetic cases.")] = 10,
+    cases: Annotated[int, typer.Option(
+        min=2, help="Number of synthetic cases (at most 1000).")] = 10,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes.")]
     = None,
     figures: Annotated[bool, typer.Option(help="Draw the figures.")] = True,
@@ -21,11 +22,15 @@ def demo(
 ) -> None:
     """Write a synthetic dataset (an nnU-Net v2 and a MONAI folder from two simulated
     models) and evaluate the over-confident nnU-Net model on it."""
-    from ..demo import OVERCONFIDENT_TEMPERATURE, write_demo_dataset
+    from ..demo import OVERCONFIDENT_TEMPERATURE, check_demo_cases, write_demo_dataset
     from ..loop import warm_up
     from ..options import EvalOptions
     from .evaluate import run_with_progress
 
+    try:
+        check_demo_cases(cases)
+    except ValueError as error:
+        fail(str(error))
     warm_up()  # the first run after installing compiles the kernel meanwhile
     try:
         data = write_demo_dataset(folder, n_cases=cases)

@@ -26,7 +26,7 @@ WORST_CASES = 8
 def load_run_folder(folder: str | os.PathLike) -> tuple[Path, Results]:
     """The run folder and its results; ``ValueError`` (one line) when ``folder`` is not a
     calibviz results folder or its ``stats.npz`` cannot be read."""
-    from ..store import STATS_FILE, load_results
+    from ..store import STATS_FILE, check_finished, load_results
 
     folder = Path(folder)
     if folder.is_file() and folder.name == STATS_FILE:
@@ -34,6 +34,7 @@ def load_run_folder(folder: str | os.PathLike) -> tuple[Path, Results]:
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder (expected the --out folder of "
                          "calibviz evaluate)")
+    check_finished(folder)
     if not (folder / STATS_FILE).is_file():
         if (folder / "run.json").is_file() and (folder / "problems.csv").is_file():
             raise ValueError(f"{folder} holds a run in which no case was evaluated: nothing "
