@@ -214,9 +214,11 @@ def _raise_for(found, values, target, names, hint, label_hint, logits, empty) ->
         labels = target.labels
         outside = _masked((labels < 0) | (labels >= n_classes), kept)
         bad = [_plain(v) for v in torch.unique(labels[outside])[:3].tolist()]
+        one_channel = ("; with one channel, give the target as (B, 1, *spatial) 0/1 "
+                       "outcomes (1 = the channel's class)" if n_classes == 1 else "")
         raise ValueError(
             f"{target_name} holds label values {bad} outside 0..{n_classes - 1} "
-            f"({n_classes} channels) in {int(n_outside)} voxels{label_hint}"
+            f"({n_classes} channels) in {int(n_outside)} voxels{one_channel or label_hint}"
         )
     if n_fractional:
         raise ValueError(f"a label-map {target_name} must hold integer class values")

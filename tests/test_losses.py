@@ -752,3 +752,18 @@ def test_multi_label_all_zero_voxels_stay_outcomes_under_sigmoid(loss_class):
     np.testing.assert_allclose(plain.numpy(), expected_ace(sig, multi > 0.5, binning), atol=1e-6)
     np.testing.assert_allclose(with_ignore.numpy(), expected_ace(
         sig[:, :, keep], multi[:, :, keep] > 0.5, binning), atol=1e-6)
+
+
+def test_one_channel_label_map_message_says_how_to_give_the_target():
+    """A one-channel (binary) model given a (B, *spatial) 0/1 label map: the message says
+    to give the target as (B, 1, *spatial) outcomes, which then equals bin_image."""
+    rng = np.random.default_rng(41)
+    probs = rng.random((2, 1, 5, 4, 3))
+    labels = (rng.random((2, 5, 4, 3)) < probs[:, 0]).astype(np.int64)
+    with pytest.raises(ValueError, match=r"with one channel, give the target as "
+                                         r"\(B, 1, \*spatial\) 0/1 outcomes"):
+        HardL1ACELoss(reduction="none")(torch.from_numpy(probs), torch.from_numpy(labels))
+    loss = HardL1ACELoss(reduction="none")(torch.from_numpy(probs),
+                                           torch.from_numpy(labels[:, None]))
+    np.testing.assert_allclose(loss.numpy().ravel(),
+                               expected_ace(probs, labels[:, None], "hard").ravel())
