@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aggregate import included
+from .aggregate import absent_policy, included
 from .intervals import honest_interval, images_per_class
 from .metrics import debiased_ce
 from .options import check_confidence, check_resamples, check_seed
@@ -212,9 +212,11 @@ class SumArrays:
     empty_weight: float = 0.01
 
     @classmethod
-    def stack(cls, stats: Sequence[BinStats], *, absent: str = "include") -> SumArrays:
-        """``[n_images, C, B]`` sums of per-image BinStats; classes left out by the absent
-        policy are zeroed, as :func:`calibviz.aggregate.pool` does."""
+    def stack(cls, stats: Sequence[BinStats], *, absent: str | None = None) -> SumArrays:
+        """``[n_images, C, B]`` sums of per-image BinStats or a Results (its run's policy by
+        default); classes the absent policy leaves out are zeroed, as ``pool`` does."""
+        absent = absent_policy(stats, absent)
+        stats = list(getattr(stats, "stats", stats))
         if not stats:
             raise ValueError("no images to stack (the list of BinStats is empty)")
         keep = np.stack([included(s, absent) for s in stats]).astype(np.float64)
@@ -394,13 +396,13 @@ def bootstrap_samples(n_bootstrap: int = 10000, seed: int | None = 0, *,
 
 def micro_interval(stats: Sequence[BinStats], metrics: Sequence[str] = SUM_METRICS,
                    n_bootstrap: int = 10000, seed: int | None = 0, *,
-                   confidence: float = 0.95, absent: str = "include"
+                   confidence: float = 0.95, absent: str | None = None
                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Bootstrap interval of each micro (pooled-sums) metric per class: images are
     resampled and their sums added, no voxel is read again. Returns
     ``{metric: (low [C], high [C])}``."""
     check_settings(n_bootstrap, confidence, seed)
-    stack = SumArrays.stack(list(stats), absent=absent)
+    stack = SumArrays.stack(stats, absent=absent)
     if n_bootstrap == 0:
         nan = np.full(stack.n_classes, np.nan)
         return {name: (nan, nan.copy()) for name in metrics}
@@ -422,19 +424,17 @@ def check_band(n_bootstrap: int, n_classes: int, n_bins: int) -> None:
 
 def pooled_frequency_band(stats: Sequence[BinStats], n_bootstrap: int = 2000,
                           seed: int | None = 0, *, confidence: float = 0.95,
-                          absent: str = "include") -> tuple[np.ndarray, np.ndarray]:
+                          absent: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image-bootstrap band of the pooled (micro) reliability curve: per class and bin the
     percentile interval of ``Σ sum_y / Σ count`` over resampled images, and as a last row
     the same for all classes pooled. Returns ``(low, high)``, float64 ``[C + 1, B]`` (NaN
     where resamples leave the bin empty)."""
     check_settings(n_bootstrap, confidence, seed)
-    stats = list(stats)
-    check_band(n_bootstrap, stats[0].n_classes if stats else 0, stats[0].n_bins if stats else 0)
-    count = np.stack([np.where(included(s, absent)[:, None], s.count, 0) for s in stats])
-    sum_y = np.stack([np.where(included(s, absent)[:, None], s.sum_y, 0) for s in stats])
-    n_images, n_classes, n_bins = count.shape
-    count = np.concatenate([count, count.sum(axis=1, keepdims=True)], axis=1)
-    sum_y = np.concatenate([sum_y, sum_y.sum(axis=1, keepdims=True)], axis=1)
+    stack = SumArrays.stack(stats, absent=absent)  # classes left out: zero
+    n_images, n_classes, n_bins = stack.count.shape
+    check_band(n_bootstrap, n_classes, n_bins)
+    count = np.concatenate([stack.count, stack.count.sum(axis=1, keepdims=True)], axis=1)
+    sum_y = np.concatenate([stack.sum_y, stack.sum_y.sum(axis=1, keepdims=True)], axis=1)
     flat_count = count.reshape(n_images, -1).astype(np.float64)
     flat_y = sum_y.reshape(n_images, -1)
     samples = np.empty((n_bootstrap, flat_count.shape[1]))

@@ -17,6 +17,7 @@ from calibviz import (
     summarize,
 )
 from calibviz.aggregate import dropped_cases, mean_over_classes, reference_pooled_curve
+from calibviz.bootstrap import SumArrays, micro_interval, pooled_frequency_band
 from calibviz.estimators import dataset_classwise_ece
 from calibviz.stats import column_normalised, images_per_column
 from calibviz.sweep import sweep_table
@@ -338,6 +339,9 @@ AGGREGATES = {
     "dropped cases": lambda s, **kw: dropped_cases(s, **kw),
     "sweep table": lambda s, **kw: sweep_table(s, [5, 10], **kw)[["macro", "micro"]].to_numpy(),
     "classwise ece": lambda s, **kw: dataset_classwise_ece(s, **kw),
+    "micro interval": lambda s, **kw: micro_interval(s, ("ece",), 200, 1, **kw)["ece"],
+    "curve band": lambda s, **kw: pooled_frequency_band(s, 200, 1, **kw),
+    "stacked sums": lambda s, **kw: SumArrays.stack(s, **kw).count,
 }
 
 
