@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..aggregate import absent_policy, mean_over_classes, per_image_metrics
+from ..aggregate import absent_policy, macro_summary, mean_over_classes
 from ..results import Results
 from ..stats import BinStats
 
@@ -72,15 +72,9 @@ def figure_classes(results: Results, classes: Sequence[int | str] | None = None,
         return resolve_classes(first, classes), ""
     if first.n_classes <= limit:
         return None, ""
-    ace = per_image_metrics(results.stats, absent=absent_policy(results, absent))["ace"]
-    finite = np.isfinite(ace)
-    counts = finite.sum(axis=0)
-    means = np.where(counts > 0, np.where(finite, ace, 0.0).sum(axis=0) / np.maximum(counts, 1),
-                     np.nan)
-    order = sorted(range(len(means)),
-                   key=lambda c: (math.isnan(means[c]), -np.nan_to_num(means[c])))
-    return sorted(order[:limit]), (f"{limit} of {first.n_classes} classes (those with the "
-                                   "highest mean ACE)")
+    means = macro_summary(results.stats, absent=absent_policy(results, absent))["ace"]["mean"]
+    return sorted(_highest(means[:-1], limit)), (f"{limit} of {first.n_classes} classes "
+                                                 "(those with the highest mean ACE)")
 
 
 def _label_values(stats: BinStats, class_labels) -> dict[str, str]:
@@ -166,7 +160,11 @@ def select_cases(results: Results, cases=None, *, max_cases: int = 12,
 
 def _worst(results: Results, count: int, absent: str) -> list[int]:
     """Indices of the ``count`` cases with the highest mean ACE (NaN last, stable order)."""
-    scores = mean_over_classes(results.stats, "ace", absent=absent)
+    return _highest(mean_over_classes(results.stats, "ace", absent=absent), count)
+
+
+def _highest(scores: np.ndarray, count: int) -> list[int]:
+    """Indices of the ``count`` highest ``scores`` (NaN last, ties in index order)."""
     order = sorted(range(len(scores)),
                    key=lambda i: (math.isnan(scores[i]), -np.nan_to_num(scores[i])))
     return order[:count]
